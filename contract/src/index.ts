@@ -1,0 +1,19 @@
+export { apiContract, type ApiContract, type RouteMetadata } from './contract.js';
+export { buildOpenApiDocument } from './openapi.js';
+export {
+  BACKUP_ID_MAX_LENGTH,
+  BACKUP_ID_PATTERN,
+  BACKUP_NAME_PREFIX_PATTERN,
+  BackupSchema,
+  BackupSidecarSchema,
+  ComponentHealthSchema,
+  HealthSchema,
+  InfoSchema,
+  isBackupId,
+  JobConflictSchema,
+  JobSchema,
+  JobStatusSchema,
+  ProblemSchema,
+  TriggerSchema,
+} from './schemas.js';
+export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './schemas.js';

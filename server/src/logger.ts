@@ -1,0 +1,45 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import winston from 'winston';
+
+/** Fields attached to every log line written inside a backup job (jobId, backupId, ...). */
+export type LogContext = Record<string, string | number | null>;
+
+const context = new AsyncLocalStorage<LogContext>();
+
+/** Runs `fn` with `fields` added to every log line it (and what it awaits) writes. */
+export function withLogContext<T>(fields: LogContext, fn: () => T): T {
+  return context.run({ ...context.getStore(), ...fields }, fn);
+}
+
+/** Adds fields to the current context (e.g. backupId once it is known). */
+export function addLogContext(fields: LogContext): void {
+  const store = context.getStore();
+  if (store) Object.assign(store, fields);
+}
+
+const attachContext = winston.format((info) => Object.assign(info, context.getStore()));
+
+export type Logger = winston.Logger;
+
+export function createLogger(opts: { format: 'json' | 'plain'; level: string }): Logger {
+  const base = [winston.format.timestamp(), attachContext()];
+  return winston.createLogger({
+    level: opts.level,
+    format:
+      opts.format === 'json'
+        ? winston.format.combine(...base, winston.format.json())
+        : winston.format.combine(
+            ...base,
+            winston.format.printf(({ timestamp, level, message, ...rest }) => {
+              const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
+              return `${String(timestamp)} ${level.toUpperCase().padEnd(5)} ${String(message)}${extra}`;
+            }),
+          ),
+    transports: [new winston.transports.Console()],
+  });
+}
+
+/** A logger that writes nothing, for unit tests. */
+export function silentLogger(): Logger {
+  return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
+}

@@ -1,0 +1,90 @@
+import type { Readable } from 'node:stream';
+
+/** An object in a storage backend, named relative to the backend's directory or key prefix. */
+export interface StoredObject {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly lastModified: Date;
+}
+
+export interface ReadRange {
+  /** First byte, inclusive. */
+  readonly start: number;
+  /** Last byte, inclusive. */
+  readonly end: number;
+}
+
+/**
+ * The one seam between the service and where backups live. Names are plain file names (no
+ * separators); every implementation refuses anything else (invariant 7, defence in depth).
+ *
+ * Publishing is the caller's job: `putStream` stores a dump under its final name but nothing
+ * lists as a backup until `putSmall` writes its sidecar (invariant 1).
+ */
+export interface Storage {
+  readonly backend: 'local' | 's3';
+  /** Human-readable location without secrets, e.g. `s3://bucket/prefix` or `/backups`. */
+  readonly location: string;
+
+  /**
+   * Streams `body` to `name`. On any failure (body error, abort, backend error) nothing is left
+   * under `name` or in a temporary place (local temp file removed, S3 multipart upload aborted)
+   * and the error is rethrown. Resolves once the object is durably stored.
+   */
+  putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }>;
+
+  /** Atomically writes a small object (a sidecar): readers see the old state or the whole new one. */
+  putSmall(name: string, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** Reads an object (or a byte range of it) as a stream. Throws StorageNotFoundError when absent. */
+  get(name: string, opts?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable>;
+
+  /** Reads a small object whole. Throws StorageNotFoundError when absent. */
+  getSmall(name: string, opts?: { signal?: AbortSignal }): Promise<Buffer>;
+
+  /** Size and date of an object, or null when absent. */
+  stat(name: string): Promise<StoredObject | null>;
+
+  /** Deletes an object; deleting an absent object is not an error. */
+  delete(name: string): Promise<void>;
+
+  /**
+   * Every object directly under the directory/prefix (all pages). Throws when the listing fails
+   * or cannot be completed: callers (retention, index) must never act on a partial listing.
+   */
+  list(opts?: { signal?: AbortSignal }): Promise<StoredObject[]>;
+
+  /**
+   * Removes what interrupted writes left behind and started before `olderThan` (local temp
+   * files; S3 multipart uploads where the backend can list them). Returns what it removed.
+   */
+  cleanupIncomplete(olderThan: Date): Promise<string[]>;
+
+  /** Throws when the backend is not reachable/writable (S3 HeadBucket; local dir writable). */
+  check(opts?: { signal?: AbortSignal }): Promise<void>;
+}
+
+export class StorageNotFoundError extends Error {
+  readonly code = 'STORAGE_NOT_FOUND';
+  constructor(readonly objectName: string) {
+    super(`no such object: ${objectName}`);
+    this.name = 'StorageNotFoundError';
+  }
+}
+
+export class StorageError extends Error {
+  readonly code = 'STORAGE_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageError';
+  }
+}
+
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+/** Throws unless `name` is a plain file name: no separators, no `..`, no NUL. */
+export function assertSafeName(name: string): void {
+  if (!SAFE_NAME.test(name) || name.includes('..')) {
+    throw new StorageError(`refusing unsafe object name ${JSON.stringify(name.slice(0, 80))}`);
+  }
+}
