@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { BACKUP_NAME_PREFIX_PATTERN } from '@db-backup-service/contract';
+import { validateCronExpression } from 'cron';
 import { formatIsoDuration, parseDuration } from './duration.js';
 
 export type StorageConfig =
@@ -137,8 +138,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     intervalMs = 24 * 3600 * 1000;
   }
   const cron = raw('BACKUP_CRON') ?? null;
-  if (cron !== null && cron.split(/\s+/).length < 5) {
-    report('BACKUP_CRON', `"${cron}" is not a cron expression`, 'Use five or six fields, e.g. "0 3 * * *" for 03:00 every day, or unset it to use BACKUP_INTERVAL.');
+  if (cron !== null && !validateCronExpression(cron).valid) {
+    report('BACKUP_CRON', `"${cron}" is not a valid cron expression`, 'Use five or six fields, e.g. "0 3 * * *" for 03:00 every day, or unset it to use BACKUP_INTERVAL.');
   }
 
   const namePrefix = raw('BACKUP_NAME_PREFIX') ?? 'backup';

@@ -1,0 +1,37 @@
+import type { Backup } from '@db-backup-service/sdk';
+import type { Progress } from './progress.js';
+
+/** A backup chosen for restore, with what its dump must match. */
+export interface ResolvedBackup {
+  /** Backup id, or the file name for a --file without sidecar. */
+  readonly id: string;
+  readonly createdAt: string | null;
+  readonly sizeBytes: number;
+  /** SHA-256 from the sidecar (directly or through the service); null for a --file without one. */
+  readonly sha256: string | null;
+  /** Where it comes from, for the plan: "local directory /backups", "db-backup-service at http://...". */
+  readonly origin: string;
+}
+
+/** A dump on local disk, ready to be verified and restored. */
+export interface LocalDump {
+  readonly path: string;
+  /** Removes what fetching created (a downloaded temp copy); a no-op for files we only read. */
+  cleanup(): Promise<void>;
+}
+
+/** Where backups are listed and read from: one implementation per storage backend, plus --file. */
+export interface BackupSource {
+  readonly description: string;
+  /** Every backup, newest first. */
+  list(opts: { signal?: AbortSignal }): Promise<Backup[]>;
+  /** One backup by id or "latest"; throws CliError NOT_FOUND (4) when there is none. */
+  resolve(idOrLatest: string, opts: { signal?: AbortSignal }): Promise<ResolvedBackup>;
+  /** Makes the dump available as a local file (downloading it where needed). */
+  fetch(backup: ResolvedBackup, opts: { signal: AbortSignal; progress: Progress }): Promise<LocalDump>;
+}
+
+/** Newest first; ties (same second) by id, whose `_<n>` suffix orders same-second backups. */
+export function newestFirst(a: Backup, b: Backup): number {
+  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}

@@ -1,0 +1,281 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { Command, CommanderError } from 'commander';
+import type { Backup } from '@db-backup-service/sdk';
+import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
+import { countdown, installCancellation, type Cancellation } from './cancellation.js';
+import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
+import { CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
+import { fileSource } from './file-source.js';
+import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
+import { localSource } from './local-source.js';
+import { findPsql } from './pg-bin.js';
+import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
+import { inspectTarget, restoreDatabase, type RestoreMode, type TargetInfo } from './restore.js';
+import { serviceSource } from './service-source.js';
+import { verifyDump } from './verify.js';
+import { VERSION } from './version.js';
+
+/** Everything db-restore touches outside itself, so tests can run it in-process. */
+export interface CliContext {
+  readonly env: NodeJS.ProcessEnv;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WriteStream;
+  /** Signals (SIGINT, SIGTERM) come from here. */
+  readonly process: Pick<NodeJS.Process, 'on' | 'off'>;
+  readonly now: () => number;
+  /** The abort window, in seconds (5). */
+  readonly countdownSeconds: number;
+}
+
+interface Options {
+  force?: boolean;
+  database?: string;
+  inPlace?: boolean;
+  file?: string;
+  json?: boolean;
+  serviceUrl?: string;
+}
+
+const ENVIRONMENT_HELP = `Environment (the same variables as the service):
+  DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD | DB_PASSWORD_FILE   target server, role, database
+  STORAGE_BACKEND                local: read BACKUP_LOCAL_DIR directly; s3: through the running service
+  BACKUP_LOCAL_DIR               the service's backup directory (local backend)
+  API_TOKEN | API_TOKEN_FILE     the service's token (s3 backend)
+  DB_RESTORE_SERVICE_URL         the service's URL (default http://127.0.0.1:$HTTP_PORT, HTTP_PORT default 8080)
+  BACKUP_NAME_PREFIX             only backups with this prefix are listed (default: backup)
+  PG_BIN_DIR                     where psql is (default: newest /usr/lib/postgresql/*/bin, else PATH)
+  TMPDIR                         where an S3 backup is downloaded to before it is verified
+
+The role needs CREATEDB and must own the target database (or be a superuser).`;
+
+/** Runs db-restore with `argv` (without node and script); resolves to the exit code. */
+export async function runCli(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
+  const ctx: CliContext = {
+    env: context.env ?? process.env,
+    stdout: context.stdout ?? process.stdout,
+    stderr: context.stderr ?? process.stderr,
+    process: context.process ?? process,
+    now: context.now ?? Date.now,
+    countdownSeconds: context.countdownSeconds ?? 5,
+  };
+  let exitCode: number = ExitCode.OK;
+  const program = new Command('db-restore')
+    .description('List the backups of db-backup-service, or restore one into PostgreSQL, all or nothing.')
+    .version(VERSION, '-V, --version')
+    .argument('[backup]', 'backup id, or "latest"; omit it to list the backups (newest first)')
+    .option('--force', 'skip the 5-second countdown')
+    .option('--database <name>', 'restore into this database instead of DB_NAME')
+    .option('--in-place', 'drop and recreate the target, then restore into it (on failure it is left empty)')
+    .option('--file <path>', 'restore a local .sql.gz instead (checked against <path>.meta.json when present)')
+    .option('--json', 'print one JSON result on stdout, no progress')
+    .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
+    .addHelpText(
+      'after',
+      `
+Without --in-place, the backup is restored into a new database <target>__restore_<random>, which
+replaces the target only when the whole restore succeeded: on failure the target is left as it was.
+The backup's SHA-256 (from its sidecar) and gzip integrity are verified before anything is changed.
+
+Examples:
+  db-restore                          list backups
+  db-restore latest                   restore the newest backup into DB_NAME (after a 5 s countdown)
+  db-restore --force backup_20260510T010000Z.sql.gz
+  db-restore --database staging latest
+  db-restore --file ./backup_20260510T010000Z.sql.gz
+
+${ENVIRONMENT_HELP}
+
+${EXIT_CODE_HELP}
+`,
+    )
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.stdout.write(s),
+      writeErr: (s) => ctx.stderr.write(s),
+    })
+    .action(async (backup: string | undefined, opts: Options) => {
+      exitCode = await dispatch(ctx, backup, opts);
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; every parse error is a usage error.
+      return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    }
+    ctx.stderr.write(`db-restore: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    return ExitCode.UNEXPECTED;
+  }
+  return exitCode;
+}
+
+async function dispatch(ctx: CliContext, backup: string | undefined, opts: Options): Promise<number> {
+  const json = opts.json === true;
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    if (!json) ctx.stderr.write(`db-restore: warning: ${message}\n`);
+  };
+  const restoring = backup !== undefined || opts.file !== undefined;
+  // Filled in as the restore learns things, so a failure's JSON says how far it got.
+  const report: Record<string, unknown> = {};
+  try {
+    if (backup !== undefined && opts.file !== undefined) {
+      throw new CliError(ExitCode.USAGE, 'name a backup or pass --file, not both');
+    }
+    if (!restoring) {
+      const misplaced = (['force', 'database', 'inPlace'] as const).filter((k) => opts[k] !== undefined);
+      if (misplaced.length > 0) throw new CliError(ExitCode.USAGE, 'these options apply to a restore: name a backup (or "latest"), or pass --file. Run db-restore --help.');
+      const backups = await listBackups(ctx, opts, warn);
+      printList(ctx, backups, json);
+      return ExitCode.OK;
+    }
+    await restore(ctx, backup, opts, warn, report);
+    if (json) ctx.stdout.write(`${JSON.stringify({ ok: true, exitCode: 0, ...report, warnings })}\n`);
+    return ExitCode.OK;
+  } catch (err) {
+    const failure = err instanceof CliError ? err : new CliError(ExitCode.UNEXPECTED, `unexpected error: ${(err as Error).stack ?? String(err)}`, { cause: err });
+    ctx.stderr.write(`db-restore: ${failure.message}\n`);
+    if (json) {
+      const state: DatabaseState | null = failure.databaseState;
+      ctx.stdout.write(`${JSON.stringify({ ok: false, exitCode: failure.exitCode, error: failure.message, ...report, databaseState: state, warnings })}\n`);
+    }
+    return failure.exitCode;
+  }
+}
+
+function sourceFor(storage: StorageSettings, config: CliConfig, warn: (m: string) => void): BackupSource {
+  return storage.backend === 'local' ? localSource(storage.dir, config.namePrefix, warn) : serviceSource(storage.serviceUrl, storage.apiToken, { warn });
+}
+
+async function listBackups(ctx: CliContext, opts: Options, warn: (m: string) => void): Promise<Backup[]> {
+  const config = loadCliConfig(ctx.env, { database: false, storage: true, serviceUrlOverride: opts.serviceUrl });
+  if (!config.storage) throw new Error('unreachable: storage settings missing');
+  return sourceFor(config.storage, config, warn).list({});
+}
+
+function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
+  if (json) {
+    ctx.stdout.write(`${JSON.stringify(backups)}\n`);
+    return;
+  }
+  if (backups.length === 0) {
+    ctx.stdout.write('No backups yet.\n');
+    return;
+  }
+  const now = ctx.now();
+  const rows = backups.map((b) => [b.id, formatTimestamp(b.createdAt), formatBytes(b.sizeBytes), `${formatDuration(now - Date.parse(b.createdAt))} ago`]);
+  ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
+}
+
+function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, psql: string): string {
+  const created = backup.createdAt === null ? 'created: unknown' : `created ${formatTimestamp(backup.createdAt)}, ${formatDuration(ctx.now() - Date.parse(backup.createdAt))} ago`;
+  const t = info.target;
+  const targetState = t
+    ? `exists${t.sizeBytes === null ? '' : `, ${formatBytes(t.sizeBytes)}`}${t.sessions > 0 ? `, ${t.sessions} open session${t.sessions === 1 ? '' : 's'} will be ended` : ''}`
+    : 'does not exist yet, will be created';
+  const modeText =
+    mode === 'swap'
+      ? `swap: restore into a new database, then replace ${db.database} with it (on failure ${db.database} stays as it is)`
+      : `in-place: drop ${db.database}, recreate it and restore into it (on failure it is left empty)`;
+  return [
+    'Restore plan',
+    `  backup    ${backup.id} (${formatBytes(backup.sizeBytes)}, ${created})`,
+    `  from      ${backup.origin}${backup.sha256 === null ? ' (no sidecar: gzip integrity only)' : ''}`,
+    `  target    database ${db.database} on ${db.host}:${db.port} as ${db.user} (PostgreSQL ${info.serverVersion.split(' ')[0]}): ${targetState}`,
+    `  mode      ${modeText}`,
+    `  psql      ${psql}`,
+    '',
+  ].join('\n');
+}
+
+/** Ends a progress phase as done or stopped, with the promise it measured. */
+function measured<T>(phase: PhaseProgress, work: Promise<T>): Promise<T> {
+  return work.then(
+    (value) => {
+      phase.done(true);
+      return value;
+    },
+    (err: unknown) => {
+      phase.done(false);
+      throw err;
+    },
+  );
+}
+
+async function restore(ctx: CliContext, backupArg: string | undefined, opts: Options, warn: (m: string) => void, report: Record<string, unknown>): Promise<void> {
+  const json = opts.json === true;
+  const mode: RestoreMode = opts.inPlace ? 'in-place' : 'swap';
+  const config = loadCliConfig(ctx.env, { database: true, storage: opts.file === undefined, databaseOverride: opts.database, serviceUrlOverride: opts.serviceUrl });
+  const db = config.db;
+  if (!db) throw new Error('unreachable: database settings missing');
+  report.target = { host: db.host, port: db.port, database: db.database };
+  report.mode = mode;
+  const psql = findPsql({ pgBinDir: config.pgBinDir, path: ctx.env.PATH });
+  const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
+  if (!source) throw new Error('unreachable: no backup source');
+  const progress: Progress = createProgress(progressMode({ json, isTTY: ctx.stderr.isTTY === true }), ctx.stderr, ctx.now);
+
+  const cancellation: Cancellation = installCancellation(ctx.process, () => {
+    ctx.stderr.write('\ndb-restore: finishing the swap first (a moment), then stopping.\n');
+  });
+  const started = ctx.now();
+  let dump: LocalDump | null = null;
+  let fh: FileHandle | null = null;
+  try {
+    // 1. What will happen. Resolving and inspecting change nothing.
+    const backup = await source.resolve(backupArg ?? 'latest', { signal: cancellation.signal });
+    report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin };
+    const info = await inspectTarget(db);
+    if (!json) ctx.stdout.write(describePlan(ctx, backup, db, info, mode, psql.path));
+
+    // 2. The abort window.
+    if (!opts.force) await countdown(ctx.countdownSeconds, cancellation.signal, ctx.stderr);
+
+    // 3. A local, verified copy. One handle for verify and restore: what was checked is what is restored.
+    dump = await source.fetch(backup, { signal: cancellation.signal, progress });
+    fh = await open(dump.path, 'r');
+    const verifyPhase = progress.phase('verify', backup.sizeBytes);
+    const verified = await measured(
+      verifyPhase,
+      verifyDump(fh, { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes }, {
+        signal: cancellation.signal,
+        onProgress: (n) => verifyPhase.update(n),
+        label: backup.id,
+      }),
+    );
+    report.verified = { sha256: verified.sha256, sizeBytes: verified.sizeBytes, uncompressedBytes: verified.uncompressedBytes };
+
+    // 4. All or nothing.
+    const restorePhase = progress.phase('restore', verified.sizeBytes);
+    const outcome = await measured(
+      restorePhase,
+      restoreDatabase({
+        db,
+        mode,
+        psqlPath: psql.path,
+        dump: fh,
+        signal: cancellation.signal,
+        critical: (fn) => cancellation.critical(fn),
+        onProgress: (n) => restorePhase.update(n),
+        warn,
+      }),
+    );
+    const durationMs = ctx.now() - started;
+    Object.assign(report, { replaced: outcome.replaced, databaseState: 'restored', durationMs });
+    if (!json) {
+      ctx.stdout.write(`Restored ${backup.id} into database ${outcome.database} on ${db.host}:${db.port} (${mode}) in ${formatDuration(durationMs)}.\n`);
+    }
+  } catch (err) {
+    // An abort that surfaced as something else (a read stream's AbortError) before anything changed.
+    if (cancellation.signal.aborted && !(err instanceof CliError)) {
+      throw new CliError(ExitCode.CANCELLED, 'cancelled; nothing was changed in the database', { cause: err, databaseState: 'untouched' });
+    }
+    throw err;
+  } finally {
+    cancellation.dispose();
+    await fh?.close().catch(() => undefined);
+    await dump?.cleanup().catch(() => undefined);
+  }
+}

@@ -1,0 +1,51 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import type { BackupSource, ResolvedBackup } from './backup-source.js';
+import { CliError, ExitCode } from './exit-codes.js';
+import { parseSidecar } from './local-source.js';
+
+/**
+ * `--file PATH`: a .sql.gz on local disk (e.g. one downloaded with curl -OJ). When `<PATH>.meta.json`
+ * sits beside it, its checksum is enforced; without one only gzip integrity can be checked.
+ */
+export function fileSource(path: string, warn: (message: string) => void): BackupSource {
+  const file = resolve(path);
+  const description = `file ${file}`;
+  return {
+    description,
+    list: () => Promise.reject(new Error('unreachable: --file has nothing to list')),
+
+    async resolve(): Promise<ResolvedBackup> {
+      let size: number;
+      try {
+        const s = await stat(file);
+        if (!s.isFile()) throw new CliError(ExitCode.NOT_FOUND, `${file} is not a file`);
+        size = s.size;
+      } catch (err) {
+        if (err instanceof CliError) throw err;
+        throw new CliError(ExitCode.NOT_FOUND, `cannot read --file ${file} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, { cause: err });
+      }
+      let text: string | null = null;
+      try {
+        text = await readFile(`${file}.meta.json`, 'utf8');
+      } catch {
+        warn(`no ${basename(file)}.meta.json beside the file: only its gzip integrity can be verified, not its checksum`);
+      }
+      if (text !== null) {
+        const parsed = parseSidecar(text, null);
+        if ('problem' in parsed) {
+          throw new CliError(ExitCode.VERIFICATION_FAILED, `${file}.meta.json is ${parsed.problem}; remove it to restore without a checksum check. Nothing was changed in the database.`, {
+            databaseState: 'untouched',
+          });
+        }
+        const s = parsed.sidecar;
+        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, origin: description };
+      }
+      return { id: basename(file), createdAt: null, sizeBytes: size, sha256: null, origin: description };
+    },
+
+    async fetch() {
+      return { path: file, cleanup: async () => undefined };
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ExitCode } from './exit-codes.js';
+import { localSource } from './local-source.js';
+
+export function sidecar(id: string, createdAt: string, extra: Record<string, unknown> = {}) {
+  return {
+    id,
+    createdAt,
+    sizeBytes: 3,
+    sha256: 'a'.repeat(64),
+    pgVersion: '15.18',
+    durationMs: 10,
+    triggeredBy: 'scheduler',
+    pgDumpVersion: '15.18',
+    uncompressedSizeBytes: 10,
+    compression: { format: 'gzip', level: 6 },
+    database: 'app',
+    serviceVersion: '0.1.0',
+    format: 'plain',
+    ...extra,
+  };
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'local-source-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function put(id: string, createdAt: string, opts: { dump?: boolean; meta?: unknown } = {}): Promise<void> {
+  if (opts.dump !== false) await writeFile(join(dir, id), 'gz!');
+  if (opts.meta !== null) await writeFile(join(dir, `${id}.meta.json`), JSON.stringify(opts.meta ?? sidecar(id, createdAt)));
+}
+
+describe('localSource', () => {
+  it('lists only complete backups of our prefix, newest first', async () => {
+    await put('backup_20260510T010000Z.sql.gz', '2026-05-10T01:00:05Z');
+    await put('backup_20260512T010000Z.sql.gz', '2026-05-12T01:00:05Z');
+    await put('backup_20260512T010000Z_1.sql.gz', '2026-05-12T01:00:05Z');
+    await put('backup_20260513T010000Z.sql.gz', '2026-05-13T01:00:05Z', { meta: null }); // no sidecar: incomplete
+    await put('backup_20260514T010000Z.sql.gz', '2026-05-14T01:00:05Z', { dump: false }); // sidecar without dump
+    await put('other_20260515T010000Z.sql.gz', '2026-05-15T01:00:05Z'); // another prefix
+    await put('backup_20260516T010000Z.sql.gz', '2026-05-16T01:00:05Z', { meta: { id: 'broken' } });
+    const warnings: string[] = [];
+    const list = await localSource(dir, 'backup', (m) => warnings.push(m)).list({});
+    expect(list.map((b) => b.id)).toEqual(['backup_20260512T010000Z_1.sql.gz', 'backup_20260512T010000Z.sql.gz', 'backup_20260510T010000Z.sql.gz']);
+    expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'durationMs', 'id', 'pgVersion', 'sha256', 'sizeBytes', 'triggeredBy']);
+    expect(warnings).toHaveLength(2);
+  });
+
+  it('resolves latest and ids; a missing one is exit 4, a non-id exit 2', async () => {
+    await put('backup_20260510T010000Z.sql.gz', '2026-05-10T01:00:05Z');
+    await put('backup_20260511T010000Z.sql.gz', '2026-05-11T01:00:05Z');
+    await put('backup_20260512T010000Z.sql.gz', '2026-05-12T01:00:05Z', { meta: null });
+    const source = localSource(dir, 'backup', () => undefined);
+    expect(await source.resolve('latest', {})).toMatchObject({ id: 'backup_20260511T010000Z.sql.gz', sha256: 'a'.repeat(64), sizeBytes: 3 });
+    expect(await source.resolve('backup_20260510T010000Z.sql.gz', {})).toMatchObject({ id: 'backup_20260510T010000Z.sql.gz' });
+    await expect(source.resolve('backup_20260512T010000Z.sql.gz', {})).rejects.toMatchObject({ exitCode: ExitCode.NOT_FOUND, message: expect.stringMatching(/without a sidecar/) });
+    await expect(source.resolve('../etc/passwd', {})).rejects.toMatchObject({ exitCode: ExitCode.USAGE });
+  });
+
+  it('says so when the directory cannot be read (exit 2)', async () => {
+    await expect(localSource(join(dir, 'missing'), 'backup', () => undefined).list({})).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/ENOENT/) });
+  });
+});

@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ExitCode } from './exit-codes.js';
+import { verifyDump, type VerifyExpectations } from './verify.js';
+
+const DUMP = [
+  '--',
+  '-- PostgreSQL database dump',
+  '--',
+  ...Array.from({ length: 2000 }, (_, i) => `INSERT INTO t VALUES (${i}, '${'x'.repeat(i % 50)}');`),
+  '--',
+  '-- PostgreSQL database dump complete',
+  '--',
+  '',
+  '\\unrestrict abc',
+  '',
+].join('\n');
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'verify-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function verifyBytes(bytes: Buffer, expected: VerifyExpectations) {
+  const path = join(dir, 'dump.sql.gz');
+  await writeFile(path, bytes);
+  const fh = await open(path);
+  try {
+    return await verifyDump(fh, expected, { label: 'dump.sql.gz' });
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('verifyDump', () => {
+  const gz = gzipSync(Buffer.from(DUMP));
+
+  it('accepts an intact dump matching its sidecar', async () => {
+    await expect(verifyBytes(gz, { sha256: sha(gz), sizeBytes: gz.length })).resolves.toEqual({
+      sha256: sha(gz),
+      sizeBytes: gz.length,
+      uncompressedBytes: Buffer.byteLength(DUMP),
+    });
+  });
+
+  it('fails (exit 5) on a flipped byte, naming the checksum and the gzip error', async () => {
+    const bad = Buffer.from(gz);
+    bad[Math.floor(bad.length / 2)]! ^= 0xff;
+    const err = await verifyBytes(bad, { sha256: sha(gz), sizeBytes: gz.length }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: ExitCode.VERIFICATION_FAILED, databaseState: 'untouched' });
+    expect((err as Error).message).toMatch(/SHA-256 is [0-9a-f]{64}, the sidecar says/);
+    expect((err as Error).message).toMatch(/not a valid gzip file/);
+  });
+
+  it('fails on a truncated gzip even without a sidecar', async () => {
+    const err = await verifyBytes(gz.subarray(0, gz.length - 100), { sha256: null, sizeBytes: null }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: ExitCode.VERIFICATION_FAILED });
+    expect((err as Error).message).toMatch(/unexpected end of file/);
+  });
+
+  it('catches a CRC mismatch that leaves the deflate stream valid', async () => {
+    const bad = Buffer.from(gz);
+    bad[bad.length - 8]! ^= 0x01; // CRC-32 in the gzip trailer
+    await expect(verifyBytes(bad, { sha256: null, sizeBytes: null })).rejects.toMatchObject({ exitCode: ExitCode.VERIFICATION_FAILED });
+  });
+
+  it('fails on a valid gzip of an incomplete dump (no completion trailer)', async () => {
+    const cut = gzipSync(Buffer.from(DUMP.slice(0, DUMP.length / 2)));
+    await expect(verifyBytes(cut, { sha256: sha(cut), sizeBytes: cut.length })).rejects.toThrow(/incomplete dump/);
+  });
+});

@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createClient } from './client.js';
+import { BackupServiceError } from './errors.js';
+import { json, problem, serveBackup, startTestServer, TOKEN, type TestServer } from './test-server.test-helper.js';
+
+const ID = 'backup_20260510T010000Z.sql.gz';
+
+function job(status: 'queued' | 'running' | 'succeeded' | 'failed', jobId = randomUUID()) {
+  const done = status === 'succeeded' || status === 'failed';
+  return {
+    jobId,
+    status,
+    triggeredBy: 'api',
+    startedAt: status === 'queued' ? null : '2026-05-10T01:00:00Z',
+    finishedAt: done ? '2026-05-10T01:01:14Z' : null,
+    durationMs: done ? 74123 : null,
+    errorMessage: status === 'failed' ? 'pg_dump exited 1' : null,
+    backupId: status === 'succeeded' ? ID : null,
+  };
+}
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+describe('triggerBackup', () => {
+  it('returns a running backup (409) as a value carrying the running job id', async () => {
+    const running = randomUUID();
+    server = await startTestServer((_req, res) =>
+      problem(res, 409, 'Backup already running', `job ${running} is running`, 'BACKUP_RUNNING', { jobId: running }),
+    );
+    const result = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).triggerBackup();
+    expect(result).toEqual({
+      kind: 'conflict',
+      jobId: running,
+      conflict: expect.objectContaining({ status: 409, jobId: running, code: 'BACKUP_RUNNING' }),
+    });
+    expect(server.requests[0]).toMatchObject({ method: 'POST', url: '/api/v1/backups' });
+  });
+
+  it('returns a started job (202)', async () => {
+    const started = job('queued');
+    server = await startTestServer((_req, res) => json(res, 202, started));
+    const result = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).triggerBackup();
+    expect(result).toEqual({ kind: 'started', job: started });
+  });
+});
+
+describe('BackupServiceError', () => {
+  it('carries status, code and the problem+json body', async () => {
+    server = await startTestServer((_req, res) => problem(res, 404, 'Not Found', 'no such job', 'JOB_NOT_FOUND'));
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).getJob(randomUUID()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackupServiceError);
+    expect(err).toMatchObject({
+      name: 'BackupServiceError',
+      code: 'NOT_FOUND',
+      status: 404,
+      problem: { status: 404, title: 'Not Found', detail: 'no such job', code: 'JOB_NOT_FOUND' },
+    });
+    expect((err as Error).message).toContain('no such job');
+  });
+
+  it('says UNAUTHORIZED for a wrong token without ever showing a token', async () => {
+    server = await startTestServer(() => undefined);
+    const wrong = 'wrong-token-that-must-not-leak-0123456789';
+    const err = await createClient({ baseUrl: server.baseUrl, token: wrong }).listBackups().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'UNAUTHORIZED', status: 401 });
+    expect(String((err as Error).message)).not.toContain(wrong);
+    expect(String((err as Error).message)).not.toContain(TOKEN);
+  });
+
+  it('names the base URL and the system error when the service cannot be reached, never the token', async () => {
+    // A port that was free a moment ago: connecting is refused.
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+
+    const client = createClient({ baseUrl: `http://127.0.0.1:${port}/`, token: TOKEN });
+    const err = await client.listBackups().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'UNREACHABLE', status: null, problem: null });
+    const message = (err as Error).message;
+    expect(message).toBe(`cannot reach db-backup-service at http://127.0.0.1:${port}: ECONNREFUSED`);
+    expect(message).not.toContain(TOKEN);
+  });
+
+  it('refuses a base URL with credentials without echoing them', () => {
+    expect(() => createClient({ baseUrl: 'http://user:secret@127.0.0.1:8080', token: TOKEN })).toThrow(/must not contain user info \(got http:\/\/127\.0\.0\.1:8080\)/);
+  });
+
+  it('reports a body that breaks the contract as INVALID_RESPONSE', async () => {
+    server = await startTestServer((_req, res) => json(res, 200, [{ id: ID }]));
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).listBackups().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID_RESPONSE', status: 200 });
+  });
+
+  it('times out a call that gets no answer', async () => {
+    server = await startTestServer(() => undefined); // never answers
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN, timeoutMs: 200 }).listBackups().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TIMEOUT', status: null });
+  });
+});
+
+describe('latestBackup', () => {
+  it('returns null when there is no successful backup yet (404)', async () => {
+    server = await startTestServer((_req, res) => problem(res, 404, 'Not Found', 'no successful backup yet', 'NO_BACKUP'));
+    expect(await createClient({ baseUrl: server.baseUrl, token: TOKEN }).latestBackup()).toBeNull();
+  });
+});
+
+describe('waitForJob', () => {
+  it('polls until the job finishes and returns it (failed is a value)', async () => {
+    const id = randomUUID();
+    server = await startTestServer((_req, res, n) => json(res, 200, job(n < 3 ? 'running' : 'failed', id)));
+    const polled: string[] = [];
+    const done = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).waitForJob(id, { intervalMs: 10, onPoll: (j) => polled.push(j.status) });
+    expect(done.status).toBe('failed');
+    expect(polled).toEqual(['running', 'running', 'failed']);
+  });
+
+  it('throws JOB_WAIT_TIMEOUT at the deadline', async () => {
+    const id = randomUUID();
+    server = await startTestServer((_req, res) => json(res, 200, job('running', id)));
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN })
+      .waitForJob(id, { intervalMs: 20, timeoutMs: 100 })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'JOB_WAIT_TIMEOUT' });
+  });
+});
+
+describe('download', () => {
+  it('streams the body with id, size and checksum from the headers', async () => {
+    const data = Buffer.from('not really gzip, but bytes');
+    server = await startTestServer((req, res) => serveBackup(req, res, ID, data));
+    const dl = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).download('latest', { range: { start: 4 } });
+    const chunks: Buffer[] = [];
+    for await (const chunk of dl.stream) chunks.push(chunk as Buffer);
+    expect(dl).toMatchObject({ id: ID, status: 206, sizeBytes: data.length, contentLength: data.length - 4, range: { start: 4, end: data.length - 1, total: data.length } });
+    expect(Buffer.concat(chunks).equals(data.subarray(4))).toBe(true);
+  });
+
+  it('refuses an id that is not a backup id before sending anything', async () => {
+    server = await startTestServer(() => undefined);
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).download('../../etc/passwd').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'NOT_FOUND' });
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('closes the connection when the consumer destroys the stream (e.g. its client went away)', async () => {
+    let closed: Promise<unknown> = Promise.resolve();
+    server = await startTestServer((_req, res) => {
+      closed = once(res, 'close');
+      res.writeHead(200, { 'content-disposition': `attachment; filename="${ID}"`, 'content-length': '10000000' });
+      res.write(Buffer.alloc(1000));
+    });
+    const dl = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).download(ID);
+    dl.stream.destroy();
+    await closed; // resolves only when the server-side socket closes
+    expect(dl.stream.destroyed).toBe(true);
+  });
+});

@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createClient } from './client.js';
+import { BackupServiceError } from './errors.js';
+import { serveBackup, serveHalfThenCut, sha256Hex, startTestServer, TOKEN, type TestServer } from './test-server.test-helper.js';
+
+const ID = 'backup_20260510T010000Z.sql.gz';
+// Several chunks' worth, so a cut really lands mid-body.
+const DATA = randomBytes(3 * 1024 * 1024 + 123);
+
+let dir: string;
+let server: TestServer | undefined;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sdk-download-'));
+});
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('downloadToFile', () => {
+  it('resumes with Range and If-Range after a cut connection and yields the right SHA-256', async () => {
+    const half = Math.floor(DATA.length / 2);
+    server = await startTestServer((req, res, n) => {
+      if (n === 1) serveHalfThenCut(res, ID, DATA, half);
+      else serveBackup(req, res, ID, DATA);
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const target = join(dir, 'out.sql.gz');
+    const progress: number[] = [];
+
+    const result = await client.downloadToFile('latest', target, { onProgress: (p) => progress.push(p.receivedBytes) });
+
+    expect(result).toMatchObject({ id: ID, path: target, sizeBytes: DATA.length, sha256: sha256Hex(DATA), resumes: 1 });
+    expect(sha256Hex(await readFile(target))).toBe(sha256Hex(DATA));
+    expect(existsSync(`${target}.partial`)).toBe(false);
+    expect(server.requests).toHaveLength(2);
+    const [first, second] = server.requests;
+    expect(first?.url).toBe('/api/v1/backups/latest/download');
+    // The resume names the id "latest" resolved to: latest may move on between the attempts.
+    expect(second?.url).toBe(`/api/v1/backups/${ID}/download`);
+    const resumedAt = Number(/^bytes=(\d+)-$/.exec(second?.headers.range ?? '')?.[1]);
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(resumedAt).toBeLessThanOrEqual(half);
+    expect(second?.headers['if-range']).toBe(`"${sha256Hex(DATA)}"`);
+    expect(progress.at(-1)).toBe(DATA.length);
+  });
+
+  it('starts over when the service answers a resume with the whole body (200)', async () => {
+    server = await startTestServer((req, res, n) => {
+      if (n === 1) serveHalfThenCut(res, ID, DATA, 100_000);
+      else serveBackup(req, res, ID, DATA, { ranges: false });
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const target = join(dir, ID);
+    const result = await client.downloadToFile(ID, target);
+    expect(result.sha256).toBe(sha256Hex(DATA));
+    expect((await readFile(target)).equals(DATA)).toBe(true);
+  });
+
+  it('resumes after the body stalls longer than timeoutMs', async () => {
+    server = await startTestServer((req, res, n) => {
+      if (n === 1) {
+        res.writeHead(200, { 'content-disposition': `attachment; filename="${ID}"`, 'content-length': String(DATA.length), etag: `"${sha256Hex(DATA)}"` });
+        res.write(DATA.subarray(0, 65_536)); // ...and then nothing: a hung connection
+      } else {
+        serveBackup(req, res, ID, DATA);
+      }
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN, timeoutMs: 300 });
+    const retries: string[] = [];
+    const result = await client.downloadToFile(ID, join(dir, ID), { onRetry: (r) => retries.push(r.error.code) });
+    expect(result.sha256).toBe(sha256Hex(DATA));
+    expect(retries).toEqual(['TIMEOUT']);
+  });
+
+  it('deletes the partial file and throws CHECKSUM_MISMATCH when the SHA-256 differs', async () => {
+    const wrong = sha256Hex(Buffer.from('something else'));
+    server = await startTestServer((req, res) => serveBackup(req, res, ID, DATA, { announcedSha256: wrong }));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const target = join(dir, ID);
+
+    const err = await client.downloadToFile(ID, target).catch((e: unknown) => e);
+
+    expect(err).toBeInstanceOf(BackupServiceError);
+    expect(err).toMatchObject({ code: 'CHECKSUM_MISMATCH' });
+    expect((err as Error).message).toContain(wrong);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('gives up after `retries` failed attempts in a row and leaves no partial file', async () => {
+    server = await startTestServer((_req, res) => serveHalfThenCut(res, ID, DATA, 0));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const err = await client.downloadToFile(ID, join(dir, ID), { retries: 2 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CONNECTION_LOST' });
+    expect(server.requests).toHaveLength(3);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('rejects with the signal reason on abort and removes the partial file', async () => {
+    server = await startTestServer((_req, res) => {
+      res.writeHead(200, { 'content-disposition': `attachment; filename="${ID}"`, 'content-length': String(DATA.length), etag: `"${sha256Hex(DATA)}"` });
+      res.write(DATA.subarray(0, 1000));
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const controller = new AbortController();
+    const reason = new Error('operator cancelled');
+    const pending = client.downloadToFile(ID, join(dir, ID), {
+      signal: controller.signal,
+      onProgress: () => controller.abort(reason),
+    });
+    await expect(pending).rejects.toBe(reason);
+    expect(await readdir(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,45 @@
+import { BACKUP_ID_PATTERN } from '@db-backup-service/contract';
+import { describe, expect, it } from 'vitest';
+import { backupIdOfSidecar, formatBackupTimestamp, isSidecarName, newBackupId, sidecarName } from './backup-id.js';
+
+const AT = new Date('2026-05-10T01:00:00.999Z');
+
+describe('newBackupId', () => {
+  it('formats <prefix>_<yyyyMMddTHHmmssZ>.sql.gz in UTC', () => {
+    expect(newBackupId('backup', AT, () => false)).toBe('backup_20260510T010000Z.sql.gz');
+    // A local-time offset must not leak into the name.
+    expect(formatBackupTimestamp(new Date('2026-12-31T23:59:59+02:00'))).toBe('20261231T215959Z');
+  });
+
+  it('adds _2, _3, ... while the id is taken', () => {
+    const taken = new Set(['db_20260510T010000Z.sql.gz', 'db_20260510T010000Z_2.sql.gz']);
+    const id = newBackupId('db', AT, (candidate) => taken.has(candidate));
+    expect(id).toBe('db_20260510T010000Z_3.sql.gz');
+    expect(BACKUP_ID_PATTERN.test(id)).toBe(true);
+  });
+
+  it('refuses a prefix that would not make a valid id', () => {
+    expect(() => newBackupId('../x', AT, () => false)).toThrow(/valid backup id/);
+    expect(() => newBackupId('a_b', AT, () => false)).toThrow(/valid backup id/);
+  });
+
+  it('gives up after the largest suffix the pattern allows', () => {
+    expect(() => newBackupId('db', AT, () => true)).toThrow(/more than 9999/);
+  });
+});
+
+describe('sidecar names', () => {
+  it('round-trips an id', () => {
+    const id = 'backup_20260510T010000Z_2.sql.gz';
+    expect(sidecarName(id)).toBe('backup_20260510T010000Z_2.sql.gz.meta.json');
+    expect(isSidecarName(sidecarName(id))).toBe(true);
+    expect(backupIdOfSidecar(sidecarName(id))).toBe(id);
+  });
+
+  it('rejects names that are not a sidecar of a valid id', () => {
+    for (const name of ['backup_20260510T010000Z.sql.gz', 'x.meta.json', '.tmp-backup_20260510T010000Z.sql.gz.meta.json', 'backup_2026.sql.gz.meta.json']) {
+      expect(isSidecarName(name)).toBe(false);
+      expect(backupIdOfSidecar(name)).toBeNull();
+    }
+  });
+});

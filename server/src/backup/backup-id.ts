@@ -1,0 +1,46 @@
+import { isBackupId } from '@db-backup-service/contract';
+
+const SIDECAR_SUFFIX = '.meta.json';
+// BACKUP_ID_PATTERN allows a suffix of at most four digits.
+const MAX_SUFFIX = 9999;
+
+/** `yyyyMMddTHHmmssZ` in UTC, the timestamp part of a backup id. */
+export function formatBackupTimestamp(date: Date): string {
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  return (
+    `${pad(date.getUTCFullYear(), 4)}${pad(date.getUTCMonth() + 1)}${pad(date.getUTCDate())}` +
+    `T${pad(date.getUTCHours())}${pad(date.getUTCMinutes())}${pad(date.getUTCSeconds())}Z`
+  );
+}
+
+/**
+ * A new backup id, `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz`; when that is taken (two backups within
+ * one second), `<prefix>_<ts>_2.sql.gz`, `_3`, ... Throws if the result would not match
+ * BACKUP_ID_PATTERN, so a bad prefix can never produce a name the download route would refuse.
+ */
+export function newBackupId(prefix: string, now: Date, exists: (id: string) => boolean): string {
+  const base = `${prefix}_${formatBackupTimestamp(now)}`;
+  for (let n = 1; n <= MAX_SUFFIX; n++) {
+    const id = n === 1 ? `${base}.sql.gz` : `${base}_${n}.sql.gz`;
+    if (!isBackupId(id)) throw new Error(`cannot build a valid backup id from prefix ${JSON.stringify(prefix)}`);
+    if (!exists(id)) return id;
+  }
+  throw new Error(`more than ${MAX_SUFFIX} backups named ${base}*`);
+}
+
+/** The sidecar object name of a backup: `<id>.meta.json`. */
+export function sidecarName(id: string): string {
+  return `${id}${SIDECAR_SUFFIX}`;
+}
+
+/** True for `<valid backup id>.meta.json`. */
+export function isSidecarName(name: string): boolean {
+  return backupIdOfSidecar(name) !== null;
+}
+
+/** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */
+export function backupIdOfSidecar(name: string): string | null {
+  if (!name.endsWith(SIDECAR_SUFFIX)) return null;
+  const id = name.slice(0, -SIDECAR_SUFFIX.length);
+  return isBackupId(id) ? id : null;
+}

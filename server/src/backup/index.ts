@@ -1,0 +1,17 @@
+// Public surface of the backup engine; the rest of the server imports from here only.
+export { BackupError, isBackupError } from './backup-error.js';
+export type { BackupErrorCode } from './backup-error.js';
+export { backupIdOfSidecar, formatBackupTimestamp, isSidecarName, newBackupId, sidecarName } from './backup-id.js';
+export { pgClientEnv } from './child-env.js';
+export { createCompressor } from './compressor.js';
+export { checkDumpEnding, DUMP_COMPLETE_LINE, DumpTrailerObserver } from './dump-trailer.js';
+export type { DumpEndingCheck } from './dump-trailer.js';
+export { ADVISORY_LOCK_KEY, APPLICATION_NAME } from './lock-session.js';
+export { PG_DUMP_ARGS } from './pg-dump-process.js';
+export { checkVersionCompatibility, discoverPgTools, majorOfVersionNum, parsePgDumpVersion, readServerVersion } from './pg-tools.js';
+export type { DiscoverOptions, PgTools, ServerVersion } from './pg-tools.js';
+export { redact, REDACTED } from './redact.js';
+export { runBackup } from './run-backup.js';
+export type { BackupStage, RunBackupDeps, RunBackupOptions } from './run-backup.js';
+export { verifyStoredBackup } from './verify-backup.js';
+export type { StreamedDigest } from './verify-backup.js';

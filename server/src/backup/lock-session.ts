@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../logger.js';
+import { BackupError } from './backup-error.js';
+import { describeError } from './describe-error.js';
+import { readServerVersion } from './pg-tools.js';
+import type { ServerVersion } from './pg-tools.js';
+import { redact } from './redact.js';
+
+export const APPLICATION_NAME = 'db-backup-service';
+
+/**
+ * The advisory lock every instance takes on the database it backs up: the first 8 bytes of
+ * SHA-256('db-backup-service') as a signed 64-bit key, fixed so that separately deployed
+ * instances (and versions of this service) agree on it.
+ */
+export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * A connection to the database being backed up that holds the advisory lock for the whole dump,
+ * so that two instances (e.g. two replicas of the sidecar) never back up the same database at
+ * once. The lock belongs to the session: it goes away with the connection, even on a crash.
+ */
+export class LockSession {
+  readonly #client: pg.Client;
+  readonly #logger: Logger;
+  readonly #secrets: readonly string[];
+  #locked = false;
+  #closed = false;
+
+  private constructor(client: pg.Client, logger: Logger, secrets: readonly string[], readonly server: ServerVersion) {
+    this.#client = client;
+    this.#logger = logger;
+    this.#secrets = secrets;
+  }
+
+  /** Connects and reads the server version; throws DB_UNREACHABLE (redacted pg reason) or ABORTED. */
+  static async open(db: Config['db'], opts: { signal: AbortSignal; secrets: readonly string[]; logger: Logger }): Promise<LockSession> {
+    const client = new pg.Client({
+      host: db.host,
+      port: db.port,
+      database: db.name,
+      user: db.user,
+      password: db.password,
+      application_name: APPLICATION_NAME,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+    });
+    // Without a listener a dropped connection would be an unhandled 'error' and kill the process.
+    // Losing it mid-dump only loses the lock; the dump's own connection decides the backup.
+    client.on('error', (error) => {
+      opts.logger.warn('lost the lock connection to PostgreSQL', { error: redact(describeError(error), opts.secrets) });
+    });
+    const onAbort = () => void client.end().catch(() => undefined);
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await client.connect();
+      const server = await readServerVersion(client);
+      // An idle_session_timeout set by the DBA would end this (idle) session mid-dump and with it
+      // the lock; the setting exists from PostgreSQL 14 on and any role may change it for itself.
+      if (server.versionNum >= 140000) await client.query('SET idle_session_timeout = 0');
+      opts.signal.throwIfAborted();
+      return new LockSession(client, opts.logger, opts.secrets, server);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      if (opts.signal.aborted) throw abortedError(opts.signal);
+      throw new BackupError(
+        'DB_UNREACHABLE',
+        redact(
+          `cannot connect to PostgreSQL at ${db.host}:${db.port} (database "${db.name}", user "${db.user}"): ${describeError(error)}`,
+          opts.secrets,
+        ),
+        { cause: error },
+      );
+    } finally {
+      opts.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Takes the advisory lock without waiting; throws LOCKED_BY_OTHER_INSTANCE when another session holds it. */
+  async lock(database: string): Promise<void> {
+    const result = await this.#query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
+      ADVISORY_LOCK_KEY.toString(),
+    ]);
+    if (result.rows[0]?.locked !== true) {
+      throw new BackupError(
+        'LOCKED_BY_OTHER_INSTANCE',
+        `another db-backup-service instance is backing up database ${database} ` +
+          `(it holds advisory lock ${ADVISORY_LOCK_KEY}); try again once it has finished`,
+      );
+    }
+    this.#locked = true;
+  }
+
+  /** pg_database_size of the current database: the storage's hint for sizing uploads. */
+  async databaseSizeBytes(): Promise<number> {
+    const result = await this.#query<{ size: string }>('SELECT pg_database_size(current_database())::text AS size');
+    return Number(result.rows[0]?.size ?? 0);
+  }
+
+  async #query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.#client.query<R>(text, values);
+    } catch (error) {
+      // pg's messages carry no password, but a query error is foreign text all the same.
+      throw new BackupError('DB_UNREACHABLE', redact(`PostgreSQL query failed: ${describeError(error)}`, this.#secrets), { cause: error });
+    }
+  }
+
+  /** Releases the lock and closes the connection; never throws (it runs in `finally`). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#locked) {
+      try {
+        await this.#client.query('SELECT pg_advisory_unlock($1::bigint)', [ADVISORY_LOCK_KEY.toString()]);
+      } catch (error) {
+        // Closing the session below releases it anyway.
+        this.#logger.debug('could not release the advisory lock explicitly', { error: describeError(error) });
+      }
+    }
+    await this.#client.end().catch(() => undefined);
+  }
+}
+
+export function abortedError(signal: AbortSignal): BackupError {
+  const reason: unknown = signal.reason;
+  const why = reason instanceof Error && reason.name !== 'AbortError' && reason.message ? `: ${reason.message}` : '';
+  return new BackupError('ABORTED', `backup aborted${why}`, { cause: reason });
+}

@@ -1,0 +1,20 @@
+export const REDACTED = '[REDACTED]';
+
+/**
+ * Replaces every occurrence of each secret in `text` (invariant 6). Also catches the
+ * percent-encoded form, which is how a password shows up inside a connection URI.
+ * Longer secrets go first so that a secret containing another is not left half-replaced.
+ */
+export function redact(text: string, secrets: readonly (string | null | undefined)[]): string {
+  const needles = new Set<string>();
+  for (const secret of secrets) {
+    if (!secret) continue;
+    needles.add(secret);
+    needles.add(encodeURIComponent(secret));
+  }
+  let out = text;
+  for (const needle of [...needles].sort((a, b) => b.length - a.length)) {
+    out = out.split(needle).join(REDACTED);
+  }
+  return out;
+}

@@ -1,0 +1,535 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { gunzipSync } from 'node:zlib';
+import { BackupSidecarSchema } from '@db-backup-service/contract';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, pollUntil, startPostgres, startS3 } from '../../../test/harness/index.js';
+import type { PostgresCluster, S3Harness } from '../../../test/harness/index.js';
+import { loadConfig } from '../config/config.js';
+import type { Config } from '../config/config.js';
+import { silentLogger } from '../logger.js';
+import { LocalStorage } from '../storage/local-storage.js';
+import { S3Storage } from '../storage/s3-storage.js';
+import type { S3StorageEvent } from '../storage/s3-storage.js';
+import type { Storage } from '../storage/storage.js';
+import { SERVICE_VERSION } from '../version.js';
+import { BackupError } from './backup-error.js';
+import { sidecarName } from './backup-id.js';
+import { ADVISORY_LOCK_KEY } from './lock-session.js';
+import { discoverPgTools } from './pg-tools.js';
+import type { PgTools } from './pg-tools.js';
+import { runBackup } from './run-backup.js';
+import type { BackupStage, RunBackupOptions } from './run-backup.js';
+
+// Real PostgreSQL 15 (installed), 16 and 14 (embedded builds), the real pg_dump 15 and both real
+// storage backends (a directory and the fauxqs S3 emulator): nothing in the backup path is mocked.
+
+const API_TOKEN = randomBytes(24).toString('hex');
+const logger = silentLogger();
+
+let pg15: PostgresCluster;
+let pg16: PostgresCluster;
+let pg14: PostgresCluster;
+let s3: S3Harness;
+let tools: PgTools;
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(path.join(tmpdir(), 'run-backup-test-'));
+  [pg15, pg16, pg14, s3, tools] = await Promise.all([
+    startPostgres(),
+    startPostgres({ major: 16 }),
+    startPostgres({ major: 14 }),
+    startS3(),
+    discoverPgTools(null),
+  ]);
+  await pg15.createDatabase('varied');
+  await fillVaried(pg15, 'varied');
+  await pg15.createDatabase('small');
+  await pg15.query('CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 2000) g', [], 'small');
+});
+
+afterAll(async () => {
+  await Promise.all([pg15?.destroy(), pg16?.destroy(), pg14?.destroy(), s3?.destroy()]);
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+/** Text with every kind of trouble a plain dump has to escape. */
+const TRICKY_TEXT = [
+  "it's \"quoted\"",
+  'line one\nline two\r\nline three',
+  'tab\tand backslash \\ and \\. alone:',
+  '\\.',
+  'unicode: ü ß é 漢字 😀 \u{1F680}',
+  '',
+  'COPY public.kinds FROM stdin;',
+  '-- PostgreSQL database dump complete',
+];
+
+async function fillVaried(cluster: PostgresCluster, db: string): Promise<void> {
+  const client = new pg.Client(cluster.connectionConfig(db));
+  await client.connect();
+  try {
+    await client.query(`
+      CREATE TABLE kinds (
+        id serial PRIMARY KEY, t text, j jsonb, b bytea, n numeric(40, 15), ints int[], texts text[],
+        ts timestamptz, u uuid, f float8, flag boolean
+      );
+      CREATE TABLE big (id bigint PRIMARY KEY, payload text NOT NULL, v numeric, created date);
+      CREATE INDEX big_payload_idx ON big (payload);
+      CREATE SCHEMA other;
+      CREATE TABLE other.items (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text UNIQUE, tags text[]);
+      CREATE SEQUENCE other.counter START 100;
+      CREATE VIEW other.item_names AS SELECT upper(name) AS name FROM other.items;
+      CREATE TABLE "Mixed Case" ("Weird ""col""" text);
+    `);
+    for (const [i, t] of TRICKY_TEXT.entries()) {
+      await client.query(
+        'INSERT INTO kinds (t, j, b, n, ints, texts, ts, u, f, flag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+        [
+          t,
+          JSON.stringify({ t, nested: { list: [1, 2.5, null, 'x'], quote: "'\"" }, i }),
+          Buffer.from([...Array(256).keys()].map((k) => (k + i) % 256)),
+          `${i}12345678901234567890.123456789012345`,
+          [i, -i, 2147483647],
+          [t, 'NULL', null, '{braces}', 'a,b'],
+          new Date(Date.UTC(2000 + i, i, 1 + i, 12, 34, 56, 789)),
+          `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+          i === 0 ? Number.NaN : i / 3,
+          i % 2 === 0,
+        ],
+      );
+    }
+    await client.query('INSERT INTO kinds (t) VALUES (NULL)');
+    await client.query(`
+      INSERT INTO big SELECT g, md5(g::text) || repeat(chr(65 + g % 26), g % 40), g * 1.25, date '2020-01-01' + g % 1000
+      FROM generate_series(1, 200000) g;
+      INSERT INTO other.items (name, tags) SELECT 'item ' || g, ARRAY['t' || g % 3, 'ü'] FROM generate_series(1, 500) g;
+      SELECT nextval('other.counter') FROM generate_series(1, 3);
+      INSERT INTO "Mixed Case" VALUES ('x'), (E'y\\nz');
+    `);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Per-table row count and md5 of the rows' text, plus the other objects the dump must carry. */
+async function fingerprint(cluster: PostgresCluster, db: string): Promise<Record<string, string>> {
+  const client = new pg.Client(cluster.connectionConfig(db));
+  await client.connect();
+  try {
+    const out: Record<string, string> = {};
+    const tables = await client.query<{ s: string; t: string }>(
+      `SELECT table_schema AS s, table_name AS t FROM information_schema.tables
+       WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
+    );
+    for (const { s, t } of tables.rows) {
+      const name = `${pg.escapeIdentifier(s)}.${pg.escapeIdentifier(t)}`;
+      const r = await client.query<{ n: string; h: string }>(
+        `SELECT count(*)::text AS n, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS h FROM ${name} x`,
+      );
+      out[`table ${name}`] = `${r.rows[0]?.n} ${r.rows[0]?.h}`;
+    }
+    const extra = await client.query<{ k: string; v: string }>(`
+      SELECT 'sequence other.counter' AS k, last_value::text AS v FROM other.counter
+      UNION ALL SELECT 'view ' || schemaname || '.' || viewname, definition FROM pg_views WHERE schemaname = 'other'
+      UNION ALL SELECT 'index ' || indexname, indexdef FROM pg_indexes WHERE schemaname IN ('public', 'other')
+    `).catch(() => ({ rows: [] as { k: string; v: string }[] }));
+    for (const { k, v } of extra.rows) out[k] = v;
+    return out;
+  } finally {
+    await client.end();
+  }
+}
+
+function configFor(cluster: PostgresCluster, db: string, over: { password?: string; port?: number; user?: string } = {}): Config {
+  return loadConfig({
+    DB_HOST: cluster.host,
+    DB_PORT: String(over.port ?? cluster.port),
+    DB_NAME: db,
+    DB_USER: over.user ?? cluster.user,
+    DB_PASSWORD: over.password ?? cluster.password,
+    STORAGE_BACKEND: 'local',
+    BACKUP_LOCAL_DIR: work,
+    BACKUP_NAME_PREFIX: 'test',
+    BACKUP_COMPRESSION_LEVEL: '1',
+    API_TOKEN,
+  });
+}
+
+interface TestStorage {
+  readonly storage: Storage;
+  /** Every object or temporary file the backend holds for this test (local: including dot files). */
+  leftovers(): Promise<string[]>;
+  readonly s3Events: S3StorageEvent[];
+}
+
+let storageCounter = 0;
+
+const BACKENDS: { name: 'local' | 's3'; create(): Promise<TestStorage> }[] = [
+  {
+    name: 'local',
+    async create() {
+      const dir = await mkdtemp(path.join(work, 'local-'));
+      return { storage: await LocalStorage.open(dir), leftovers: () => readdir(dir), s3Events: [] };
+    },
+  },
+  {
+    name: 's3',
+    // eslint-disable-next-line @typescript-eslint/require-await
+    async create() {
+      const prefix = `run-backup-${++storageCounter}`;
+      const s3Events: S3StorageEvent[] = [];
+      const storage = new S3Storage({
+        bucket: s3.bucket,
+        prefix,
+        endpoint: s3.endpoint,
+        region: s3.region,
+        accessKeyId: s3.accessKeyId,
+        secretAccessKey: s3.secretAccessKey,
+        partSizeBytes: null,
+        onEvent: (event) => s3Events.push(event),
+      });
+      return { storage, leftovers: () => s3.listKeys(`${prefix}/`), s3Events };
+    },
+  },
+];
+
+function backup(config: Config, storage: Storage, opts: Partial<RunBackupOptions> & { pgTools?: PgTools } = {}) {
+  const { pgTools, ...rest } = opts;
+  return runBackup(
+    { config, storage, pgTools: pgTools ?? tools, logger, existingIds: () => new Set() },
+    { triggeredBy: 'api', signal: new AbortController().signal, ...rest },
+  );
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<BackupError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(BackupError);
+  return error as BackupError;
+}
+
+async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
+
+/** Restores exactly as an operator without this service would: gunzip -c | psql --single-transaction. */
+async function restoreWithStockTools(storage: Storage, id: string, cluster: PostgresCluster, db: string): Promise<void> {
+  const file = path.join(await mkdtemp(path.join(work, 'restore-')), id);
+  await pipeline(await storage.get(id), createWriteStream(file));
+  await cluster.createDatabase(db);
+  const psql = tools.psqlPath ?? 'psql';
+  const result = await run(
+    'bash',
+    ['-o', 'pipefail', '-c', 'gunzip -c "$1" | "$2" --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null', 'restore', file, psql],
+    { PATH: process.env.PATH, ...cluster.pgEnv(db) },
+  );
+  expect(result.output).not.toMatch(/ERROR/);
+  expect(result.code).toBe(0);
+}
+
+/** A PG_BIN_DIR holding one `pg_dump` shell script; `body` may use $REAL (the real pg_dump) and $DIR. */
+async function wrapperTools(body: string): Promise<{ tools: PgTools; dir: string }> {
+  const dir = await mkdtemp(path.join(work, 'bin-'));
+  const script = path.join(dir, 'pg_dump');
+  await writeFile(script, `#!/bin/bash\nREAL=${JSON.stringify(tools.pgDumpPath)}\nDIR=${JSON.stringify(dir)}\n${body}\n`);
+  await chmod(script, 0o755);
+  return { dir, tools: { ...tools, pgDumpPath: script, binDir: dir } };
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const backend of BACKENDS) {
+  describe(`${backend.name}: runBackup`, () => {
+    it('backs up a varied database that stock gunzip | psql restores identically', async () => {
+      const { storage } = await backend.create();
+      const config = configFor(pg15, 'varied');
+      const stages: BackupStage[] = [];
+      const sidecar = await backup(config, storage, { triggeredBy: 'scheduler', onStage: (s) => void stages.push(s) });
+      expect(stages).toEqual(['dumped', 'stored', 'verified']);
+
+      expect(sidecar.id).toMatch(/^test_\d{8}T\d{6}Z\.sql\.gz$/);
+      expect(BackupSidecarSchema.parse(JSON.parse((await storage.getSmall(sidecarName(sidecar.id))).toString('utf8')))).toEqual(sidecar);
+      expect(sidecar).toMatchObject({
+        triggeredBy: 'scheduler',
+        pgVersion: pg15.version.split(' ')[0],
+        pgDumpVersion: tools.pgDumpVersion,
+        database: 'varied',
+        serviceVersion: SERVICE_VERSION,
+        compression: { format: 'gzip', level: 1 },
+        format: 'plain',
+      });
+      // The sidecar describes the stored bytes, checked here independently of the pipeline.
+      const chunks: Buffer[] = [];
+      for await (const chunk of await storage.get(sidecar.id)) chunks.push(chunk as Buffer);
+      const stored = Buffer.concat(chunks);
+      expect(stored.length).toBe(sidecar.sizeBytes);
+      expect(createHash('sha256').update(stored).digest('hex')).toBe(sidecar.sha256);
+      expect(gunzipSync(stored).length).toBe(sidecar.uncompressedSizeBytes);
+      expect(sidecar.uncompressedSizeBytes).toBeGreaterThan(5_000_000);
+
+      const restored = `restored_${backend.name}`;
+      await restoreWithStockTools(storage, sidecar.id, pg15, restored);
+      const [source, copy] = await Promise.all([fingerprint(pg15, 'varied'), fingerprint(pg15, restored)]);
+      expect(source['table public.big']).toMatch(/^200000 /);
+      expect(Object.keys(source)).toEqual(expect.arrayContaining(['sequence other.counter', 'view other.item_names', 'index big_payload_idx']));
+      expect(copy).toEqual(source);
+
+      // The advisory lock went with the backup.
+      const lock = await pg15.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [ADVISORY_LOCK_KEY.toString()], 'varied');
+      expect(lock.rows[0]?.ok).toBe(true);
+    });
+
+    it('fails with DUMP_INCOMPLETE when the output lacks the trailer, and leaves nothing', async () => {
+      const { storage, leftovers } = await backend.create();
+      // Cuts the dump short but exits 0, as a pg_dump crashing without a useful status might.
+      const wrapper = await wrapperTools('"$REAL" "$@" | head -c 300000\nexit 0');
+      const wrapped = await discoverPgTools(wrapper.dir);
+      expect(wrapped.pgDumpPath).toBe(path.join(wrapper.dir, 'pg_dump'));
+      const error = await failureOf(backup(configFor(pg15, 'varied'), storage, { pgTools: wrapped }));
+      expect(error.code).toBe('DUMP_INCOMPLETE');
+      expect(error.message).toBe('pg_dump output is incomplete: no completion trailer');
+      expect(await leftovers()).toEqual([]);
+    });
+
+    it('fails when pg_dump is killed mid-dump, and leaves nothing', async () => {
+      const { storage, leftovers } = await backend.create();
+      // Streams part of a real dump, then keeps stdout open until it is killed.
+      const wrapper = await wrapperTools('echo $$ > "$DIR/pid"\n"$REAL" "$@" | head -c 300000\ntouch "$DIR/written"\nexec sleep 60');
+      const running = backup(configFor(pg15, 'varied'), storage, { pgTools: wrapper.tools });
+      const pid = await pollUntil(
+        async () => {
+          await stat(path.join(wrapper.dir, 'written'));
+          return Number(await readFile(path.join(wrapper.dir, 'pid'), 'utf8'));
+        },
+        { timeoutMs: 30_000, what: 'the wrapper to stream part of the dump' },
+      );
+      process.kill(pid, 'SIGKILL');
+      const error = await failureOf(running);
+      expect(error.code).toBe('PG_DUMP_FAILED');
+      expect(error.message).toMatch(/pg_dump was killed by signal SIGKILL/);
+      expect(await leftovers()).toEqual([]);
+    });
+
+    for (const stage of ['dumped', 'stored', 'verified'] as const) {
+      it(`leaves no dump and no sidecar when it crashes at '${stage}'`, async () => {
+        const { storage, leftovers, s3Events } = await backend.create();
+        const error = await failureOf(
+          backup(configFor(pg15, 'small'), storage, {
+            onStage: (s) => {
+              if (s === stage) throw new Error(`simulated crash at ${s}`);
+            },
+          }),
+        );
+        expect(error.message).toContain(`simulated crash at ${stage}`);
+        expect(await leftovers()).toEqual([]);
+        expect(await storage.list()).toEqual([]);
+        // fauxqs lists no multipart uploads, so an aborted upload is checked through the events.
+        const created = s3Events.filter((e) => e.type === 'multipart-created').length;
+        expect(s3Events.filter((e) => e.type === 'multipart-aborted').length).toBe(stage === 'dumped' ? created : 0);
+      });
+    }
+  });
+}
+
+describe('runBackup failures', () => {
+  async function localStorage(): Promise<TestStorage> {
+    return BACKENDS[0]!.create();
+  }
+
+  it('reports a wrong password with PostgreSQL\'s reason and without the password', async () => {
+    const { storage, leftovers } = await localStorage();
+    const password = `wrong-${randomBytes(8).toString('hex')}`;
+    const error = await failureOf(backup(configFor(pg15, 'small', { password }), storage));
+    expect(error.code).toBe('DB_UNREACHABLE');
+    expect(error.message).toMatch(/password authentication failed for user "postgres"/);
+    expect(error.message).toContain(`127.0.0.1:${pg15.port}`);
+    expect(error.message).not.toContain(password);
+    expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).not.toContain(password);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('reports a server that is down', async () => {
+    const { storage, leftovers } = await localStorage();
+    const port = await freePort();
+    const started = Date.now();
+    const error = await failureOf(backup(configFor(pg15, 'small', { port }), storage));
+    expect(error.code).toBe('DB_UNREACHABLE');
+    expect(error.message).toMatch(new RegExp(`cannot connect to PostgreSQL at 127\\.0\\.0\\.1:${port} .*ECONNREFUSED`));
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('reports pg_dump\'s own error (redacted stderr, exit code) and leaves nothing', async () => {
+    const { storage, leftovers } = await localStorage();
+    const role = `limited_${randomBytes(4).toString('hex')}`;
+    const password = `pw-${randomBytes(12).toString('hex')}`;
+    await pg15.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    await pg15.query(`CREATE TABLE secret_stuff (x int); REVOKE ALL ON secret_stuff FROM PUBLIC`, [], 'small');
+    try {
+      // A wrapper also echoes the password to stderr: the message must not carry it.
+      const wrapper = await wrapperTools('echo "connecting with $PGPASSWORD" >&2\nexec "$REAL" "$@"');
+      const error = await failureOf(backup(configFor(pg15, 'small', { user: role, password }), storage, { pgTools: wrapper.tools }));
+      expect(error.code).toBe('PG_DUMP_FAILED');
+      expect(error.message).toMatch(/^pg_dump exited with code 1: /);
+      expect(error.message).toMatch(/permission denied for table secret_stuff/);
+      expect(error.message).toContain('connecting with [REDACTED]');
+      expect(error.message).not.toContain(password);
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      await pg15.query('DROP TABLE secret_stuff', [], 'small');
+      await pg15.query(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('refuses a server newer than pg_dump, naming both versions', async () => {
+    const { storage, leftovers } = await localStorage();
+    const error = await failureOf(backup(configFor(pg16, 'postgres'), storage));
+    expect(error.code).toBe('PG_VERSION_MISMATCH');
+    const serverVersion = pg16.version.split(' ')[0] ?? '';
+    expect(error.message).toBe(
+      `pg_dump ${tools.pgDumpVersion} cannot dump a PostgreSQL ${serverVersion} server: pg_dump must be at least the server's major version. ` +
+        'Set PG_BIN_DIR to a PostgreSQL 16+ client or use an image with a newer client.',
+    );
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('backs up an older server (PostgreSQL 14) that restores identically', async () => {
+    const { storage } = await localStorage();
+    await pg14.createDatabase('old');
+    await pg14.query(
+      `CREATE TABLE t (id int PRIMARY KEY, j jsonb, s text); INSERT INTO t SELECT g, jsonb_build_object('g', g), E'a\\tb ' || g FROM generate_series(1, 5000) g`,
+      [],
+      'old',
+    );
+    const sidecar = await backup(configFor(pg14, 'old'), storage);
+    expect(sidecar.pgVersion).toMatch(/^14\./);
+    await restoreWithStockTools(storage, sidecar.id, pg14, 'old_restored');
+    const hash = 'SELECT md5(string_agg(t::text, \'|\' ORDER BY t::text)) AS h FROM t';
+    const [a, b] = await Promise.all([pg14.query<{ h: string }>(hash, [], 'old'), pg14.query<{ h: string }>(hash, [], 'old_restored')]);
+    expect(b.rows[0]?.h).toBe(a.rows[0]?.h);
+  });
+
+  it('fails fast when another instance holds the advisory lock, without starting pg_dump', async () => {
+    const { storage, leftovers } = await localStorage();
+    const other = new pg.Client(pg15.connectionConfig('small'));
+    await other.connect();
+    try {
+      await other.query('SELECT pg_advisory_lock($1::bigint)', [ADVISORY_LOCK_KEY.toString()]);
+      const wrapper = await wrapperTools('touch "$DIR/started"\nexec "$REAL" "$@"');
+      const started = Date.now();
+      const error = await failureOf(backup(configFor(pg15, 'small'), storage, { pgTools: wrapper.tools }));
+      expect(error.code).toBe('LOCKED_BY_OTHER_INSTANCE');
+      expect(error.message).toMatch(/^another db-backup-service instance is backing up database small/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(await readdir(wrapper.dir)).toEqual(['pg_dump']);
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      await other.end();
+    }
+  });
+
+  it('lets only one of two concurrent backups of a database run', async () => {
+    const first = await localStorage();
+    const second = await localStorage();
+    let secondError: BackupError | null = null;
+    const sidecar = await backup(configFor(pg15, 'small'), first.storage, {
+      onStage: async (stage) => {
+        // While the first holds the lock, a second instance is refused.
+        if (stage === 'dumped') secondError = await failureOf(backup(configFor(pg15, 'small'), second.storage));
+      },
+    });
+    expect(sidecar.id).toMatch(/^test_/);
+    expect((secondError as BackupError | null)?.code).toBe('LOCKED_BY_OTHER_INSTANCE');
+    expect(await second.leftovers()).toEqual([]);
+  });
+
+  it('never puts the password into pg_dump\'s argv', async () => {
+    const { storage } = await localStorage();
+    const config = configFor(pg15, 'varied');
+    const password = config.db.password;
+    // 1. What the child was started with, as recorded by a wrapper that then execs the real pg_dump.
+    const wrapper = await wrapperTools('printf "%s\\n" "$0" "$@" > "$DIR/argv"\necho $$ > "$DIR/pid"\nexec "$REAL" "$@"');
+    // 2. Every process's /proc/<pid>/cmdline, sampled while the dump runs.
+    const seen = new Set<string>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        for (const entry of await readdir('/proc')) {
+          if (!/^\d+$/.test(entry)) continue;
+          const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+          if (cmdline.includes('pg_dump')) seen.add(cmdline.replaceAll('\0', ' ').trim());
+          expect(cmdline).not.toContain(password);
+        }
+        await delay(5);
+      }
+    })();
+    try {
+      await backup(config, storage, { pgTools: wrapper.tools });
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
+    expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password']);
+    expect(argv).not.toContain(password);
+    expect([...seen].some((c) => c.startsWith(tools.pgDumpPath) && c.includes('--no-owner'))).toBe(true);
+    expect([...seen].join('\n')).not.toContain(password);
+  });
+
+  it('aborts on the signal: kills pg_dump (and its process group), leaves nothing', async () => {
+    const { storage, leftovers } = await localStorage();
+    const wrapper = await wrapperTools('echo $$ > "$DIR/pid"\n"$REAL" "$@" | head -c 300000\ntouch "$DIR/written"\nexec sleep 60');
+    const controller = new AbortController();
+    const running = backup(configFor(pg15, 'varied'), storage, { pgTools: wrapper.tools, signal: controller.signal });
+    const pid = await pollUntil(
+      async () => {
+        await stat(path.join(wrapper.dir, 'written'));
+        return Number(await readFile(path.join(wrapper.dir, 'pid'), 'utf8'));
+      },
+      { timeoutMs: 30_000, what: 'the wrapper to stream part of the dump' },
+    );
+    controller.abort(new Error('the service is shutting down'));
+    const error = await failureOf(running);
+    expect(error.code).toBe('ABORTED');
+    expect(error.message).toBe('backup aborted: the service is shutting down');
+    expect(processExists(pid)).toBe(false);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('picks the next suffix when the id is taken in the index or in storage', async () => {
+    const { storage } = await localStorage();
+    const now = () => new Date('2026-05-10T01:00:00Z');
+    await storage.putSmall('test_20260510T010000Z_2.sql.gz', Buffer.from('someone else'));
+    const sidecar = await runBackup(
+      { config: configFor(pg15, 'small'), storage, pgTools: tools, logger, existingIds: () => new Set(['test_20260510T010000Z.sql.gz']) },
+      { triggeredBy: 'api', signal: new AbortController().signal, now },
+    );
+    expect(sidecar.id).toBe('test_20260510T010000Z_3.sql.gz');
+    expect(sidecar.createdAt).toBe('2026-05-10T01:00:00.000Z');
+  });
+});

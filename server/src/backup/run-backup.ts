@@ -1,0 +1,271 @@
+import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
+import { BackupSidecarSchema } from '@db-backup-service/contract';
+import type { BackupSidecar, Trigger } from '@db-backup-service/contract';
+import type { Config } from '../config/config.js';
+import { addLogContext } from '../logger.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import { SERVICE_VERSION } from '../version.js';
+import { BackupError } from './backup-error.js';
+import { newBackupId, sidecarName } from './backup-id.js';
+import { createCompressor } from './compressor.js';
+import { describeError, findErrorCode } from './describe-error.js';
+import { DumpTrailerObserver } from './dump-trailer.js';
+import { abortedError, LockSession } from './lock-session.js';
+import { PgDumpProcess } from './pg-dump-process.js';
+import { checkVersionCompatibility } from './pg-tools.js';
+import type { PgTools } from './pg-tools.js';
+import { redact } from './redact.js';
+import { createEndGate, StreamMeter } from './stream-meter.js';
+import { verifyStoredBackup } from './verify-backup.js';
+import type { StreamedDigest } from './verify-backup.js';
+
+/**
+ * Points a backup passes, in order. `dumped`: pg_dump exited 0 with a complete trailer, and the
+ * storage has not committed the object yet. `stored`: putStream resolved. `verified`: the stored
+ * object read back correctly; the sidecar is next.
+ */
+export type BackupStage = 'dumped' | 'stored' | 'verified';
+
+export interface RunBackupDeps {
+  readonly config: Config;
+  readonly storage: Storage;
+  readonly pgTools: PgTools;
+  readonly logger: Logger;
+  /**
+   * Backup ids already in use (the caller's index). Storage is asked as well before an id is
+   * taken, so a stale set only costs a `_2` suffix, never an overwrite.
+   */
+  readonly existingIds: () => ReadonlySet<string>;
+}
+
+export interface RunBackupOptions {
+  readonly triggeredBy: Trigger;
+  /** Aborting kills pg_dump, aborts the upload, deletes what was stored and rejects with ABORTED. */
+  readonly signal: AbortSignal;
+  /** Clock for the backup id and createdAt (tests). */
+  readonly now?: () => Date;
+  /** Named injection point: a throw here fails the backup at that point as a crash would (invariant 1). */
+  readonly onStage?: (stage: BackupStage) => void | Promise<void>;
+}
+
+/**
+ * Runs one backup: pg_dump -> gzip -> SHA-256 -> storage, read-back verification, then the
+ * sidecar, written last (invariants 1, 2, 5). Resolves with the sidecar; rejects with a
+ * BackupError whose message is safe to show (invariant 6), after removing whatever it stored.
+ *
+ * The caller provides the single-flight lock within this process and the log context (jobId);
+ * this function adds `backupId` to it and takes a PostgreSQL advisory lock against other instances.
+ */
+export async function runBackup(deps: RunBackupDeps, opts: RunBackupOptions): Promise<BackupSidecar> {
+  const secrets = secretsOf(deps.config);
+  try {
+    return await execute(deps, opts, secrets);
+  } catch (error) {
+    if (opts.signal.aborted) throw error instanceof BackupError && error.code === 'ABORTED' ? error : abortedError(opts.signal);
+    if (error instanceof BackupError) throw error;
+    throw new BackupError('INTERNAL', redact(`backup failed: ${describeError(error)}`, secrets), { cause: error });
+  }
+}
+
+async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: readonly string[]): Promise<BackupSidecar> {
+  const { config, storage, pgTools, logger } = deps;
+  const { signal } = opts;
+  const now = opts.now ?? (() => new Date());
+  const startedAt = now();
+  const started = performance.now();
+  if (signal.aborted) throw abortedError(signal);
+  logger.info('backup started', { triggeredBy: opts.triggeredBy, database: config.db.name, storage: storage.location });
+
+  const session = await LockSession.open(config.db, { signal, secrets, logger });
+  let id: string | null = null;
+  let sidecarAttempted = false;
+  try {
+    checkVersionCompatibility(pgTools, session.server);
+    await session.lock(config.db.name);
+    const sizeHintBytes = await session.databaseSizeBytes();
+    id = await chooseBackupId(storage, config.backup.namePrefix, startedAt, deps.existingIds(), secrets);
+    addLogContext({ backupId: id });
+    logger.info('dumping database', {
+      serverVersion: session.server.version,
+      pgDumpVersion: pgTools.pgDumpVersion,
+      databaseSizeBytes: sizeHintBytes,
+    });
+
+    const streamed = await dumpToStorage({ deps, opts, secrets, id, sizeHintBytes });
+    logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
+    await opts.onStage?.('stored');
+
+    await verifyStoredBackup(storage, id, streamed, signal);
+    logger.info('dump verified', { sha256: streamed.sha256 });
+    await opts.onStage?.('verified');
+
+    const sidecar: BackupSidecar = BackupSidecarSchema.parse({
+      id,
+      createdAt: now().toISOString(),
+      sizeBytes: streamed.sizeBytes,
+      sha256: streamed.sha256,
+      pgVersion: session.server.version,
+      durationMs: Math.round(performance.now() - started),
+      triggeredBy: opts.triggeredBy,
+      pgDumpVersion: pgTools.pgDumpVersion,
+      uncompressedSizeBytes: streamed.uncompressedSizeBytes,
+      compression: { format: 'gzip', level: config.backup.compressionLevel },
+      database: config.db.name,
+      serviceVersion: SERVICE_VERSION,
+      format: 'plain',
+    });
+    // The sidecar is what makes the dump a listed backup, so it is written last (invariant 1).
+    sidecarAttempted = true;
+    try {
+      await storage.putSmall(sidecarName(id), Buffer.from(`${JSON.stringify(sidecar, null, 2)}\n`), { signal });
+    } catch (error) {
+      if (signal.aborted) throw abortedError(signal);
+      throw storageFailure(`writing the sidecar of backup ${id}`, error, storage, secrets);
+    }
+    logger.info('backup finished', { durationMs: sidecar.durationMs, sizeBytes: sidecar.sizeBytes });
+    return sidecar;
+  } catch (error) {
+    if (id !== null) await discard(storage, id, sidecarAttempted, logger, secrets);
+    throw error;
+  } finally {
+    await session.close();
+  }
+}
+
+interface DumpContext {
+  readonly deps: RunBackupDeps;
+  readonly opts: RunBackupOptions;
+  readonly secrets: readonly string[];
+  readonly id: string;
+  readonly sizeHintBytes: number;
+}
+
+/**
+ * pg_dump stdout -> trailer observer -> byte count -> end gate -> gzip -> SHA-256 + byte count ->
+ * storage.putStream, with no temp file and bounded memory (invariant 5). The end gate holds back
+ * the end of the stream until pg_dump has exited 0 and the trailer is there; otherwise the stream
+ * errors and the storage discards the upload instead of committing a partial dump.
+ */
+async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
+  const { config, storage, pgTools, logger } = ctx.deps;
+  const { signal, onStage } = ctx.opts;
+  const { id, secrets } = ctx;
+  signal.throwIfAborted();
+
+  const dump = new PgDumpProcess(pgTools.pgDumpPath, config.db, secrets);
+  // The first failure wins: once storage has failed, pg_dump dying of our kill is not the story.
+  let failure: unknown = null;
+  const fail = (error: unknown) => {
+    failure ??= error;
+    dump.kill();
+  };
+  const onAbort = () => dump.kill();
+  signal.addEventListener('abort', onAbort, { once: true });
+
+  const trailer = new DumpTrailerObserver();
+  const uncompressed = new StreamMeter();
+  const gate = createEndGate(async () => {
+    try {
+      await dump.assertSucceeded();
+      trailer.assertCompleteDump();
+      await onStage?.('dumped');
+    } catch (error) {
+      fail(error);
+      throw error;
+    }
+  });
+  const compressed = new StreamMeter({ sha256: true });
+
+  try {
+    const piped = pipeline(dump.stdout, trailer, uncompressed, gate, createCompressor(config.backup.compressionLevel), compressed, { signal });
+    const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
+      // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
+      // the end gate, before the body errors; anything else that makes putStream fail is the
+      // storage's (a rare local stream error would be mislabelled, but keeps its message).
+      if (!signal.aborted) fail(storageFailure(`storing backup ${id}`, error, storage, secrets));
+      // A backend may stop reading without destroying the body; without this the pipeline would stall.
+      compressed.destroy(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    });
+    const [pipeResult, putResult] = await Promise.allSettled([piped, stored]);
+
+    if (pipeResult.status === 'rejected' || putResult.status === 'rejected') {
+      dump.kill();
+      const exit = await dump.exited;
+      if (signal.aborted) throw abortedError(signal);
+      if (failure !== null) throw failure;
+      // A stream broke for a reason of its own (e.g. reading pg_dump's stdout); if pg_dump failed
+      // too, its exit status and stderr are the better explanation.
+      if (exit.error !== null || exit.code !== 0) throw dump.failure(exit);
+      const reason: unknown = pipeResult.status === 'rejected' ? pipeResult.reason : (putResult as PromiseRejectedResult).reason;
+      throw new BackupError('PG_DUMP_FAILED', redact(`streaming pg_dump's output failed: ${describeError(reason)}`, secrets), { cause: reason });
+    }
+
+    const stderr = dump.stderrTail();
+    if (stderr !== '') logger.warn('pg_dump succeeded with messages on stderr', { stderr });
+    if (putResult.value.sizeBytes !== compressed.bytes) {
+      throw new BackupError(
+        'VERIFY_FAILED',
+        `storage reports ${putResult.value.sizeBytes} bytes for backup ${id}, but ${compressed.bytes} were streamed`,
+      );
+    }
+    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: uncompressed.bytes };
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    // Never leave a pg_dump behind, whatever happened above.
+    if (!dump.hasExited) {
+      dump.kill();
+      await dump.exited;
+    }
+  }
+}
+
+async function chooseBackupId(
+  storage: Storage,
+  prefix: string,
+  startedAt: Date,
+  known: ReadonlySet<string>,
+  secrets: readonly string[],
+): Promise<string> {
+  const taken = new Set(known);
+  for (;;) {
+    const id = newBackupId(prefix, startedAt, (candidate) => taken.has(candidate));
+    let present: boolean;
+    try {
+      const [dump, sidecar] = await Promise.all([storage.stat(id), storage.stat(sidecarName(id))]);
+      present = dump !== null || sidecar !== null;
+    } catch (error) {
+      throw storageFailure(`checking storage for backup ${id}`, error, storage, secrets);
+    }
+    if (!present) return id;
+    taken.add(id);
+  }
+}
+
+/** Removes a failed backup: sidecar first, so that a dump is never listed without being whole (invariant 1). */
+async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
+  const names = sidecarAttempted ? [sidecarName(id), id] : [id];
+  for (const name of names) {
+    try {
+      await storage.delete(name);
+    } catch (error) {
+      logger.warn('could not delete the remains of a failed backup', { object: name, error: redact(describeError(error), secrets) });
+    }
+  }
+}
+
+function storageFailure(what: string, error: unknown, storage: Storage, secrets: readonly string[]): BackupError {
+  const diskFull = findErrorCode(error, (code) => code === 'ENOSPC') !== null;
+  const message = diskFull
+    ? `${what} failed: no space left on ${storage.location} (ENOSPC)`
+    : `${what} failed (${storage.location}): ${describeError(error)}`;
+  return new BackupError(diskFull ? 'DISK_FULL' : 'STORAGE_FAILED', redact(message, secrets), { cause: error });
+}
+
+function secretsOf(config: Config): string[] {
+  const secrets = [config.db.password, config.apiToken];
+  if (config.storage.backend === 's3') secrets.push(config.storage.secretAccessKey);
+  return secrets.filter((s) => s !== '');
+}

@@ -1,0 +1,226 @@
+import type { BackupSidecar, Job, Trigger } from '@db-backup-service/contract';
+import { BackupIndex } from './backup-index.js';
+import type { Config } from './config/config.js';
+import { JobRegistry, type StartResult } from './jobs.js';
+import { addLogContext, withLogContext, type Logger } from './logger.js';
+import { pruneBackups } from './retention.js';
+import { Scheduler } from './scheduler.js';
+import type { Storage } from './storage/storage.js';
+
+/** Runs one backup to completion (the pipeline in backup/), returning its sidecar. */
+export type BackupRunner = (opts: { triggeredBy: Trigger; signal: AbortSignal; existingIds: () => Set<string> }) => Promise<BackupSidecar>;
+
+/**
+ * Runs `fn` only when no backup of this database is running anywhere (in this or another
+ * instance); resolves false without running it otherwise.
+ */
+export type ExclusiveRunner = (fn: () => Promise<void>) => Promise<boolean>;
+
+export interface EngineEvents {
+  jobStarted?(job: Job): void;
+  jobFinished?(job: Job, backup: BackupSidecar | null): void;
+  retentionDeleted?(id: string): void;
+}
+
+const RETENTION_EVERY_MS = 24 * 3600 * 1000;
+
+/**
+ * The backup engine: jobs (single-flight), the index, the scheduler, retention and clean-up of
+ * leftovers. The HTTP layer talks to this and nothing below it.
+ */
+export class BackupEngine {
+  readonly jobs = new JobRegistry();
+  readonly index: BackupIndex;
+  readonly scheduler: Scheduler;
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #listeners: EngineEvents[] = [];
+  #accepting = false;
+  #cleaning: Promise<void> | null = null;
+  #stopping: Promise<void> | null = null;
+
+  constructor(
+    private readonly deps: {
+      config: Config;
+      storage: Storage;
+      logger: Logger;
+      runBackup: BackupRunner;
+      exclusive: ExclusiveRunner;
+    },
+  ) {
+    const { config, storage, logger } = deps;
+    this.index = new BackupIndex(storage, config.backup.namePrefix, logger);
+    this.scheduler = new Scheduler({
+      intervalMs: config.schedule.intervalMs,
+      cron: config.schedule.cron,
+      lastSuccessAt: () => {
+        const latest = this.index.latest();
+        return latest ? new Date(latest.createdAt) : null;
+      },
+      trigger: () => this.trigger('scheduler').started,
+      logger,
+    });
+  }
+
+  /** Registers hooks (metrics) for job and retention events. */
+  subscribe(listener: EngineEvents): void {
+    this.#listeners.push(listener);
+  }
+
+  #emit<K extends keyof EngineEvents>(event: K, ...args: Parameters<NonNullable<EngineEvents[K]>>): void {
+    for (const listener of this.#listeners) (listener[event] as ((...a: typeof args) => void) | undefined)?.(...args);
+  }
+
+  /** Loads the index, cleans leftovers of crashes, starts the scheduler and housekeeping timers. */
+  async start(): Promise<void> {
+    const { logger, config } = this.deps;
+    try {
+      await this.index.refresh();
+      logger.info('backup index loaded', { backups: this.index.list().length, storage: this.deps.storage.location });
+    } catch (error) {
+      // Storage may come up after us: /health reports it, the periodic refresh retries.
+      logger.error('could not list backups at start; will retry', { error: (error as Error).message });
+    }
+    this.#accepting = true;
+    void this.cleanupLeftovers();
+    this.scheduler.start();
+    this.#every(config.indexRefreshMs, async () => {
+      await this.index.refresh();
+    });
+    this.#every(RETENTION_EVERY_MS, () => this.prune());
+  }
+
+  /** Starts a backup unless one is running (then: the running job, for a 409). */
+  trigger(triggeredBy: Trigger): StartResult {
+    if (!this.#accepting) {
+      const running = this.jobs.running();
+      if (running) return { started: false, running };
+      throw new EngineStoppedError();
+    }
+    const result = this.jobs.start(triggeredBy, (jobId, signal) =>
+      withLogContext({ jobId, triggeredBy }, () => this.#runJob(jobId, triggeredBy, signal)),
+    );
+    if (result.started) this.#emit('jobStarted', result.job);
+    return result;
+  }
+
+  async #runJob(jobId: string, triggeredBy: Trigger, signal: AbortSignal): Promise<{ backupId: string }> {
+    const { logger } = this.deps;
+    let sidecar: BackupSidecar | null = null;
+    try {
+      // Clean-up holds the cross-instance lock briefly; a backup waits for it rather than
+      // mistaking it for another instance's backup.
+      await this.#cleaning;
+      sidecar = await this.deps.runBackup({
+        triggeredBy,
+        signal,
+        existingIds: () => new Set(this.index.list().map((b) => b.id)),
+      });
+      addLogContext({ backupId: sidecar.id, durationMs: sidecar.durationMs });
+      this.index.add(sidecar);
+      logger.info('backup succeeded', { sizeBytes: sidecar.sizeBytes, sha256: sidecar.sha256 });
+      return { backupId: sidecar.id };
+    } catch (error) {
+      logger.error('backup failed', { error: (error as Error).message });
+      throw error;
+    } finally {
+      // After the registry has recorded the outcome (next microtask), report it and tidy up.
+      queueMicrotask(() => void this.#afterJob(jobId, sidecar));
+    }
+  }
+
+  async #afterJob(jobId: string, sidecar: BackupSidecar | null): Promise<void> {
+    await this.jobs.idle();
+    const job = this.jobs.get(jobId);
+    if (job) this.#emit('jobFinished', job, sidecar);
+    this.scheduler.jobFinished(sidecar !== null);
+    if (sidecar) await this.prune();
+    await this.cleanupLeftovers();
+  }
+
+  /** Applies retention; errors are logged, never thrown (a failed listing deletes nothing). */
+  async prune(): Promise<string[]> {
+    const { storage, config, logger } = this.deps;
+    try {
+      return await pruneBackups({
+        storage,
+        index: this.index,
+        policy: config.retention,
+        logger,
+        onDeleted: (id) => this.#emit('retentionDeleted', id),
+      });
+    } catch (error) {
+      logger.error('retention skipped: could not list backups', { error: (error as Error).message });
+      return [];
+    }
+  }
+
+  /**
+   * Removes what interrupted backups left: temporary files, multipart uploads and dumps without
+   * a sidecar. Only while no backup of this database runs anywhere (the advisory lock proves it),
+   * so another instance's backup in its verification window is never taken for garbage.
+   */
+  cleanupLeftovers(): Promise<void> {
+    if (this.jobs.running()) return Promise.resolve();
+    this.#cleaning ??= this.#cleanup().finally(() => (this.#cleaning = null));
+    return this.#cleaning;
+  }
+
+  async #cleanup(): Promise<void> {
+    const { storage, logger } = this.deps;
+    try {
+      await this.deps.exclusive(async () => {
+        const cutoff = new Date();
+        const snapshot = await this.index.refresh();
+        for (const orphan of snapshot.orphans) {
+          if (orphan.lastModified >= cutoff) continue;
+          await storage.delete(orphan.name);
+          logger.warn('removed an unfinished backup (no sidecar)', { backupId: orphan.name });
+        }
+        for (const name of await storage.cleanupIncomplete(cutoff)) {
+          logger.warn('removed an interrupted upload', { object: name });
+        }
+      });
+    } catch (error) {
+      logger.warn('clean-up of leftovers skipped', { error: (error as Error).message });
+    }
+  }
+
+  /**
+   * Stops new triggers and the scheduler, lets a running backup finish within `timeoutMs`, then
+   * aborts it (the pipeline removes its partial dump). Idempotent: a second call shares the first.
+   */
+  stop(timeoutMs: number): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#accepting = false;
+      this.scheduler.stop();
+      for (const timer of this.#timers) clearInterval(timer);
+      if (!this.jobs.running()) return;
+      this.deps.logger.info('waiting for the running backup to finish', { timeoutMs });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      if ((await Promise.race([this.jobs.idle(), timedOut])) === 'timeout') {
+        this.deps.logger.warn('shutdown timeout reached: aborting the running backup');
+        this.jobs.abortRunning(new Error('aborted: the service is shutting down (SHUTDOWN_TIMEOUT reached)'));
+        await this.jobs.idle();
+      }
+      clearTimeout(timer);
+    })();
+    return this.#stopping;
+  }
+
+  #every(ms: number, task: () => Promise<unknown>): void {
+    const timer = setInterval(() => {
+      task().catch((error: unknown) => this.deps.logger.warn('periodic task failed', { error: (error as Error).message }));
+    }, ms);
+    timer.unref();
+    this.#timers.push(timer);
+  }
+}
+
+export class EngineStoppedError extends Error {
+  readonly code = 'SHUTTING_DOWN';
+  constructor() {
+    super('the service is shutting down and accepts no new backups');
+    this.name = 'EngineStoppedError';
+  }
+}

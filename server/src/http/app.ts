@@ -1,0 +1,178 @@
+import { STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import { initServer, createExpressEndpoints, RequestValidationError } from '@ts-rest/express';
+import { apiContract, buildOpenApiDocument, type Info } from '@db-backup-service/contract';
+import type { Config } from '../config/config.js';
+import { EngineStoppedError, type BackupEngine } from '../engine.js';
+import type { Logger } from '../logger.js';
+import type { Storage } from '../storage/storage.js';
+import { SERVICE_VERSION } from '../version.js';
+import { toBackup } from '../backup-index.js';
+import { bearerAuth } from './auth.js';
+import { DOCS_INIT_SCRIPT, renderDocsPage } from './docs.js';
+import { serveDownload } from './downloads.js';
+import type { HealthCheck } from './health.js';
+import type { Metrics } from './metrics.js';
+import { notFound, problem, PROBLEM_CONTENT_TYPE, sendProblem } from './problem.js';
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly engine: BackupEngine;
+  readonly storage: Storage;
+  readonly health: HealthCheck;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly pgDumpVersion: string | null;
+}
+
+/** No endpoint takes a body; anything larger than this is refused before it is read. */
+const MAX_BODY_BYTES = 16 * 1024;
+
+export function createApp(deps: AppDeps): express.Express {
+  const { config, engine, logger, metrics } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(accessLog(deps));
+  app.use(limitBody);
+
+  const s = initServer();
+  const router = s.router(apiContract, {
+    triggerBackup: async ({ res }) => {
+      const result = engine.trigger('api');
+      if (!result.started) {
+        res.type(PROBLEM_CONTENT_TYPE);
+        return {
+          status: 409,
+          body: { ...problem(409, 'Conflict', `a backup is already running (job ${result.running.jobId})`, 'BACKUP_RUNNING'), status: 409 as const, jobId: result.running.jobId },
+        };
+      }
+      res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
+      return { status: 202, body: result.job };
+    },
+    getJob: async ({ params, res }) => {
+      const job = engine.jobs.get(params.jobId);
+      if (!job) {
+        res.type(PROBLEM_CONTENT_TYPE);
+        return { status: 404, body: notFound('no such job (jobs are kept in memory: the newest 100, until restart)') };
+      }
+      return { status: 200, body: job };
+    },
+    listBackups: async () => ({ status: 200, body: engine.index.list().map(toBackup) }),
+    getLatestBackup: async ({ res }) => {
+      const latest = engine.index.latest();
+      if (!latest) {
+        res.type(PROBLEM_CONTENT_TYPE);
+        return { status: 404, body: notFound('no successful backup yet') };
+      }
+      return { status: 200, body: toBackup(latest) };
+    },
+    // Before `:id/download`, or "latest" would be taken for an id (ts-rest registers in key order).
+    downloadLatestBackup: async ({ req, res }) => serveDownload({ ...deps, index: engine.index }, 'latest', req, res),
+    downloadBackup: async ({ params, req, res }) => serveDownload({ ...deps, index: engine.index }, { id: params.id }, req, res),
+    health: async () => {
+      const health = await deps.health.get();
+      return { status: health.status === 'UP' ? 200 : 503, body: health };
+    },
+    info: async () => ({ status: 200, body: info(deps) }),
+  });
+
+  createExpressEndpoints(apiContract, router, app, {
+    globalMiddleware: [bearerAuth(config.apiToken)],
+    logInitialization: false,
+    responseValidation: false,
+    jsonQuery: false,
+    requestValidationErrorHandler: (err, _req, res) => {
+      const part = err.pathParams ? 'path' : err.query ? 'query' : err.headers ? 'headers' : 'body';
+      sendProblem(res, problem(400, 'Bad Request', `invalid request ${part}`, 'INVALID_REQUEST'));
+    },
+  });
+
+  const openApi = JSON.stringify(buildOpenApiDocument(SERVICE_VERSION), null, 2);
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApi);
+  });
+  const swaggerDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
+  app.use('/docs/assets', express.static(swaggerDir, { index: false, fallthrough: false }));
+  app.get(['/docs', '/docs/'], (_req, res) => {
+    res.type('html').send(renderDocsPage());
+  });
+  app.get('/docs/init.js', (_req, res) => {
+    res.type('application/javascript').send(DOCS_INIT_SCRIPT);
+  });
+  app.get('/metrics', async (_req, res, next) => {
+    try {
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  app.use((req, res) => sendProblem(res, notFound(`no route for ${req.method} ${req.path}`)));
+  app.use(errorHandler(logger));
+  return app;
+}
+
+function info({ config, engine, storage, pgDumpVersion }: AppDeps): Info {
+  const latest = engine.index.latest();
+  return {
+    service: { name: 'db-backup-service', version: SERVICE_VERSION },
+    pgDump: { version: pgDumpVersion },
+    retention: { days: config.retention.days, minCount: config.retention.minCount },
+    schedule: { interval: config.schedule.intervalIso, intervalSeconds: Math.round(config.schedule.intervalMs / 1000), cron: config.schedule.cron },
+    storage: { backend: storage.backend },
+    backup: {
+      lastSuccessfulBackupAgeSeconds: latest ? Math.max(0, Math.floor((Date.now() - Date.parse(latest.createdAt)) / 1000)) : null,
+      lastSuccessfulBackupId: latest?.id ?? null,
+    },
+  };
+}
+
+const limitBody: RequestHandler = (req, res, next) => {
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (length > MAX_BODY_BYTES || (req.headers['transfer-encoding'] !== undefined && req.method !== 'GET')) {
+    // Tell the client we will not read it, and close: the body is not drained.
+    res.set('Connection', 'close');
+    return sendProblem(res, problem(413, 'Content Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`, 'BODY_TOO_LARGE'));
+  }
+  next();
+};
+
+function accessLog({ logger, metrics }: AppDeps): RequestHandler {
+  return (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      // The contract's route pattern, never the raw URL: ids and junk stay out of metric labels.
+      const route = (req as { tsRestRoute?: { path: string } }).tsRestRoute?.path ?? (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      metrics.observeRequest(req.method, String(route), res.statusCode, seconds);
+      logger.info('http request', {
+        method: req.method,
+        route,
+        status: res.statusCode,
+        durationMs: Math.round(seconds * 1000),
+        ...(res.writableFinished ? {} : { aborted: true }),
+      });
+    });
+    next();
+  };
+}
+
+function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
+    const status = (error as { status?: unknown }).status;
+    if (error instanceof RequestValidationError || (typeof status === 'number' && status >= 400 && status < 500)) {
+      // e.g. invalid percent-encoding in the path (express raises a 400 URIError).
+      const code = typeof status === 'number' ? status : 400;
+      const detail = code === 404 ? 'not found' : 'the request could not be parsed';
+      return sendProblem(res, problem(code, STATUS_CODES[code] ?? 'Bad Request', detail, code === 404 ? 'NOT_FOUND' : 'INVALID_REQUEST'));
+    }
+    if (error instanceof EngineStoppedError) {
+      return sendProblem(res, problem(503, 'Service Unavailable', error.message, error.code));
+    }
+    logger.error('request failed', { method: req.method, path: req.path, error: (error as Error).message });
+    sendProblem(res, problem(500, 'Internal Server Error', 'internal error', 'INTERNAL'));
+  };
+}

@@ -1,0 +1,106 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BackupSidecar, Job } from '@db-backup-service/contract';
+import type { BackupIndex } from '../backup-index.js';
+import type { EngineEvents } from '../engine.js';
+import type { JobRegistry } from '../jobs.js';
+
+/**
+ * Prometheus metrics. Backup facts are read from the index at scrape time, so they are right
+ * after a restart too; counters count what this process saw. No label ever carries a secret.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #backups: Counter<'status' | 'trigger'>;
+  readonly #retentionDeleted: Counter;
+  readonly #httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly #httpDuration: Histogram<'method' | 'route'>;
+
+  constructor(index: BackupIndex, jobs: JobRegistry) {
+    const registry = this.registry;
+    collectDefaultMetrics({ register: registry });
+    const latest = () => index.latest();
+    new Gauge({
+      name: 'dbbackup_last_success_timestamp_seconds',
+      help: 'Unix time of the newest successful backup (absent until one exists).',
+      registers: [registry],
+      collect() {
+        const b = latest();
+        this.reset();
+        if (b) this.set(Date.parse(b.createdAt) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'dbbackup_last_success_size_bytes',
+      help: 'Size of the newest successful backup (.sql.gz).',
+      registers: [registry],
+      collect() {
+        const b = latest();
+        this.reset();
+        if (b) this.set(b.sizeBytes);
+      },
+    });
+    new Gauge({
+      name: 'dbbackup_last_success_duration_seconds',
+      help: 'Duration of the newest successful backup.',
+      registers: [registry],
+      collect() {
+        const b = latest();
+        this.reset();
+        if (b) this.set(b.durationMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'dbbackup_backups_stored',
+      help: 'Backups currently listed.',
+      registers: [registry],
+      collect() {
+        this.set(index.list().length);
+      },
+    });
+    new Gauge({
+      name: 'dbbackup_backup_running',
+      help: '1 while a backup runs, else 0.',
+      registers: [registry],
+      collect() {
+        this.set(jobs.running() ? 1 : 0);
+      },
+    });
+    this.#backups = new Counter({
+      name: 'dbbackup_backups_total',
+      help: 'Finished backup jobs by outcome and trigger.',
+      labelNames: ['status', 'trigger'],
+      registers: [registry],
+    });
+    this.#retentionDeleted = new Counter({
+      name: 'dbbackup_retention_deleted_total',
+      help: 'Backups deleted by retention.',
+      registers: [registry],
+    });
+    this.#httpRequests = new Counter({
+      name: 'dbbackup_http_requests_total',
+      help: 'HTTP requests by route and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    });
+    this.#httpDuration = new Histogram({
+      name: 'dbbackup_http_request_duration_seconds',
+      help: 'HTTP request duration (until the response ended).',
+      labelNames: ['method', 'route'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
+      registers: [registry],
+    });
+  }
+
+  /** Engine hooks that feed the counters. */
+  get engineEvents(): EngineEvents {
+    return {
+      jobFinished: (job: Job, _backup: BackupSidecar | null) => this.#backups.inc({ status: job.status, trigger: job.triggeredBy }),
+      retentionDeleted: () => this.#retentionDeleted.inc(),
+    };
+  }
+
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    this.#httpRequests.inc({ method, route, status: String(status) });
+    this.#httpDuration.observe({ method, route }, seconds);
+  }
+}

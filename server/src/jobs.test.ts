@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { JOB_HISTORY_LIMIT, JobRegistry } from './jobs.js';
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe('JobRegistry', () => {
+  it('runs one job at a time; 20 concurrent starts yield one job and 19 conflicts naming it', async () => {
+    const jobs = new JobRegistry();
+    const gate = deferred();
+    let runs = 0;
+    const results = Array.from({ length: 20 }, () =>
+      jobs.start('api', async () => {
+        runs++;
+        await gate.promise;
+        return { backupId: 'b' };
+      }),
+    );
+    const started = results.filter((r) => r.started);
+    expect(started).toHaveLength(1);
+    const id = started[0]!.started ? started[0]!.job.jobId : '';
+    for (const r of results.filter((r) => !r.started)) expect(!r.started && r.running.jobId).toBe(id);
+    gate.resolve();
+    await jobs.idle();
+    expect(runs).toBe(1);
+    expect(jobs.get(id)).toMatchObject({ status: 'succeeded', backupId: 'b', triggeredBy: 'api', errorMessage: null });
+    expect(jobs.running()).toBeNull();
+  });
+
+  it('goes queued -> running -> failed with the error message and timing', async () => {
+    const jobs = new JobRegistry();
+    const result = jobs.start('scheduler', async () => {
+      throw new Error('pg_dump: connection refused');
+    });
+    expect(result.started && result.job.status).toBe('queued');
+    await jobs.idle();
+    const job = jobs.get(result.started ? result.job.jobId : '')!;
+    expect(job).toMatchObject({ status: 'failed', errorMessage: 'pg_dump: connection refused', triggeredBy: 'scheduler', backupId: null });
+    expect(job.startedAt).not.toBeNull();
+    expect(Date.parse(job.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(job.startedAt!));
+    expect(job.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('keeps the newest 100 jobs (FIFO)', async () => {
+    const jobs = new JobRegistry();
+    const ids: string[] = [];
+    for (let i = 0; i < JOB_HISTORY_LIMIT + 5; i++) {
+      const r = jobs.start('api', async () => ({ backupId: null }));
+      if (r.started) ids.push(r.job.jobId);
+      await jobs.idle();
+    }
+    expect(jobs.list()).toHaveLength(JOB_HISTORY_LIMIT);
+    expect(jobs.get(ids[0]!)).toBeUndefined();
+    expect(jobs.get(ids.at(-1)!)).toBeDefined();
+    expect(jobs.list()[0]!.jobId).toBe(ids.at(-1));
+  });
+
+  it('aborts the running job through its signal', async () => {
+    const jobs = new JobRegistry();
+    const r = jobs.start('api', (_id, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))));
+    await Promise.resolve();
+    jobs.abortRunning(new Error('shutting down'));
+    await jobs.idle();
+    expect(jobs.get(r.started ? r.job.jobId : '')).toMatchObject({ status: 'failed', errorMessage: 'shutting down' });
+  });
+});

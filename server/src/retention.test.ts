@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import type { BackupSidecar } from '@db-backup-service/contract';
+import { selectExpired } from './retention.js';
+
+const now = new Date('2026-05-20T12:00:00Z');
+function backup(daysAgo: number, n = 0): BackupSidecar {
+  const createdAt = new Date(now.getTime() - daysAgo * 86_400_000 - n * 1000).toISOString();
+  return {
+    id: `backup_${createdAt.replace(/[-:]/g, '').replace(/\.\d+/, '')}.sql.gz`, createdAt, sizeBytes: 1, sha256: 'a'.repeat(64), pgVersion: '15', durationMs: 1,
+    triggeredBy: 'api', pgDumpVersion: '15', uncompressedSizeBytes: 1, compression: { format: 'gzip', level: 6 }, database: 'db', serviceVersion: '0', format: 'plain',
+  };
+}
+const ids = (list: BackupSidecar[]) => list.map((b) => b.id).sort();
+
+describe('selectExpired', () => {
+  it('deletes backups older than the retention days', () => {
+    const all = [backup(0), backup(3), backup(8), backup(30)];
+    expect(ids(selectExpired(all, { days: 7, minCount: 1 }, now))).toEqual(ids([backup(8), backup(30)]));
+  });
+
+  it('always keeps the newest backup even when it is older than the retention days', () => {
+    const all = [backup(40), backup(50)];
+    expect(ids(selectExpired(all, { days: 7, minCount: 1 }, now))).toEqual(ids([backup(50)]));
+    expect(selectExpired([backup(40)], { days: 0, minCount: 1 }, now)).toEqual([]);
+  });
+
+  it('keeps at least minCount newest backups', () => {
+    const all = [backup(10), backup(20), backup(30), backup(40)];
+    expect(ids(selectExpired(all, { days: 7, minCount: 3 }, now))).toEqual(ids([backup(40)]));
+  });
+
+  it('never returns the newest even with minCount 0 given', () => {
+    expect(selectExpired([backup(9), backup(10)], { days: 1, minCount: 0 }, now).map((b) => b.id)).toEqual([backup(10).id]);
+  });
+});

@@ -1,0 +1,52 @@
+import type { BackupSidecar } from '@db-backup-service/contract';
+import { compareNewestFirst, SIDECAR_SUFFIX, type BackupIndex } from './backup-index.js';
+import type { Logger } from './logger.js';
+import type { Storage } from './storage/storage.js';
+
+export interface RetentionPolicy {
+  readonly days: number;
+  /** The newest `minCount` backups are always kept (at least 1: the latest success, invariant 4). */
+  readonly minCount: number;
+}
+
+/**
+ * Which backups to delete. Pure: newest first by createdAt; the newest `minCount` are kept
+ * whatever their age; of the rest, those older than `days` go.
+ */
+export function selectExpired(backups: readonly BackupSidecar[], policy: RetentionPolicy, now: Date): BackupSidecar[] {
+  const cutoff = now.getTime() - policy.days * 86_400_000;
+  const newestFirst = [...backups].sort(compareNewestFirst);
+  return newestFirst.slice(Math.max(1, policy.minCount)).filter((b) => Date.parse(b.createdAt) < cutoff);
+}
+
+/**
+ * Prunes expired backups. Acts only on a fresh, complete listing (the index refresh throws on a
+ * failed or truncated listing, and then nothing is deleted) and only on this service's own
+ * backup ids. The sidecar goes first, so a backup stops listing before its dump disappears.
+ */
+export async function pruneBackups(deps: {
+  storage: Storage;
+  index: BackupIndex;
+  policy: RetentionPolicy;
+  logger: Logger;
+  now?: Date;
+  onDeleted?: (id: string) => void;
+}): Promise<string[]> {
+  const { storage, index, policy, logger } = deps;
+  const snapshot = await index.refresh();
+  const expired = selectExpired(snapshot.backups, policy, deps.now ?? new Date());
+  const deleted: string[] = [];
+  for (const backup of expired) {
+    try {
+      await storage.delete(backup.id + SIDECAR_SUFFIX);
+      index.remove(backup.id);
+      await storage.delete(backup.id);
+      deleted.push(backup.id);
+      deps.onDeleted?.(backup.id);
+      logger.info('retention deleted a backup', { backupId: backup.id, createdAt: backup.createdAt, retentionDays: policy.days });
+    } catch (error) {
+      logger.error('retention could not delete a backup', { backupId: backup.id, error: (error as Error).message });
+    }
+  }
+  return deleted;
+}

@@ -1,0 +1,28 @@
+import type { StorageConfig } from '../config/config.js';
+import { LocalStorage } from './local-storage.js';
+import { S3Storage } from './s3-storage.js';
+import type { S3StorageEvent } from './s3-storage.js';
+import type { Storage } from './storage.js';
+
+/**
+ * The configured backend. A local directory is checked here (missing, not a directory, not
+ * writable: a clear StorageError at start-up); S3 is not contacted, since a bucket that is briefly
+ * unreachable should show up in /health rather than stop the service (call `check()` for that).
+ */
+export async function createStorage(config: StorageConfig, options: { onS3Event?: (event: S3StorageEvent) => void } = {}): Promise<Storage> {
+  switch (config.backend) {
+    case 'local':
+      return LocalStorage.open(config.dir);
+    case 's3':
+      return new S3Storage({
+        bucket: config.bucket,
+        prefix: config.prefix,
+        endpoint: config.endpoint,
+        region: config.region,
+        accessKeyId: config.accessKeyId,
+        secretAccessKey: config.secretAccessKey,
+        partSizeBytes: config.partSizeBytes,
+        ...(options.onS3Event ? { onEvent: options.onS3Event } : {}),
+      });
+  }
+}

@@ -1,0 +1,252 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, createWriteStream } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { lstat, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Transform, addAbortSignal } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { assertValidRange, isSafeName } from './checks.js';
+import { StorageError, StorageNotFoundError, assertSafeName } from './storage.js';
+import type { ReadRange, Storage, StoredObject } from './storage.js';
+
+/**
+ * Temporary files start with a dot, so they can never match a safe name (which starts with a
+ * letter or digit): a half-written file is never listed, fetched or pruned as a backup (invariant 1).
+ */
+const TEMP_PREFIX = '.tmp-';
+const TEMP_SUFFIX = '.partial';
+/** Backups and sidecars are readable by the service's uid only. */
+const FILE_MODE = 0o600;
+
+/** Stores objects as files in one directory (usually a mounted volume). */
+export class LocalStorage implements Storage {
+  readonly backend = 'local' as const;
+  readonly location: string;
+  readonly #dir: string;
+
+  constructor(dir: string) {
+    this.#dir = resolve(dir);
+    this.location = this.#dir;
+  }
+
+  /** Opens `dir` after checking that it exists, is a directory and is writable by this process. */
+  static async open(dir: string): Promise<LocalStorage> {
+    const storage = new LocalStorage(dir);
+    await storage.check();
+    return storage;
+  }
+
+  async putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }> {
+    try {
+      assertSafeName(name);
+      opts.signal.throwIfAborted();
+    } catch (error) {
+      // The producer (pg_dump -> gzip) would otherwise wait forever on back-pressure.
+      body.destroy();
+      throw error;
+    }
+    let sizeBytes = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        sizeBytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    await this.#writeAtomically(name, opts.signal, async (temp) => {
+      // 'wx': never reuses an existing file; mode: owner-only from the first byte; flush: fsync
+      // before close, which pipeline waits for. pipeline destroys `body` on any failure (its own
+      // error, a write error such as ENOSPC, the abort signal).
+      const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true });
+      await pipeline(body, counter, out, { signal: opts.signal });
+    }).catch((error: unknown) => {
+      body.destroy();
+      throw error;
+    });
+    return { sizeBytes };
+  }
+
+  async putSmall(name: string, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void> {
+    assertSafeName(name);
+    opts?.signal?.throwIfAborted();
+    await this.#writeAtomically(name, opts?.signal, async (temp) => {
+      const handle = await open(temp, 'wx', FILE_MODE);
+      try {
+        await handle.writeFile(data, opts?.signal ? { signal: opts.signal } : {});
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+
+  async get(name: string, opts?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable> {
+    assertSafeName(name);
+    if (opts?.range) assertValidRange(opts.range);
+    opts?.signal?.throwIfAborted();
+    // Open first: a missing file is a rejected promise here, not an 'error' event on the stream later.
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#path(name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      if (isCode(error, 'ENOENT') || isCode(error, 'ELOOP')) throw new StorageNotFoundError(name);
+      throw error;
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw new StorageNotFoundError(name);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    const stream = handle.createReadStream(opts?.range ? { start: opts.range.start, end: opts.range.end } : {});
+    if (opts?.signal) addAbortSignal(opts.signal, stream);
+    return stream;
+  }
+
+  async getSmall(name: string, opts?: { signal?: AbortSignal }): Promise<Buffer> {
+    assertSafeName(name);
+    try {
+      return await readFile(this.#path(name), { flag: fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW, ...(opts?.signal ? { signal: opts.signal } : {}) });
+    } catch (error) {
+      if (isCode(error, 'ENOENT') || isCode(error, 'ELOOP') || isCode(error, 'EISDIR')) throw new StorageNotFoundError(name);
+      throw error;
+    }
+  }
+
+  async stat(name: string): Promise<StoredObject | null> {
+    assertSafeName(name);
+    let info: Stats;
+    try {
+      info = await lstat(this.#path(name));
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return null;
+      throw error;
+    }
+    return info.isFile() ? { name, sizeBytes: info.size, lastModified: info.mtime } : null;
+  }
+
+  async delete(name: string): Promise<void> {
+    assertSafeName(name);
+    try {
+      await unlink(this.#path(name));
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return;
+      throw error;
+    }
+    await this.#syncDir();
+  }
+
+  async list(opts?: { signal?: AbortSignal }): Promise<StoredObject[]> {
+    opts?.signal?.throwIfAborted();
+    // No try/catch: a failed listing must throw, never look like an empty directory (invariant 4).
+    const entries = await readdir(this.#dir, { withFileTypes: true });
+    const objects: StoredObject[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile() || !isSafeName(entry.name)) continue;
+      opts?.signal?.throwIfAborted();
+      try {
+        const info = await lstat(join(this.#dir, entry.name));
+        if (info.isFile()) objects.push({ name: entry.name, sizeBytes: info.size, lastModified: info.mtime });
+      } catch (error) {
+        // Deleted between readdir and lstat (retention, a concurrent delete): simply gone.
+        if (!isCode(error, 'ENOENT')) throw error;
+      }
+    }
+    return objects;
+  }
+
+  async cleanupIncomplete(olderThan: Date): Promise<string[]> {
+    const entries = await readdir(this.#dir, { withFileTypes: true });
+    const removed: string[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile() || !entry.name.startsWith(TEMP_PREFIX) || !entry.name.endsWith(TEMP_SUFFIX)) continue;
+      const path = join(this.#dir, entry.name);
+      try {
+        // A write in progress keeps touching its temp file: only stale ones are removed.
+        if ((await lstat(path)).mtime >= olderThan) continue;
+        await unlink(path);
+        removed.push(entry.name);
+      } catch (error) {
+        if (!isCode(error, 'ENOENT')) throw error;
+      }
+    }
+    if (removed.length > 0) await this.#syncDir();
+    return removed;
+  }
+
+  async check(opts?: { signal?: AbortSignal }): Promise<void> {
+    opts?.signal?.throwIfAborted();
+    let info: Stats;
+    try {
+      info = await stat(this.#dir);
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) {
+        throw new StorageError(`backup directory ${this.#dir} does not exist: create it or mount a volume there (BACKUP_LOCAL_DIR)`, { cause: error });
+      }
+      throw new StorageError(`backup directory ${this.#dir} cannot be read (${codeOf(error)}): check the path and its parent directories' permissions`, { cause: error });
+    }
+    if (!info.isDirectory()) {
+      throw new StorageError(`backup directory ${this.#dir} is not a directory: point BACKUP_LOCAL_DIR at a directory (a mounted volume)`);
+    }
+    // Permission bits, ACLs, read-only mounts and root's privileges all play a part: only an actual
+    // write tells whether this process can write here.
+    const probe = join(this.#dir, `${TEMP_PREFIX}check-${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+    try {
+      const handle = await open(probe, 'wx', FILE_MODE);
+      await handle.close();
+      await unlink(probe);
+    } catch (error) {
+      const uid = process.geteuid?.() ?? 'unknown';
+      const gid = process.getegid?.() ?? 'unknown';
+      throw new StorageError(
+        `backup directory ${this.#dir} is not writable by this process (uid ${uid}, gid ${gid}; ${codeOf(error)}): ` +
+          `make it writable for that uid (e.g. chown ${uid}:${gid} ${this.#dir}) and make sure the volume is not mounted read-only`,
+        { cause: error },
+      );
+    }
+  }
+
+  #path(name: string): string {
+    // Names were checked by assertSafeName: plain file names, so join cannot leave the directory.
+    return join(this.#dir, name);
+  }
+
+  /**
+   * Writes `name` through a temporary file (never a safe name, so never listed): write, fsync,
+   * rename, fsync the directory. Readers see either no file or the whole file, also after a power
+   * loss. On failure the temporary file is removed and the original error rethrown (an ENOSPC
+   * keeps its `code`).
+   */
+  async #writeAtomically(name: string, signal: AbortSignal | undefined, write: (tempPath: string) => Promise<void>): Promise<void> {
+    const temp = join(this.#dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}-${name}${TEMP_SUFFIX}`);
+    try {
+      // `write` creates the file, fills it, fsyncs and closes it.
+      await write(temp);
+      // An abort that arrived during fsync still wins: nothing is published after the caller gave up.
+      signal?.throwIfAborted();
+      await rename(temp, this.#path(name));
+      await this.#syncDir();
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw signal?.aborted ? signal.reason : error;
+    }
+  }
+
+  async #syncDir(): Promise<void> {
+    const handle = await open(this.#dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | null)?.code === code;
+}
+
+function codeOf(error: unknown): string {
+  return (error as NodeJS.ErrnoException | null)?.code ?? String(error);
+}

@@ -1,0 +1,371 @@
+// db-restore against a real PostgreSQL (the harness's throwaway cluster), with LOCAL backup
+// directories made here by the real pg_dump | gzip and a sidecar written like the service's.
+// The CLI runs built (cli/dist/bin.js) as a child process: exit codes and stderr are the contract.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { escapeIdentifier } from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pgClientBin, usePostgres } from './harness/index.js';
+
+const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
+const ID_A = 'backup_20260510T010000Z.sql.gz';
+const ID_B = 'backup_20260511T010000Z.sql.gz';
+const ID_CORRUPT = 'backup_20260512T010000Z.sql.gz';
+const ID_FAILING = 'backup_20260513T010000Z.sql.gz';
+
+const pg = usePostgres();
+let work: string;
+/** Backups A (older) and B (newer, "latest"). */
+let goodDir: string;
+/** One backup each, kept apart so they never become "latest" of goodDir. */
+let corruptDir: string;
+let failingDir: string;
+let stateA: Snapshot;
+let stateB: Snapshot;
+
+type Snapshot = Record<string, string>;
+
+/** Per-table md5 of all rows (sorted) plus every large object's md5: equal snapshots, equal data. */
+async function snapshot(db: string): Promise<Snapshot> {
+  const { rows: tables } = await pg.query<{ s: string; t: string }>(
+    `SELECT table_schema AS s, table_name AS t FROM information_schema.tables
+      WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' ORDER BY 1, 2`,
+    [],
+    db,
+  );
+  const out: Snapshot = {};
+  for (const { s, t } of tables) {
+    const q = `${escapeIdentifier(s)}.${escapeIdentifier(t)}`;
+    const { rows } = await pg.query<{ h: string }>(`SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') AS h FROM ${q} x`, [], db);
+    out[`${s}.${t}`] = rows[0]?.h ?? '';
+  }
+  const { rows: lo } = await pg.query<{ h: string }>(
+    `SELECT count(*) || ':' || coalesce(md5(string_agg(oid::text || '=' || md5(lo_get(oid)), ',' ORDER BY oid)), '') AS h FROM pg_largeobject_metadata`,
+    [],
+    db,
+  );
+  out['<large objects>'] = lo[0]?.h ?? '';
+  return out;
+}
+
+async function databases(): Promise<string[]> {
+  const { rows } = await pg.query<{ datname: string }>('SELECT datname FROM pg_database ORDER BY datname', [], 'postgres');
+  return rows.map((r) => r.datname);
+}
+
+async function leftovers(): Promise<string[]> {
+  return (await databases()).filter((d) => /__(restore|old)_/.test(d));
+}
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
+  });
+}
+
+async function pgDump(db: string): Promise<Buffer> {
+  // --no-owner --no-privileges as the service runs it; the password only in the environment.
+  const res = await run(pgClientBin('pg_dump'), ['--no-owner', '--no-privileges'], { PATH: process.env.PATH ?? '', ...pg.pgEnv(db) });
+  if (res.code !== 0) throw new Error(`pg_dump failed (${res.code}): ${res.stderr}`);
+  return res.stdout;
+}
+
+/** Writes `<id>` and its sidecar the way the service does (sidecar last). */
+async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdAt: string; sha256?: string; uncompressed: number }): Promise<void> {
+  await writeFile(join(dir, id), gz);
+  const sidecar = {
+    id,
+    createdAt: opts.createdAt,
+    sizeBytes: gz.length,
+    sha256: opts.sha256 ?? createHash('sha256').update(gz).digest('hex'),
+    pgVersion: pg.version.split(' ')[0],
+    durationMs: 42,
+    triggeredBy: 'api',
+    pgDumpVersion: pg.version.split(' ')[0],
+    uncompressedSizeBytes: opts.uncompressed,
+    compression: { format: 'gzip', level: 6 },
+    database: 'src',
+    serviceVersion: '0.1.0',
+    format: 'plain',
+  };
+  await writeFile(join(dir, `${id}.meta.json`), `${JSON.stringify(sidecar, null, 2)}\n`);
+}
+
+interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cliEnv(overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    DB_HOST: pg.host,
+    DB_PORT: String(pg.port),
+    DB_USER: pg.user,
+    DB_PASSWORD: pg.password,
+    DB_NAME: 'app',
+    STORAGE_BACKEND: 'local',
+    BACKUP_LOCAL_DIR: goodDir,
+    ...overrides,
+  };
+}
+
+/** Runs the built CLI; `onStderr` sees stderr as it grows and may signal the child. */
+function cli(args: string[], env: NodeJS.ProcessEnv, onStderr?: (text: string, kill: (s: NodeJS.Signals) => void) => void): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      onStderr?.(stderr, (s) => child.kill(s));
+    });
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** A target with content of its own, so "unchanged" and "replaced" are both observable. */
+async function seedTarget(db: string, owner?: string): Promise<Snapshot> {
+  await pg.dropDatabase(db);
+  await pg.query(`CREATE DATABASE ${escapeIdentifier(db)}${owner ? ` OWNER ${escapeIdentifier(owner)}` : ''}`, [], 'postgres');
+  await pg.query(`CREATE TABLE previous (id int PRIMARY KEY, note text); INSERT INTO previous VALUES (1, 'before the restore')`, [], db);
+  await pg.query(`SELECT lo_from_bytea(0, 'previous large object')`, [], db);
+  if (owner) await pg.query(`ALTER TABLE previous OWNER TO ${escapeIdentifier(owner)}`, [], db);
+  return snapshot(db);
+}
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build -w contract && npm run build -w sdk && npm run build -w cli`);
+  work = await mkdtemp(join(tmpdir(), 'cli-restore-'));
+  goodDir = join(work, 'good');
+  corruptDir = join(work, 'corrupt');
+  failingDir = join(work, 'failing');
+  for (const d of [goodDir, corruptDir, failingDir]) await mkdir(d);
+
+  await pg.createDatabase('src');
+  await pg.query(
+    `CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE, balance numeric(12,2), tags jsonb, created timestamptz DEFAULT now());
+     CREATE TABLE orders (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), customer_id bigint REFERENCES customers(id), total numeric(12,2), placed date);
+     CREATE INDEX orders_customer ON orders (customer_id);
+     CREATE VIEW big_spenders AS SELECT c.name, sum(o.total) AS spent FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name;
+     INSERT INTO customers (name, email, balance, tags)
+       SELECT 'customer ' || g, 'c' || g || '@example.com', g * 1.5, jsonb_build_object('n', g, 'even', g % 2 = 0) FROM generate_series(1, 500) g;
+     INSERT INTO orders (customer_id, total, placed) SELECT 1 + g % 500, g * 0.25, date '2026-01-01' + g % 100 FROM generate_series(1, 2000) g;`,
+    [],
+    'src',
+  );
+  await pg.query(`SELECT lo_from_bytea(0, convert_to(repeat('large object A ', 1000), 'UTF8'))`, [], 'src');
+  const sqlA = await pgDump('src');
+  stateA = await snapshot('src');
+  await writeBackup(goodDir, ID_A, gzipSync(sqlA), { createdAt: '2026-05-10T01:00:05Z', uncompressed: sqlA.length });
+
+  await pg.query(
+    `INSERT INTO customers (name, email, balance) VALUES ('late customer', 'late@example.com', 0);
+     DELETE FROM orders WHERE total < 10;
+     CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, E'tab\\tand newline\\n and quote '' end');`,
+    [],
+    'src',
+  );
+  await pg.query(`SELECT lo_from_bytea(0, '\\x00ff00ff'::bytea)`, [], 'src');
+  const sqlB = await pgDump('src');
+  stateB = await snapshot('src');
+  await writeBackup(goodDir, ID_B, gzipSync(sqlB), { createdAt: '2026-05-11T01:00:05Z', uncompressed: sqlB.length });
+
+  // At rest corruption: one flipped byte; the sidecar keeps the checksum of the intact file.
+  const gzA = gzipSync(sqlA);
+  const corrupt = Buffer.from(gzA);
+  corrupt[Math.floor(corrupt.length / 2)]! ^= 0x55;
+  await writeBackup(corruptDir, ID_CORRUPT, corrupt, { createdAt: '2026-05-12T01:00:05Z', sha256: createHash('sha256').update(gzA).digest('hex'), uncompressed: sqlA.length });
+
+  // A valid, verified backup whose SQL fails near the end, after the large objects' own
+  // BEGIN/COMMIT (which ends a --single-transaction early and commits what came before).
+  const text = sqlB.toString('utf8');
+  expect(text).toMatch(/^BEGIN;$/m);
+  const trailer = text.lastIndexOf('\n-- PostgreSQL database dump complete');
+  expect(trailer).toBeGreaterThan(text.search(/^COMMIT;$/m));
+  const failing = Buffer.from(`${text.slice(0, trailer)}\nSELECT 1/0;\n${text.slice(trailer)}`);
+  await writeBackup(failingDir, ID_FAILING, gzipSync(failing), { createdAt: '2026-05-13T01:00:05Z', uncompressed: failing.length });
+});
+
+afterAll(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('db-restore (built CLI, real PostgreSQL, local backups)', () => {
+  it('lists the backups newest first, as a table and as JSON', async () => {
+    const table = await cli([], cliEnv());
+    expect(table.code, table.stderr).toBe(0);
+    const lines = table.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+CREATED\s+SIZE\s+AGE$/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual([ID_B, ID_A]);
+
+    const json = await cli(['--json'], cliEnv());
+    expect(json.code).toBe(0);
+    const list = JSON.parse(json.stdout) as { id: string; sha256: string }[];
+    expect(list.map((b) => b.id)).toEqual([ID_B, ID_A]);
+    expect(json.stderr).toBe('');
+  });
+
+  it('--force <id> and --force latest restore identical data (swap, target replaced)', async () => {
+    await seedTarget('app');
+    const byId = await cli(['--force', ID_A], cliEnv());
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(await snapshot('app')).toEqual(stateA);
+
+    const latest = await cli(['--force', '--json', 'latest'], cliEnv());
+    expect(latest.code, latest.stderr).toBe(0);
+    expect(JSON.parse(latest.stdout)).toMatchObject({ ok: true, exitCode: 0, mode: 'swap', databaseState: 'restored', replaced: true, backup: { id: ID_B } });
+    expect(await snapshot('app')).toEqual(stateB);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('--database other restores there and leaves DB_NAME untouched', async () => {
+    const before = await seedTarget('app');
+    await pg.dropDatabase('other');
+    const res = await cli(['--force', '--database', 'other', 'latest'], cliEnv());
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('other')).toEqual(stateB);
+    expect(await snapshot('app')).toEqual(before);
+  });
+
+  it('--file restores a file, checked against its sidecar when present', async () => {
+    await seedTarget('from_file');
+    const withSidecar = join(work, ID_A);
+    await copyFile(join(goodDir, ID_A), withSidecar);
+    await copyFile(join(goodDir, `${ID_A}.meta.json`), `${withSidecar}.meta.json`);
+    const res = await cli(['--force', '--database', 'from_file', '--file', withSidecar], cliEnv({ STORAGE_BACKEND: '', BACKUP_LOCAL_DIR: '' }));
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('from_file')).toEqual(stateA);
+
+    const bare = join(work, 'downloaded.sql.gz');
+    await copyFile(join(goodDir, ID_B), bare);
+    const noSidecar = await cli(['--force', '--database', 'from_file', '--file', bare], cliEnv());
+    expect(noSidecar.code, noSidecar.stderr).toBe(0);
+    expect(noSidecar.stderr).toContain('only its gzip integrity can be verified');
+    expect(await snapshot('from_file')).toEqual(stateB);
+  });
+
+  it('Ctrl-C during the countdown cancels (exit 3) with the target untouched', async () => {
+    const before = await seedTarget('app');
+    let sent = false;
+    const res = await cli(['latest'], cliEnv(), (stderr, kill) => {
+      if (!sent && stderr.includes('press Ctrl-C to cancel')) {
+        sent = true;
+        kill('SIGINT');
+      }
+    });
+    expect(sent).toBe(true);
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).toContain('cancelled; nothing was changed');
+    expect(await snapshot('app')).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a corrupted backup fails verification (exit 5) before anything is touched', async () => {
+    const before = await seedTarget('app');
+    const res = await cli(['--force', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toMatch(/SHA-256 is [0-9a-f]{64}, the sidecar says/);
+    expect(await snapshot('app')).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a dump with large objects that fails near the end leaves the target exactly as it was (swap, exit 6)', async () => {
+    const before = await seedTarget('app');
+    const res = await cli(['--force', '--json', 'latest'], cliEnv({ BACKUP_LOCAL_DIR: failingDir }));
+    expect(res.code, res.stderr).toBe(6);
+    expect(res.stderr).toContain('division by zero');
+    expect(res.stderr).toContain('database app is unchanged');
+    expect(res.stderr).not.toContain(pg.password);
+    expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 6, databaseState: 'unchanged' });
+    expect(await snapshot('app')).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('the same failure with --in-place leaves the target existing and empty (exit 6)', async () => {
+    await seedTarget('app');
+    const res = await cli(['--force', '--in-place', 'latest'], cliEnv({ BACKUP_LOCAL_DIR: failingDir }));
+    expect(res.code, res.stderr).toBe(6);
+    expect(res.stderr).toContain('left empty');
+    expect(await databases()).toContain('app');
+    const { rows: tables } = await pg.query(`SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind IN ('r', 'v', 'S')`, [], 'app');
+    expect(tables).toEqual([]);
+    const { rows: los } = await pg.query('SELECT count(*)::int AS n FROM pg_largeobject_metadata', [], 'app');
+    expect(los[0]).toEqual({ n: 0 });
+  });
+
+  it('--in-place restores when nothing fails', async () => {
+    await seedTarget('app');
+    const res = await cli(['--force', '--in-place', ID_A], cliEnv());
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('app')).toEqual(stateA);
+  });
+
+  it('a non-superuser that owns the database and has CREATEDB can restore; the owner is kept', async () => {
+    const password = 'owner-pw-0123456789';
+    await pg.query(`DROP ROLE IF EXISTS app_owner`, [], 'postgres').catch(() => undefined);
+    await pg.query(`CREATE ROLE app_owner LOGIN CREATEDB PASSWORD '${password}'`, [], 'postgres');
+    await seedTarget('owned', 'app_owner');
+    const res = await cli(['--force', 'latest'], cliEnv({ DB_USER: 'app_owner', DB_PASSWORD: password, DB_NAME: 'owned' }));
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('owned')).toEqual(stateB);
+    const { rows } = await pg.query<{ owner: string }>(`SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'owned'`, [], 'postgres');
+    expect(rows[0]?.owner).toBe('app_owner');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a role without CREATEDB is told so before anything happens (exit 2)', async () => {
+    await pg.query(`DROP ROLE IF EXISTS weak`, [], 'postgres').catch(() => undefined);
+    await pg.query(`CREATE ROLE weak LOGIN PASSWORD 'weak-pw'`, [], 'postgres');
+    const before = await seedTarget('app');
+    const res = await cli(['--force', 'latest'], cliEnv({ DB_USER: 'weak', DB_PASSWORD: 'weak-pw' }));
+    expect(res.code, res.stderr).toBe(2);
+    expect(res.stderr).toContain('CREATEDB');
+    expect(await snapshot('app')).toEqual(before);
+  });
+
+  it('a wrong password is a configuration error (exit 2) that does not echo the password', async () => {
+    const res = await cli(['--force', 'latest'], cliEnv({ DB_PASSWORD: 'definitely-wrong-pw' }));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('cannot log in');
+    expect(res.stderr).not.toContain('definitely-wrong-pw');
+  });
+
+  it('ends the target\'s other sessions for the swap', async () => {
+    await seedTarget('app');
+    const { Client } = await import('pg');
+    const session = new Client(pg.connectionConfig('app'));
+    session.on('error', () => undefined);
+    await session.connect();
+    try {
+      const res = await cli(['--force', ID_A], cliEnv());
+      expect(res.code, res.stderr).toBe(0);
+      expect(await snapshot('app')).toEqual(stateA);
+      await expect(session.query('SELECT 1')).rejects.toThrow();
+    } finally {
+      await session.end().catch(() => undefined);
+    }
+  });
+
+  it('reads nothing from a dump file that is not a backup id (exit 2)', async () => {
+    const res = await cli(['--force', '../../etc/passwd'], cliEnv());
+    expect(res.code).toBe(2);
+    expect(await readFile(join(goodDir, `${ID_A}.meta.json`), 'utf8')).toContain(ID_A);
+  });
+});

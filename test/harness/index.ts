@@ -1,0 +1,16 @@
+// Public surface of the test harness: tests import from here, not from the individual files.
+export { freePort } from './ports.js';
+export { pollUntil, type PollOptions } from './wait.js';
+export { registerExitCleanup } from './exit-cleanup.js';
+export {
+  embeddedPgBinDir,
+  pgClientBin,
+  startPostgres,
+  systemPgBinDir,
+  usePostgres,
+  type PgMajor,
+  type PostgresCluster,
+  type StartPostgresOptions,
+} from './postgres.js';
+export { startS3, useS3, type S3Harness, type StartS3Options } from './s3.js';
+export { startService, type ServiceExit, type ServiceProcess, type StartServiceOptions } from './service.js';
