@@ -271,7 +271,9 @@ describe.each(['local', 's3'] as const)('%s backend: the REST API end to end', (
     expect(info.service).toEqual({ name: 'db-backup-service', version: expect.any(String) });
     expect(info.pgDump!.version).toMatch(/^\d+\.\d+/);
     expect(info.retention).toEqual({ days: 7, minCount: 1 });
-    expect(info.schedule).toEqual({ interval: 'PT24H', intervalSeconds: 86400, cron: null });
+    expect(info.schedule).toEqual({ interval: 'PT24H', intervalSeconds: 86400, cron: null, nextRunAt: expect.any(String) });
+    const latest = await A.json<Backup>('/api/v1/backups/latest');
+    expect(Date.parse(info.schedule!.nextRunAt as string)).toBe(Date.parse(latest.createdAt) + 86_400_000);
     expect(info.storage).toEqual({ backend });
     expect(info.backup!.lastSuccessfulBackupAgeSeconds).toBeGreaterThanOrEqual(0);
     expect(info.backup!.lastSuccessfulBackupAgeSeconds).toBeLessThan(600);

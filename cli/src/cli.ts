@@ -218,7 +218,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   const progress: Progress = createProgress(progressMode({ json, isTTY: ctx.stderr.isTTY === true }), ctx.stderr, ctx.now);
 
   const cancellation: Cancellation = installCancellation(ctx.process, () => {
-    ctx.stderr.write('\ndb-restore: finishing the swap first (a moment), then stopping.\n');
+    ctx.stderr.write('\ndb-restore: finishing the current step first (it must not stop halfway), then stopping.\n');
   });
   const started = ctx.now();
   let dump: LocalDump | null = null;

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode } from './exit-codes.js';
 import { localSource } from './local-source.js';
 
-export function sidecar(id: string, createdAt: string, extra: Record<string, unknown> = {}) {
+function sidecar(id: string, createdAt: string, extra: Record<string, unknown> = {}) {
   return {
     id,
     createdAt,

@@ -52,9 +52,18 @@ export function validateDatabaseName(name: string): void {
   if (name === 'template0' || name === 'template1') throw new CliError(ExitCode.USAGE, `refusing to restore into ${name}`);
 }
 
-/** The database to connect to for CREATE/DROP/RENAME: never the target itself. */
-function maintenanceDb(target: string): string {
-  return target === 'postgres' ? 'template1' : 'postgres';
+/**
+ * A connection for CREATE/DROP/RENAME: to `postgres`, never the target itself; `template1` when
+ * the target is `postgres` or a server has no `postgres` database.
+ */
+async function connectMaintenance(db: DbSettings): Promise<Client> {
+  if (db.database === 'postgres') return connect(db, 'template1');
+  try {
+    return await connect(db, 'postgres');
+  } catch (err) {
+    if ((err as { cause?: { code?: string } }).cause?.code !== '3D000') throw err;
+    return connect(db, 'template1');
+  }
 }
 
 function clientConfig(db: DbSettings, database: string): ClientConfig {
@@ -144,7 +153,7 @@ async function describeTarget(client: Client, target: string, versionNum: number
  */
 export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
   validateDatabaseName(db.database);
-  const client = await connect(db, maintenanceDb(db.database));
+  const client = await connectMaintenance(db);
   try {
     const { rows } = await client.query<{ version: string; version_num: string; current_user: string; rolsuper: boolean; rolcreatedb: boolean }>(
       `SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS version_num,
@@ -251,7 +260,7 @@ async function whileInUse<T>(client: Client, database: string, fn: () => Promise
 export async function restoreDatabase(opts: RestoreOptions): Promise<RestoreOutcome> {
   const { db } = opts;
   const target = db.database;
-  const client = await connect(db, maintenanceDb(target));
+  const client = await connectMaintenance(db);
   try {
     // Two db-restore runs on one target would swap each other's work away.
     const { rows: lock } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('db-restore'), hashtext($1)) AS ok`, [target]);

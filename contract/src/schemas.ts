@@ -97,6 +97,7 @@ export const InfoSchema = z.object({
     interval: z.string().describe('ISO-8601 duration, e.g. PT24H.'),
     intervalSeconds: z.number().int(),
     cron: z.string().nullable(),
+    nextRunAt: z.string().datetime().nullable().describe('When the scheduler starts the next backup.'),
   }),
   storage: z.object({ backend: z.enum(['local', 's3']) }),
   backup: z.object({

@@ -76,7 +76,9 @@ export function createFetcher(t: Transport): ApiFetcher {
     try {
       let response: Response;
       try {
-        response = await t.fetch(args.path, { method: args.method, headers: args.headers, body: args.body ?? null, signal });
+        // Called unbound, as a plain function: some fetch implementations reject a foreign `this`.
+        const doFetch = t.fetch;
+        response = await doFetch(args.path, { method: args.method, headers: args.headers, body: args.body ?? null, signal });
       } catch (err) {
         throw mapFetchFailure(t, err, what, callerSignal, deadline.signal);
       }

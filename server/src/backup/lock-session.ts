@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
@@ -18,6 +19,8 @@ export const APPLICATION_NAME = 'db-backup-service';
 export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
 
 const CONNECT_TIMEOUT_MS = 10_000;
+const QUERY_TIMEOUT_MS = 30_000;
+const CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * A connection to the database being backed up that holds the advisory lock for the whole dump,
@@ -47,6 +50,8 @@ export class LockSession {
       password: db.password,
       application_name: APPLICATION_NAME,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // Client-side: a server that stops answering (network gone, no RST) must not hang the job.
+      query_timeout: QUERY_TIMEOUT_MS,
       keepAlive: true,
     });
     // Without a listener a dropped connection would be an unhandled 'error' and kill the process.
@@ -122,7 +127,8 @@ export class LockSession {
         this.#logger.debug('could not release the advisory lock explicitly', { error: describeError(error) });
       }
     }
-    await this.#client.end().catch(() => undefined);
+    // Bounded: closing a connection to a server that vanished must not keep the job running.
+    await Promise.race([this.#client.end().catch(() => undefined), delay(CLOSE_TIMEOUT_MS, undefined, { ref: false })]);
   }
 }
 

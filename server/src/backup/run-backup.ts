@@ -179,7 +179,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   const compressed = new StreamMeter({ sha256: true });
 
   try {
-    const piped = pipeline(dump.stdout, trailer, uncompressed, gate, createCompressor(config.backup.compressionLevel), compressed, { signal });
+    const piped = pipeline(dump.stdout, trailer, uncompressed, gate, createCompressor({ level: config.backup.compressionLevel, threads: config.backup.compressionThreads }), compressed, { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the

@@ -121,7 +121,12 @@ function info({ config, engine, storage, pgDumpVersion }: AppDeps): Info {
     service: { name: 'db-backup-service', version: SERVICE_VERSION },
     pgDump: { version: pgDumpVersion },
     retention: { days: config.retention.days, minCount: config.retention.minCount },
-    schedule: { interval: config.schedule.intervalIso, intervalSeconds: Math.round(config.schedule.intervalMs / 1000), cron: config.schedule.cron },
+    schedule: {
+      interval: config.schedule.intervalIso,
+      intervalSeconds: Math.round(config.schedule.intervalMs / 1000),
+      cron: config.schedule.cron,
+      nextRunAt: engine.scheduler.nextRunAt()?.toISOString() ?? null,
+    },
     storage: { backend: storage.backend },
     backup: {
       lastSuccessfulBackupAgeSeconds: latest ? Math.max(0, Math.floor((Date.now() - Date.parse(latest.createdAt)) / 1000)) : null,
