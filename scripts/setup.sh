@@ -15,6 +15,9 @@ have_pg() {
 apt_packages=()
 have_pg || apt_packages+=(postgresql postgresql-client)
 command -v gzip >/dev/null || apt_packages+=(gzip)
+command -v curl >/dev/null || apt_packages+=(curl)
+# Headless Chromium for the /docs page test (driven by playwright-core, which downloads no browser).
+[ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else

@@ -1,4 +1,5 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { isBackupId, type BackupSidecar } from '@db-backup-service/contract';
 import type { BackupIndex } from '../backup-index.js';
@@ -67,10 +68,12 @@ export async function serveDownload(
     }
     throw error;
   }
-  // ts-rest sends a stream with a bare pipe(); close its two gaps here.
-  source.once('error', (error) => {
-    // Mid-body storage failure: cut the connection so the client sees a truncated transfer
-    // (Content-Length unmet), never a complete-looking corrupt file.
+  // ts-rest sends the body with a bare pipe(); the guard and the handlers below close its gaps.
+  const body = lengthGuard(end - start + 1);
+  pipeline(source, body).catch((error: Error) => {
+    if (res.writableFinished || res.destroyed) return;
+    // Mid-body storage failure or an object that ended early: cut the connection so the client
+    // sees a truncated transfer (Content-Length unmet), never a complete-looking corrupt file.
     deps.logger.warn('download aborted: storage stream failed', { backupId: backup.id, error: error.message });
     res.destroy(error);
   });
@@ -81,7 +84,21 @@ export async function serveDownload(
       source.destroy();
     }
   });
-  return { status, body: source };
+  return { status, body };
+}
+
+/** Passes bytes through and fails at the end unless exactly `expected` bytes came. */
+function lengthGuard(expected: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      callback(seen === expected ? null : new Error(`storage stream ended early (${seen} of ${expected} bytes)`));
+    },
+  });
 }
 
 function resolve(index: BackupIndex, idOrLatest: { id: string } | 'latest'): BackupSidecar | null {

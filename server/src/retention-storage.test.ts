@@ -1,0 +1,122 @@
+// Retention against real storage (a local directory and the S3 emulator): what it deletes, what
+// it must never touch, and that a failed listing deletes nothing (invariant 4).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackupSidecar } from '@db-backup-service/contract';
+import { startS3, type S3Harness } from '../../test/harness/index.js';
+import { BackupIndex } from './backup-index.js';
+import { silentLogger } from './logger.js';
+import { pruneBackups } from './retention.js';
+import { LocalStorage } from './storage/local-storage.js';
+import { S3Storage } from './storage/s3-storage.js';
+import type { Storage } from './storage/storage.js';
+
+const NOW = new Date('2026-05-20T12:00:00Z');
+const DAY = 86_400_000;
+const logger = silentLogger();
+
+function idAt(date: Date, prefix = 'backup'): string {
+  return `${prefix}_${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}.sql.gz`;
+}
+
+async function putBackup(storage: Storage, daysAgo: number, prefix = 'backup'): Promise<string> {
+  const createdAt = new Date(NOW.getTime() - daysAgo * DAY);
+  const id = idAt(createdAt, prefix);
+  await storage.putStream(id, Readable.from([Buffer.from(`dump ${id}`)]), { signal: AbortSignal.timeout(10_000) });
+  const sidecar: BackupSidecar = {
+    id, createdAt: createdAt.toISOString(), sizeBytes: 10, sha256: 'a'.repeat(64), pgVersion: '15.18', durationMs: 5, triggeredBy: 'scheduler',
+    pgDumpVersion: '15.18', uncompressedSizeBytes: 10, compression: { format: 'gzip', level: 6 }, database: 'app', serviceVersion: 'test', format: 'plain',
+  };
+  await storage.putSmall(`${id}.meta.json`, Buffer.from(JSON.stringify(sidecar)));
+  return id;
+}
+
+let s3: S3Harness;
+beforeAll(async () => {
+  s3 = await startS3({ persist: true });
+});
+afterAll(() => s3?.destroy());
+
+const BACKENDS: { name: string; create(): Promise<{ storage: Storage; cleanup(): Promise<void> }> }[] = [
+  {
+    name: 'local',
+    async create() {
+      const dir = await mkdtemp(join(tmpdir(), 'retention-'));
+      return { storage: await LocalStorage.open(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 's3',
+    async create() {
+      const prefix = `retention-${Math.random().toString(36).slice(2)}`;
+      const storage = new S3Storage({
+        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+      });
+      return { storage, cleanup: async () => undefined };
+    },
+  },
+];
+
+for (const backend of BACKENDS) {
+  describe(`${backend.name}: retention`, () => {
+    it('prunes expired backups, keeps the newest and everything that is not its own', async () => {
+      const { storage, cleanup } = await backend.create();
+      const fresh = await putBackup(storage, 1);
+      const week = await putBackup(storage, 6);
+      const old1 = await putBackup(storage, 8);
+      const old2 = await putBackup(storage, 40);
+      const foreignPrefix = await putBackup(storage, 50, 'otherdb');
+      const foreign = ['notes.txt', 'backup_latest.sql.gz', `${old2}.bak`, 'backup_20200101T000000Z.sql'];
+      for (const name of foreign) await storage.putSmall(name, Buffer.from('not a backup of ours'));
+      // A dump whose sidecar is missing is not a backup: retention leaves it to the clean-up.
+      const orphan = idAt(new Date(NOW.getTime() - 90 * DAY));
+      await storage.putSmall(orphan, Buffer.from('orphan'));
+
+      const index = new BackupIndex(storage, 'backup', logger);
+      const deleted: string[] = [];
+      const result = await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW, onDeleted: (id) => deleted.push(id) });
+      expect(result.sort()).toEqual([old1, old2].sort());
+      expect(deleted.sort()).toEqual([old1, old2].sort());
+      const names = (await storage.list()).map((o) => o.name);
+      for (const kept of [fresh, week, foreignPrefix, ...foreign, orphan]) expect(names, kept).toContain(kept);
+      for (const gone of [old1, old2]) {
+        expect(names).not.toContain(gone);
+        expect(names).not.toContain(`${gone}.meta.json`);
+      }
+      expect(index.list().map((b) => b.id)).toEqual([fresh, week]);
+      await cleanup();
+    });
+
+    it('keeps the newest backup even when it is older than RETENTION_DAYS, and RETENTION_MIN_COUNT newest', async () => {
+      const { storage, cleanup } = await backend.create();
+      const newest = await putBackup(storage, 30);
+      const second = await putBackup(storage, 31);
+      const third = await putBackup(storage, 32);
+      const index = new BackupIndex(storage, 'backup', logger);
+      expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 2 }, logger, now: NOW })).toEqual([third]);
+      expect(await pruneBackups({ storage, index, policy: { days: 0, minCount: 1 }, logger, now: NOW })).toEqual([second]);
+      expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`]);
+      await cleanup();
+    });
+  });
+}
+
+describe('retention when the listing fails', () => {
+  it('deletes nothing while S3 is down, and prunes once it is back', async () => {
+    const storage = new S3Storage({
+      bucket: s3.bucket, prefix: 'retention-down', endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+    });
+    const newest = await putBackup(storage, 1);
+    const old = await putBackup(storage, 30);
+    const index = new BackupIndex(storage, 'backup', logger);
+    await index.refresh();
+    await s3.stop();
+    await expect(pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).rejects.toThrow();
+    await s3.start();
+    expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`, old, `${old}.meta.json`].sort());
+    expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
+  });
+});
