@@ -1,19 +1,30 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { ADVISORY_LOCK_KEY } from './backup/lock-session.js';
 import type { Config } from './config/config.js';
 
 type DbConfig = Config['db'];
 
-/** A short-lived connection with the configured credentials (password in the client config only). */
-export function connect(db: DbConfig, opts: { timeoutMs?: number } = {}): pg.Client {
+export const APPLICATION_NAME = 'db-backup-service';
+
+/**
+ * The advisory lock every instance takes on the database it backs up: the first 8 bytes of
+ * SHA-256('db-backup-service') as a signed 64-bit key, fixed so that separately deployed
+ * instances (and versions of this service) agree on it.
+ */
+export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
+
+/** A connection with the configured credentials (the password in the client config, never argv). */
+export function connect(db: DbConfig, opts: { timeoutMs?: number; keepAlive?: boolean; queryTimeoutMs?: number } = {}): pg.Client {
   return new pg.Client({
     host: db.host,
     port: db.port,
     user: db.user,
     password: db.password,
     database: db.name,
-    application_name: 'db-backup-service',
+    application_name: APPLICATION_NAME,
     connectionTimeoutMillis: opts.timeoutMs ?? 10_000,
+    keepAlive: opts.keepAlive ?? false,
+    ...(opts.queryTimeoutMs === undefined ? {} : { query_timeout: opts.queryTimeoutMs }),
   });
 }
 

@@ -6,7 +6,7 @@ export { pgClientEnv } from './child-env.js';
 export { createCompressor } from './compressor.js';
 export { checkDumpEnding, DUMP_COMPLETE_LINE, DumpTrailerObserver } from './dump-trailer.js';
 export type { DumpEndingCheck } from './dump-trailer.js';
-export { ADVISORY_LOCK_KEY, APPLICATION_NAME } from './lock-session.js';
+export { ADVISORY_LOCK_KEY, APPLICATION_NAME } from '../db.js';
 export { PG_DUMP_ARGS } from './pg-dump-process.js';
 export { checkVersionCompatibility, discoverPgTools, majorOfVersionNum, parsePgDumpVersion, readServerVersion } from './pg-tools.js';
 export type { DiscoverOptions, PgTools, ServerVersion } from './pg-tools.js';

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
+import { ADVISORY_LOCK_KEY, connect } from '../db.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { BackupError } from './backup-error.js';
@@ -9,16 +9,6 @@ import { readServerVersion } from './pg-tools.js';
 import type { ServerVersion } from './pg-tools.js';
 import { redact } from './redact.js';
 
-export const APPLICATION_NAME = 'db-backup-service';
-
-/**
- * The advisory lock every instance takes on the database it backs up: the first 8 bytes of
- * SHA-256('db-backup-service') as a signed 64-bit key, fixed so that separately deployed
- * instances (and versions of this service) agree on it.
- */
-export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
-
-const CONNECT_TIMEOUT_MS = 10_000;
 const QUERY_TIMEOUT_MS = 30_000;
 const CLOSE_TIMEOUT_MS = 5_000;
 
@@ -42,18 +32,9 @@ export class LockSession {
 
   /** Connects and reads the server version; throws DB_UNREACHABLE (redacted pg reason) or ABORTED. */
   static async open(db: Config['db'], opts: { signal: AbortSignal; secrets: readonly string[]; logger: Logger }): Promise<LockSession> {
-    const client = new pg.Client({
-      host: db.host,
-      port: db.port,
-      database: db.name,
-      user: db.user,
-      password: db.password,
-      application_name: APPLICATION_NAME,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      // Client-side: a server that stops answering (network gone, no RST) must not hang the job.
-      query_timeout: QUERY_TIMEOUT_MS,
-      keepAlive: true,
-    });
+    // Client-side query timeout: a server that stops answering (network gone, no RST) must not
+    // hang the job.
+    const client = connect(db, { keepAlive: true, queryTimeoutMs: QUERY_TIMEOUT_MS });
     // Without a listener a dropped connection would be an unhandled 'error' and kill the process.
     // Losing it mid-dump only loses the lock; the dump's own connection decides the backup.
     client.on('error', (error) => {

@@ -23,7 +23,7 @@ import type { Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
 import { BackupError } from './backup-error.js';
 import { sidecarName } from './backup-id.js';
-import { ADVISORY_LOCK_KEY } from './lock-session.js';
+import { ADVISORY_LOCK_KEY } from '../db.js';
 import { discoverPgTools } from './pg-tools.js';
 import type { PgTools } from './pg-tools.js';
 import { runBackup } from './run-backup.js';
