@@ -43,12 +43,26 @@ port.on('message', (job: BlockJob) => {
     // 00 00 ff ff), so the blocks concatenate into one deflate stream; only the last one finishes
     // it. pigz does the same.
     finishFlush: job.last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
+    // One output buffer that holds the whole block even if it does not compress (deflate's worst
+    // case adds ~0.03% plus a few bytes), and never from Buffer's shared pool: zlib then writes
+    // straight into the buffer we hand over, instead of 16 KiB pieces concatenated afterwards.
+    chunkSize: Math.max(job.dataLength + (job.dataLength >> 10) + 1024, Buffer.poolSize),
   });
-  // zlib hands back either an exact-size Buffer of its own (transfer it as is) or a view into a
-  // larger or shared buffer (a pool slice for small outputs); transferring that would pin the
-  // slack downstream, so copy those few bytes instead.
-  const owned = compressed.byteOffset === 0 && compressed.byteLength === compressed.buffer.byteLength;
-  const output = owned ? (compressed.buffer as ArrayBuffer) : new Uint8Array(compressed).buffer;
+  const output = exactBuffer(compressed);
   const result: BlockResult = { seq: job.seq, output, input: job.buffer };
   port.postMessage(result, [output, job.buffer]);
 });
+
+/**
+ * The compressed bytes as an ArrayBuffer of exactly their size, fit to transfer. `transfer(n)`
+ * shrinks zlib's buffer (V8 reallocates the backing store) and detaches it at once. Copying out
+ * instead would leave a block-sized garbage buffer per block, and V8 lets those pile up to its
+ * external-memory GC limit (tens of MB per isolate; measured here: RSS ~300 MB instead of ~175 MB
+ * at 2 threads), and would not save the copy zlib's 16 KiB pieces otherwise need.
+ */
+function exactBuffer(compressed: Buffer): ArrayBuffer {
+  // Not expected given chunkSize above, but a view into a shared buffer must never be detached.
+  if (compressed.byteOffset !== 0) return new Uint8Array(compressed).buffer;
+  // ES2024 (node >= 21); our lib setting is ES2023.
+  return (compressed.buffer as ArrayBuffer & { transfer(newLength: number): ArrayBuffer }).transfer(compressed.byteLength);
+}

@@ -119,7 +119,7 @@ class ParallelGzip extends Transform {
         return;
       }
       this.push(trailer(this.#crc, this.#length));
-      this.#terminate().then(() => callback(), callback);
+      void this.#terminate().then(() => callback());
     };
     dispatchLast();
   }
@@ -130,10 +130,7 @@ class ParallelGzip extends Transform {
     this.#spare.length = 0;
     this.#block = null;
     // Report the stream closed only once no worker is left running.
-    this.#terminate().then(
-      () => callback(error),
-      () => callback(error),
-    );
+    void this.#terminate().then(() => callback(error));
   }
 
   #inFlight(): number {
@@ -242,6 +239,7 @@ class ParallelGzip extends Transform {
     waiter?.();
   }
 
+  /** Never rejects: a worker that fails to stop has nothing left to tell us. */
   #terminate(): Promise<unknown> {
     this.#closing = true;
     return Promise.allSettled(this.#workers.map((worker) => worker.terminate()));
