@@ -1,12 +1,11 @@
 // Writes openapi.json from the contract (npm run openapi). With --check, exits 1 when the
 // committed file differs from a fresh generation instead of writing it.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { buildOpenApiDocument } from '@db-backup-service/contract';
+import { buildOpenApiDocument, SERVICE_VERSION } from '@db-backup-service/server';
 
 const root = new URL('../', import.meta.url);
-const { version } = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'));
 const target = new URL('openapi.json', root);
-const fresh = `${JSON.stringify(buildOpenApiDocument(version), null, 2)}\n`;
+const fresh = `${JSON.stringify(buildOpenApiDocument(SERVICE_VERSION), null, 2)}\n`;
 
 if (process.argv.includes('--check')) {
   let committed = '';

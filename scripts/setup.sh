@@ -15,6 +15,7 @@ have_pg() {
 apt_packages=()
 have_pg || apt_packages+=(postgresql postgresql-client)
 command -v gzip >/dev/null || apt_packages+=(gzip)
+command -v docker-compose >/dev/null || apt_packages+=(docker-compose)
 command -v curl >/dev/null || apt_packages+=(curl)
 # Headless Chromium for the /docs page test (driven by playwright-core, which downloads no browser).
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { escapeIdentifier } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgClientBin, usePostgres } from './harness/index.js';
+import { fingerprint, pgClientBin, usePostgres } from './harness/index.js';
 
 const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
 const ID_A = 'backup_20260510T010000Z.sql.gz';
@@ -31,27 +31,14 @@ let stateB: Snapshot;
 
 type Snapshot = Record<string, string>;
 
-/** Per-table md5 of all rows (sorted) plus every large object's md5: equal snapshots, equal data. */
+/**
+ * The harness fingerprint (per-table md5, large objects' md5s, sequences, views, indexes), plus the
+ * large objects' oids: a plain dump recreates them with their original oids, and a table that
+ * refers to one by oid relies on that.
+ */
 async function snapshot(db: string): Promise<Snapshot> {
-  const { rows: tables } = await pg.query<{ s: string; t: string }>(
-    `SELECT table_schema AS s, table_name AS t FROM information_schema.tables
-      WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' ORDER BY 1, 2`,
-    [],
-    db,
-  );
-  const out: Snapshot = {};
-  for (const { s, t } of tables) {
-    const q = `${escapeIdentifier(s)}.${escapeIdentifier(t)}`;
-    const { rows } = await pg.query<{ h: string }>(`SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') AS h FROM ${q} x`, [], db);
-    out[`${s}.${t}`] = rows[0]?.h ?? '';
-  }
-  const { rows: lo } = await pg.query<{ h: string }>(
-    `SELECT count(*) || ':' || coalesce(md5(string_agg(oid::text || '=' || md5(lo_get(oid)), ',' ORDER BY oid)), '') AS h FROM pg_largeobject_metadata`,
-    [],
-    db,
-  );
-  out['<large objects>'] = lo[0]?.h ?? '';
-  return out;
+  const { rows } = await pg.query<{ oids: string }>(`SELECT coalesce(string_agg(oid::text, ',' ORDER BY oid), '') AS oids FROM pg_largeobject_metadata`, [], db);
+  return { ...(await fingerprint(pg, db)), 'large object oids': rows[0]?.oids ?? '' };
 }
 
 async function databases(): Promise<string[]> {

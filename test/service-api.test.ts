@@ -351,6 +351,33 @@ describe('/health follows its dependencies', () => {
     await setup.s3!.start();
     await healthIs(200);
   });
+
+  // Found by the fault suite (test/faults, issue 8): a download while S3 was down answered 500.
+  it('answers a download with 503 + Retry-After (not 500) while S3 is down', async () => {
+    const A = api(svc.baseUrl, TOKEN);
+    const job = await A.backup();
+    expect(job.status).toBe('succeeded');
+    await setup.s3!.stop();
+    try {
+      for (const path of [`/api/v1/backups/${job.backupId}/download`, '/api/v1/backups/latest/download']) {
+        const res = await A.request(path);
+        expect(res.status, path).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('5');
+        expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        expect(res.headers.get('content-disposition')).toBeNull();
+        const body = await res.text();
+        expect(JSON.parse(body)).toMatchObject({ status: 503, code: 'STORAGE_UNAVAILABLE' });
+        expect(body).not.toContain(setup.s3!.secretAccessKey);
+      }
+    } finally {
+      await setup.s3!.start();
+    }
+    // This emulator keeps no objects across a restart (no `persist`): the backup is gone now, which
+    // is a clean 404 that also drops it from the listing. (test/faults covers the persisted case.)
+    const again = await A.request(`/api/v1/backups/${job.backupId}/download`);
+    expect(again.status).toBe(404);
+    expect((await A.json<Backup[]>('/api/v1/backups')).map((b) => b.id)).not.toContain(job.backupId);
+  });
 });
 
 describe('shutdown and crashes during a backup', () => {

@@ -55,8 +55,10 @@ export const apiContract = c.router(
       method: 'GET',
       path: '/api/v1/backups/latest/download',
       summary: 'Download the latest successful backup (application/gzip)',
-      description: 'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume.',
-      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema },
+      description:
+        'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
+        '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
+      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema },
       metadata: download,
     },
     downloadBackup: {
@@ -64,8 +66,10 @@ export const apiContract = c.router(
       path: '/api/v1/backups/:id/download',
       pathParams: z.object({ id: z.string() }),
       summary: 'Download a backup by id (application/gzip)',
-      description: 'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume.',
-      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema },
+      description:
+        'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
+        '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
+      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema },
       metadata: download,
     },
     health: {

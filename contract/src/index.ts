@@ -1,5 +1,4 @@
 export { apiContract, type ApiContract, type RouteMetadata } from './contract.js';
-export { buildOpenApiDocument } from './openapi.js';
 export {
   BACKUP_ID_MAX_LENGTH,
   BACKUP_ID_PATTERN,

@@ -56,6 +56,8 @@ function isRetryable(err: unknown): err is BackupServiceError {
 class FileSink {
   written = 0;
   #hash: Hash = createHash('sha256');
+  /** The chunk on its way to the file, if any. */
+  #inFlight: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly fh: FileHandle,
@@ -71,7 +73,7 @@ class FileSink {
   writable(): Writable {
     return new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
-        this.fh.write(chunk, 0, chunk.length, this.written).then(
+        this.#inFlight = this.fh.write(chunk, 0, chunk.length, this.written).then(
           () => {
             this.#hash.update(chunk);
             this.written += chunk.length;
@@ -82,6 +84,15 @@ class FileSink {
         );
       },
     });
+  }
+
+  /**
+   * Resolves once no chunk is on its way to the file. A pipeline rejects as soon as the body
+   * fails, while the last chunk's write may still be pending: until it settles, `written` and the
+   * hash are about to move, and a resume must not start (or the file be closed) before that.
+   */
+  settled(): Promise<void> {
+    return this.#inFlight.catch(() => undefined);
   }
 
   digest(): string {
@@ -167,6 +178,7 @@ export async function downloadToFile(
         await pipeline(dl.stream, sink.writable());
         break;
       } catch (err) {
+        await sink.settled();
         await retryOrThrow(err, sink.written > resumeFrom);
       }
     }
@@ -196,6 +208,7 @@ export async function downloadToFile(
     await rename(partial, path);
     return { id: expected.id, path, sizeBytes, sha256, resumes };
   } catch (err) {
+    await sink.settled();
     await fh.close().catch(() => undefined);
     // Nothing half-written survives: a later call starts over (the partial cannot be trusted).
     await rm(partial, { force: true });

@@ -10,7 +10,13 @@ import { parseRange } from './range.js';
 
 type DownloadResponse =
   | { status: 200 | 206; body: Readable }
-  | { status: 404 | 416; body: ReturnType<typeof problem> };
+  | { status: 404 | 416 | 503; body: ReturnType<typeof problem> };
+
+/** Seconds a client is told to wait (Retry-After) when storage cannot be read. */
+const STORAGE_RETRY_AFTER_SECONDS = 5;
+
+/** The download headers set before storage was asked; a problem answer must not carry them. */
+const DOWNLOAD_HEADERS = ['Content-Length', 'Content-Range', 'Content-Disposition', 'ETag', 'Repr-Digest', 'Accept-Ranges', 'Last-Modified'];
 
 /**
  * Serves one backup: streamed from storage (never buffered), with the headers `curl -OJ` and
@@ -59,14 +65,23 @@ export async function serveDownload(
   try {
     source = await deps.storage.get(backup.id, { range: { start, end }, signal: abort.signal });
   } catch (error) {
+    for (const header of DOWNLOAD_HEADERS) res.removeHeader(header);
+    res.type(PROBLEM_CONTENT_TYPE);
     if (error instanceof StorageNotFoundError) {
       // Deleted behind our back (another instance's retention): stop listing it.
       deps.index.remove(backup.id);
-      res.removeHeader('Content-Length');
-      res.type(PROBLEM_CONTENT_TYPE);
       return { status: 404, body: notFound('no such backup') };
     }
-    throw error;
+    // Storage unreachable or failing (S3 down, a full local fd table, EIO): not a bug of ours, and
+    // the backup is still listed and intact, so this is a temporary 503 with Retry-After (which the
+    // SDK's downloadToFile retries), not a 500 "internal error". Found by the fault suite (issue 8:
+    // downloads during an S3 outage answered 500). StorageError messages carry no credentials.
+    deps.logger.warn('download refused: storage read failed', { backupId: backup.id, error: (error as Error).message });
+    res.set('Retry-After', String(STORAGE_RETRY_AFTER_SECONDS));
+    return {
+      status: 503,
+      body: problem(503, 'Service Unavailable', 'the backup storage cannot be read right now; retry later', 'STORAGE_UNAVAILABLE'),
+    };
   }
   // ts-rest sends the body with a bare pipe(); the guard and the handlers below close its gaps.
   const body = lengthGuard(end - start + 1);

@@ -1,6 +1,6 @@
 import { generateOpenApi } from '@ts-rest/open-api';
 import type { AppRoute } from '@ts-rest/core';
-import { apiContract, type RouteMetadata } from './contract.js';
+import { apiContract, type RouteMetadata } from '@db-backup-service/contract';
 
 const CONTENT_DISPOSITION = {
   description: 'attachment; filename="<id>" (curl -OJ keeps the backup id as file name)',

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { apiContract } from './contract.js';
-import { buildOpenApiDocument } from './openapi.js';
+import { apiContract } from '@db-backup-service/contract';
+import { SERVICE_VERSION } from '../version.js';
+import { buildOpenApiDocument } from './openapi-document.js';
 
-const root = new URL('../../', import.meta.url);
-const version = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string }).version;
+const root = new URL('../../../', import.meta.url);
 type Operation = { operationId?: string; security?: unknown[]; responses: Record<string, { content?: Record<string, unknown> }> };
 type Doc = { paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, unknown> } };
 
@@ -14,7 +14,7 @@ describe('openapi.json', () => {
   const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ path, method, op })));
 
   it('is the fresh generation of the contract (run `npm run openapi` when this fails)', () => {
-    expect(committed).toBe(`${JSON.stringify(buildOpenApiDocument(version), null, 2)}\n`);
+    expect(committed).toBe(`${JSON.stringify(buildOpenApiDocument(SERVICE_VERSION), null, 2)}\n`);
   });
 
   it('has an operationId for every route of the contract', () => {
