@@ -280,6 +280,18 @@ export async function restoreDatabase(opts: RestoreOptions): Promise<RestoreOutc
   }
 }
 
+/** Streams the verified dump through psql into `database` (both restore modes do this once). */
+function restoreDumpInto(opts: RestoreOptions, database: string): Promise<void> {
+  return runPsqlRestore({
+    psqlPath: opts.psqlPath,
+    connection: opts.db,
+    database,
+    dump: opts.dump,
+    signal: opts.signal,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
+}
+
 function failure(opts: RestoreOptions, what: string, err: unknown, state: DatabaseState, stateText: string): CliError {
   if (opts.signal.aborted) {
     return new CliError(ExitCode.CANCELLED, `cancelled during ${what}; ${stateText}`, { cause: err, databaseState: state });
@@ -316,14 +328,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
   };
 
   try {
-    await runPsqlRestore({
-      psqlPath: opts.psqlPath,
-      connection: opts.db,
-      database: scratch,
-      dump: opts.dump,
-      signal: opts.signal,
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    });
+    await restoreDumpInto(opts, scratch);
   } catch (err) {
     const leftover = await dropScratch();
     throw failure(opts, 'psql', err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
@@ -400,14 +405,7 @@ async function inPlaceRestore(client: Client, opts: RestoreOptions, existing: Ex
   });
 
   try {
-    await runPsqlRestore({
-      psqlPath: opts.psqlPath,
-      connection: opts.db,
-      database: target,
-      dump: opts.dump,
-      signal: opts.signal,
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    });
+    await restoreDumpInto(opts, target);
   } catch (err) {
     // A dump with large objects may have committed part of itself: start from empty again.
     const state = await opts.critical(() =>

@@ -4,19 +4,21 @@ import { BACKUP_NAME_PREFIX_PATTERN } from '@db-backup-service/contract';
 import { validateCronExpression } from 'cron';
 import { formatIsoDuration, parseDuration } from './duration.js';
 
-export type StorageConfig =
-  | { readonly backend: 'local'; readonly dir: string }
-  | {
-      readonly backend: 's3';
-      readonly bucket: string;
-      readonly prefix: string;
-      readonly endpoint: string | null;
-      readonly region: string;
-      readonly accessKeyId: string;
-      readonly secretAccessKey: string;
-      /** null: sized per backup from the database size (see storage/s3.ts). */
-      readonly partSizeBytes: number | null;
-    };
+/** Where S3 backups go; also the options of storage/s3-storage.ts. */
+export interface S3Settings {
+  readonly bucket: string;
+  /** Key prefix without leading/trailing slashes; '' stores at the bucket's root. */
+  readonly prefix: string;
+  /** Custom endpoint (MinIO, Ceph, fauxqs...); null for AWS S3. Implies path-style addressing. */
+  readonly endpoint: string | null;
+  readonly region: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** null: sized per upload from the database size (see choosePartSize in storage/s3-storage.ts). */
+  readonly partSizeBytes: number | null;
+}
+
+export type StorageConfig = { readonly backend: 'local'; readonly dir: string } | ({ readonly backend: 's3' } & S3Settings);
 
 /** The service's whole configuration, parsed once from the environment and frozen. */
 export interface Config {

@@ -14,6 +14,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { S3Settings } from '../config/config.js';
 import { assertValidRange, isSafeName } from './checks.js';
 import { StorageError, StorageNotFoundError, assertSafeName } from './storage.js';
 import type { ReadRange, Storage, StoredObject } from './storage.js';
@@ -42,17 +43,7 @@ export function choosePartSize(sizeHintBytes: number | undefined, configured: nu
   return Math.min(S3_MAX_PART_SIZE, Math.max(MIN_PART_SIZE, perPart));
 }
 
-export interface S3StorageOptions {
-  readonly bucket: string;
-  /** Key prefix without leading/trailing slashes; '' stores at the bucket's root. */
-  readonly prefix: string;
-  /** Custom endpoint (MinIO, Ceph, fauxqs...); null for AWS S3. Implies path-style addressing. */
-  readonly endpoint: string | null;
-  readonly region: string;
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
-  /** null: sized per upload from `sizeHintBytes` (see choosePartSize). */
-  readonly partSizeBytes: number | null;
+export interface S3StorageOptions extends S3Settings {
   /** Multipart lifecycle events, for logs (and for tests, which need the upload id). */
   readonly onEvent?: (event: S3StorageEvent) => void;
 }
