@@ -56,10 +56,25 @@ export function lastLines(text: string, count = STDERR_SHOW_LINES): string {
     .join('\n');
 }
 
-/** Environment for psql: the caller's, with the connection set through libpq variables. */
+/**
+ * Variables psql must not inherit. The secrets: db-restore is typically run inside the service's
+ * container (`docker exec ... db-restore`), whose environment holds the API token and the AWS
+ * secret; psql needs neither (the service's pg_dump does not get them either, server
+ * child-env.ts), and a child's environment is readable in /proc by its uid. Found by the fault
+ * suite (issue 8: API_TOKEN in psql's /proc/<pid>/environ). The libpq variables: an inherited
+ * PGHOSTADDR, PGSERVICE or PGPASSFILE would send psql somewhere other than the configured server.
+ */
+const NOT_FOR_PSQL = [
+  'DB_PASSWORD', 'DB_PASSWORD_FILE', 'API_TOKEN', 'API_TOKEN_FILE', 'AWS_SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY_FILE', 'AWS_SESSION_TOKEN',
+  'PGHOSTADDR', 'PGSERVICE', 'PGPASSFILE',
+];
+
+/** Environment for psql: the caller's without secrets, with the connection set through libpq variables. */
 export function psqlEnv(base: NodeJS.ProcessEnv, c: PsqlConnection, database: string): NodeJS.ProcessEnv {
+  const inherited = { ...base };
+  for (const name of NOT_FOR_PSQL) delete inherited[name];
   return {
-    ...base,
+    ...inherited,
     PGHOST: c.host,
     PGPORT: String(c.port),
     PGUSER: c.user,

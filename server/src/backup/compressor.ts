@@ -4,10 +4,20 @@ import { createParallelGzip } from './parallel-gzip.js';
 
 /**
  * The compression stage of the backup pipeline. Single-stream gzip is the pipeline's bottleneck
- * (3-4x slower than pg_dump), so with more than one thread the input is compressed in blocks on a
- * worker pool (same .gz format, one member). With one thread node's own gzip is used: it already
- * runs off the event loop (libuv pool), and a single worker would only add block overhead.
+ * (3-4x slower than pg_dump), so with more than one thread the input is compressed in blocks on
+ * libuv's thread pool (same .gz format, one member). With one thread node's own gzip is used: it
+ * already runs off the event loop (on the same pool), and blocks would only add overhead.
+ *
+ * `poolSize` is libuv's pool (UV_THREADPOOL_SIZE, 4 unless set; bin.ts sizes it from the CPU
+ * count): more blocks at once than pool threads would only queue there, ahead of file I/O.
  */
-export function createCompressor(opts: { level: number; threads: number }): Transform {
-  return opts.threads > 1 ? createParallelGzip({ level: opts.level, threads: opts.threads }) : createGzip({ level: opts.level });
+export function createCompressor(opts: { level: number; threads: number; poolSize?: number }): Transform {
+  const threads = Math.min(opts.threads, opts.poolSize ?? libuvPoolSize());
+  return threads > 1 ? createParallelGzip({ level: opts.level, threads }) : createGzip({ level: opts.level });
+}
+
+/** libuv's own rule: UV_THREADPOOL_SIZE if it is a positive integer (capped at 1024), else 4. */
+function libuvPoolSize(): number {
+  const size = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(size) && size > 0 ? Math.min(size, 1024) : 4;
 }

@@ -12,6 +12,7 @@ import { newBackupId, sidecarName } from './backup-id.js';
 import { createCompressor } from './compressor.js';
 import { describeError, findErrorCode } from './describe-error.js';
 import { DumpTrailerObserver } from './dump-trailer.js';
+import { GcPacer } from './gc-pacer.js';
 import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
 import { checkVersionCompatibility } from './pg-tools.js';
@@ -97,7 +98,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
     await opts.onStage?.('stored');
 
-    await verifyStoredBackup(storage, id, streamed, signal);
+    await verifyStoredBackup(storage, id, streamed, signal, GC_INTERVAL_BYTES);
     logger.info('dump verified', { sha256: streamed.sha256 });
     await opts.onStage?.('verified');
 
@@ -142,9 +143,12 @@ interface DumpContext {
   readonly sizeHintBytes: number;
 }
 
+/** Dump bytes between two full GCs while a backup streams (see GcPacer): ~20 MB of dead buffers at most. */
+const GC_INTERVAL_BYTES = 16 * 1024 * 1024;
+
 /**
- * pg_dump stdout -> trailer observer -> byte count -> end gate -> gzip -> SHA-256 + byte count ->
- * storage.putStream, with no temp file and bounded memory (invariant 5). The end gate holds back
+ * pg_dump stdout -> trailer observer + byte count -> GC pacer -> end gate -> gzip -> SHA-256 +
+ * byte count -> storage.putStream, with no temp file and bounded memory (invariant 5). The end gate holds back
  * the end of the stream until pg_dump has exited 0 and the trailer is there; otherwise the stream
  * errors and the storage discards the upload instead of committing a partial dump.
  */
@@ -165,7 +169,6 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   signal.addEventListener('abort', onAbort, { once: true });
 
   const trailer = new DumpTrailerObserver();
-  const uncompressed = new StreamMeter();
   const gate = createEndGate(async () => {
     try {
       await dump.assertSucceeded();
@@ -179,7 +182,9 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   const compressed = new StreamMeter({ sha256: true });
 
   try {
-    const piped = pipeline(dump.stdout, trailer, uncompressed, gate, createCompressor({ level: config.backup.compressionLevel, threads: config.backup.compressionThreads }), compressed, { signal });
+    const compressor = createCompressor({ level: config.backup.compressionLevel, threads: config.backup.compressionThreads });
+    // The trailer observer counts the uncompressed bytes too: no stage of its own for that.
+    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_INTERVAL_BYTES), gate, compressor, compressed, { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the
@@ -211,7 +216,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
         `storage reports ${putResult.value.sizeBytes} bytes for backup ${id}, but ${compressed.bytes} were streamed`,
       );
     }
-    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: uncompressed.bytes };
+    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes };
   } finally {
     signal.removeEventListener('abort', onAbort);
     // Never leave a pg_dump behind, whatever happened above.

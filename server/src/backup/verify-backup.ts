@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib';
 import type { Storage } from '../storage/storage.js';
 import { BackupError } from './backup-error.js';
 import { describeError } from './describe-error.js';
+import { GcPacer } from './gc-pacer.js';
 import { StreamMeter } from './stream-meter.js';
 
 export interface StreamedDigest {
@@ -17,7 +18,13 @@ export interface StreamedDigest {
  * valid gzip to the end (zlib checks each member's CRC-32 and length), and its SHA-256, size and
  * uncompressed size must equal what the upload computed. Throws VERIFY_FAILED otherwise.
  */
-export async function verifyStoredBackup(storage: Storage, id: string, expected: StreamedDigest, signal: AbortSignal): Promise<void> {
+export async function verifyStoredBackup(
+  storage: Storage,
+  id: string,
+  expected: StreamedDigest,
+  signal: AbortSignal,
+  gcIntervalBytes = Infinity,
+): Promise<void> {
   const compressed = new StreamMeter({ sha256: true });
   const uncompressed = new StreamMeter();
   try {
@@ -27,6 +34,8 @@ export async function verifyStoredBackup(storage: Storage, id: string, expected:
       compressed,
       createGunzip(),
       uncompressed,
+      // Reading back makes as much short-lived buffer memory as the dump did: the same pacing.
+      new GcPacer(gcIntervalBytes),
       new Writable({
         write(_chunk, _encoding, callback) {
           callback();

@@ -4,7 +4,7 @@ import type { Stats } from 'node:fs';
 import { lstat, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Transform, addAbortSignal } from 'node:stream';
+import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertValidRange, isSafeName } from './checks.js';
@@ -48,18 +48,14 @@ export class LocalStorage implements Storage {
       throw error;
     }
     let sizeBytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        sizeBytes += chunk.length;
-        callback(null, chunk);
-      },
-    });
     await this.#writeAtomically(name, opts.signal, async (temp) => {
       // 'wx': never reuses an existing file; mode: owner-only from the first byte; flush: fsync
       // before close, which pipeline waits for. pipeline destroys `body` on any failure (its own
-      // error, a write error such as ENOSPC, the abort signal).
+      // error, a write error such as ENOSPC, the abort signal). The stream counts what reached
+      // the file itself (no counting stage in between).
       const out = createWriteStream(temp, { flags: 'wx', mode: FILE_MODE, flush: true });
-      await pipeline(body, counter, out, { signal: opts.signal });
+      await pipeline(body, out, { signal: opts.signal });
+      sizeBytes = out.bytesWritten;
     }).catch((error: unknown) => {
       body.destroy();
       throw error;

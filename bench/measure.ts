@@ -1,0 +1,104 @@
+// Small measuring tools for the benchmark: timed shell pipelines, /proc memory readings, medians.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+
+export interface ShellResult {
+  readonly ms: number;
+  readonly stdout: string;
+}
+
+/**
+ * Runs `script` with bash (pipefail: a failing pg_dump fails the pipeline) and times it from spawn
+ * to exit. `args` become $1, $2, ... so paths never need quoting inside the script.
+ */
+export async function timeShell(script: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<ShellResult> {
+  const started = performance.now();
+  const child = spawn('bash', ['-o', 'pipefail', '-c', script, 'bench', ...(opts.args ?? [])], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const ms = performance.now() - started;
+  if (code !== 0) throw new Error(`bench: \`${script}\` exited ${code}: ${stderr.trim()}`);
+  return { ms, stdout };
+}
+
+/** First line of `cmd --version`-like output, or null when the tool is missing. */
+export async function toolVersion(script: string): Promise<string | null> {
+  try {
+    const { stdout } = await timeShell(`${script} 2>&1`);
+    return stdout.split('\n').find((l) => l.trim() !== '')?.trim() ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export interface ProcMemory {
+  /** Resident set now, bytes. */
+  readonly rss: number;
+  /** Peak resident set over the process's life ("high water mark"), bytes. */
+  readonly hwm: number;
+}
+
+/** VmRSS and VmHWM of `pid` (threads included: worker threads share the process). */
+export async function procMemory(pid: number): Promise<ProcMemory> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    if (!m?.[1]) throw new Error(`no ${field} in /proc/${pid}/status`);
+    return Number(m[1]) * 1024;
+  };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** Polls VmRSS every `intervalMs` until stopped; VmHWM catches peaks between two polls. */
+export class RssSampler {
+  readonly #pid: number;
+  readonly #timer: NodeJS.Timeout;
+  #max = 0;
+  #samples = 0;
+
+  constructor(pid: number, intervalMs = 100) {
+    this.#pid = pid;
+    this.#timer = setInterval(() => {
+      procMemory(this.#pid).then(
+        (m) => {
+          this.#samples++;
+          this.#max = Math.max(this.#max, m.rss);
+        },
+        () => undefined,
+      );
+    }, intervalMs);
+  }
+
+  /** Stops polling; returns the largest VmRSS seen and the final VmHWM. */
+  async stop(): Promise<{ maxRss: number; hwm: number; samples: number }> {
+    clearInterval(this.#timer);
+    const { hwm } = await procMemory(this.#pid);
+    return { maxRss: this.#max, hwm, samples: this.#samples };
+  }
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The 1-, 5- and 15-minute load averages: other work on the machine skews every timing. */
+export async function loadAverage(): Promise<[number, number, number]> {
+  const [a = 0, b = 0, c = 0] = (await readFile('/proc/loadavg', 'utf8')).split(' ').map(Number);
+  return [a, b, c];
+}
+
+export const MB = 1e6;
+export const MiB = 1024 * 1024;
