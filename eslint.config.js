@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', 'sdk/src/generated/**', 'demo-data/**', 'build/**', 'bench/work/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'sdk/src/generated/**', 'demo-data/**', 'build/**', 'bench/scratch/**', 'bench/work/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
