@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Job } from '@db-backup-service/contract';
 import { freePort, startService, type PostgresCluster, type S3Harness, type ServiceProcess } from '../test/harness/index.js';
-import { procMemory, RssSampler } from './measure.js';
+import { procCpuSeconds, procMemory, RssSampler } from './measure.js';
 
 /** The repository root: this file runs compiled from build/tools/bench/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -18,13 +18,15 @@ export interface BackupSample {
   readonly backupId: string;
   /** The job's durationMs: pg_dump start to verified and sidecar written. */
   readonly jobMs: number;
-  /** POST to the poll that saw the job finished (50 ms polls). */
+  /** POST to the poll that saw the job finished (100 ms polls). */
   readonly wallMs: number;
   /** From the service's log timestamps: 'backup started' to 'dump stored' (dump, compress, store). */
   readonly pipelineMs: number | null;
   /** 'dump stored' to 'dump verified' (read back, gunzip, SHA-256). */
   readonly verifyMs: number | null;
   readonly sizeBytes: number;
+  /** CPU seconds of the service (all threads) and of pg_dump during the job. */
+  readonly cpuSeconds: number;
   /** Largest VmRSS polled (100 ms) during the job, and VmHWM after it (the process's peak so far). */
   readonly maxRss: number;
   readonly hwm: number;
@@ -92,15 +94,17 @@ export async function startBenchService(env: Record<string, string>, opts: { ent
   const backupOnce = async (): Promise<BackupSample> => {
     const logStart = proc.logs.length;
     const sampler = new RssSampler(proc.pid);
+    const cpuBefore = await procCpuSeconds(proc.pid);
     const started = performance.now();
     const trigger = await request<Job>('/api/v1/backups', { method: 'POST' });
     if (trigger.status !== 202) throw new Error(`bench: POST /api/v1/backups answered ${trigger.status}: ${JSON.stringify(trigger.body)}`);
     let job = trigger.body;
     while (job.status !== 'succeeded' && job.status !== 'failed') {
-      await delay(50);
+      await delay(100);
       job = (await request<Job>(`/api/v1/backups/jobs/${job.jobId}`)).body;
     }
     const wallMs = performance.now() - started;
+    const cpuSeconds = (await procCpuSeconds(proc.pid)) - cpuBefore;
     const memory = await sampler.stop();
     if (job.status === 'failed' && job.errorMessage?.includes('another db-backup-service instance') === true) throw new LockBusyError();
     if (job.status !== 'succeeded' || job.backupId === null || job.durationMs === null) {
@@ -116,6 +120,7 @@ export async function startBenchService(env: Record<string, string>, opts: { ent
       pipelineMs: finiteOrNull(stages.stored - stages.started),
       verifyMs: finiteOrNull(stages.verified - stages.stored),
       sizeBytes: latest.body.sizeBytes,
+      cpuSeconds,
       maxRss: memory.maxRss,
       hwm: memory.hwm,
     };

@@ -5,6 +5,8 @@ import { performance } from 'node:perf_hooks';
 
 export interface ShellResult {
   readonly ms: number;
+  /** CPU seconds (user + system) of every process the script ran, from bash's `times`. */
+  readonly cpuSeconds: number;
   readonly stdout: string;
 }
 
@@ -14,22 +16,47 @@ export interface ShellResult {
  */
 export async function timeShell(script: string, opts: { env?: Record<string, string>; args?: string[] } = {}): Promise<ShellResult> {
   const started = performance.now();
-  const child = spawn('bash', ['-o', 'pipefail', '-c', script, 'bench', ...(opts.args ?? [])], {
+  // `times` reports the CPU of the shell's finished children on fd 3, apart from the output.
+  const wrapped = `${script}\n__rc=$?\ntimes >&3\nexit $__rc`;
+  const child = spawn('bash', ['-o', 'pipefail', '-c', wrapped, 'bench', ...(opts.args ?? [])], {
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  let times = '';
+  child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  (child.stdio[3] as NodeJS.ReadableStream).on('data', (b: Buffer) => (times += b.toString()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
   });
   const ms = performance.now() - started;
   if (code !== 0) throw new Error(`bench: \`${script}\` exited ${code}: ${stderr.trim()}`);
-  return { ms, stdout };
+  // Second line: children's user and system time, e.g. "0m5.123s 0m0.456s".
+  const seconds = (times.split('\n')[1] ?? '').match(/(\d+)m([\d.]+)s/g) ?? [];
+  const cpuSeconds = seconds.reduce((sum, t) => {
+    const m = /(\d+)m([\d.]+)s/.exec(t)!;
+    return sum + Number(m[1]) * 60 + Number(m[2]);
+  }, 0);
+  return { ms, cpuSeconds, stdout };
 }
+
+/**
+ * CPU seconds used so far by `pid` (all its threads) plus its waited-for children (pg_dump, once
+ * reaped): user + system, from /proc/<pid>/stat.
+ */
+export async function procCpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces), 1-based as in proc(5): 14-17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  return ticks / CLOCK_TICKS;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from node). */
+const CLOCK_TICKS = 100;
 
 /** First line of `cmd --version`-like output, or null when the tool is missing. */
 export async function toolVersion(script: string): Promise<string | null> {

@@ -52,15 +52,18 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
   const pigz = find(results, 'pigz6');
   const plain = results.dataset.main.plainBytes;
   const gzipBytes = results.dataset.main.gzip6Bytes;
+  const cpu = median(numbers(c.extra.cpuSeconds));
+  const pigzCpu = pigz ? median(numbers(pigz.extra.cpuSeconds)) : Number.NaN;
+  const cpuNote = Number.isFinite(cpu) ? `CPU ${fmt(cpu, 1)} s${c.id !== 'pigz6' && Number.isFinite(pigzCpu) ? ` (${fmt(cpu / pigzCpu)}x pigz)` : ''}` : '';
   switch (true) {
     case c.id === 'limit':
-      return { ratio: gzip ? `${fmt(c.median / gzip.median)}x gzip` : '', notes: `${mb(plain)} plain, ${fmt(plain / 1e6 / c.median, 0)} MB/s` };
+      return { ratio: gzip ? `${fmt(c.median / gzip.median)}x gzip` : '', notes: `${mb(plain)} plain, ${fmt(plain / 1e6 / c.median, 0)} MB/s; ${cpuNote}` };
     case c.id === 'gzip6':
-      return { ratio: '1.00x gzip', notes: `${mb(Number(c.extra.sizeBytes))}, ${fmt(plain / Number(c.extra.sizeBytes))}x smaller than plain` };
+      return { ratio: '1.00x gzip', notes: `${mb(Number(c.extra.sizeBytes))}, ${fmt(plain / Number(c.extra.sizeBytes))}x smaller than plain; ${cpuNote}` };
     case c.id === 'pigz6':
       return {
         ratio: gzip ? `${fmt(c.median / gzip.median)}x gzip` : '',
-        notes: gzipBytes ? `size ${pct(Number(c.extra.sizeBytes) / gzipBytes)} vs gzip -6` : '',
+        notes: `${gzipBytes ? `size ${pct(Number(c.extra.sizeBytes) / gzipBytes)} vs gzip -6; ` : ''}${cpuNote}`,
       };
     case c.id.startsWith('service-'): {
       const size = Number(c.extra.sizeBytes);
@@ -73,7 +76,7 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
         notes:
           `wall ${fmt(median(numbers(c.extra.wallSeconds)))} s = dump→stored ${fmt(pipeline)} s` +
           `${gzip ? ` (${fmt(pipeline / gzip.median)}x gzip)` : ''} + verify ${fmt(verify)} s; ` +
-          `${mb(size)}${gzipBytes ? ` (${pct(size / gzipBytes)} vs gzip -6)` : ''}${rss}`,
+          `${mb(size)}${gzipBytes ? ` (${pct(size / gzipBytes)} vs gzip -6)` : ''}${rss}; ${cpuNote} incl. pg_dump`,
       };
     }
     case c.id === 'rss-large': {
@@ -121,11 +124,16 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   }
   if (gzipBytes && svc) {
     const r = Number(svc.extra.sizeBytes) / gzipBytes;
-    checks.push({ target: 'output within 1% of gzip -6 size', measured: pct(r), met: Math.abs(r - 1) <= 0.01 });
+    // The point of the target is the ratio: smaller than gzip -6 is better, not a miss.
+    checks.push({ target: 'output within 1% of gzip -6 size (no more than 1% larger)', measured: pct(r), met: r <= 1.01 });
   }
   if (pigz && svc) {
     const r = svc.median / pigz.median;
-    checks.push({ target: `backup within 10% of \`pg_dump | pigz -6 -p ${results.machine.cpus}\``, measured: `${fmt(r)}x`, met: r <= 1.1 });
+    checks.push({ target: `backup within 10% of \`pg_dump | pigz -6 -p ${results.machine.cpus}\` (wall time)`, measured: `${fmt(r)}x`, met: r <= 1.1 });
+    const pipeline = median(numbers(svc.extra.pipelineSeconds)) / pigz.median;
+    checks.push({ target: '(same, dump→stored only)', measured: `${fmt(pipeline)}x`, met: null });
+    const cpu = median(numbers(svc.extra.cpuSeconds)) / median(numbers(pigz.extra.cpuSeconds));
+    checks.push({ target: '(same, CPU seconds of service + pg_dump vs pg_dump + pigz)', measured: `${fmt(cpu)}x`, met: null });
   }
   if (small && large) {
     const peak = Math.max(...small.samples, ...large.samples);

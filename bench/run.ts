@@ -143,9 +143,12 @@ async function main(): Promise<void> {
     //    elsewhere on the machine hits every case alike rather than one case's three runs.
     const baseline = {
       limit: [] as number[],
+      limitCpu: [] as number[],
       gzip: [] as number[],
+      gzipCpu: [] as number[],
       gzipBytes: 0,
       pigz: [] as number[],
+      pigzCpu: [] as number[],
       pigzBytes: 0,
     };
     const serviceConfigs: { id: string; label: string; storage: 'local' | 's3'; level: 6 | 1; entry?: string }[] = [
@@ -184,11 +187,17 @@ async function main(): Promise<void> {
       for (const r of runs) {
         log(`backups: run ${r + 1} of ${opts.runs}`);
         if (doBaselines) {
-          baseline.limit.push((await timeShell(`pg_dump ${PG_DUMP_ARGS} > /dev/null`, { env: pgEnv })).ms);
-          baseline.gzip.push((await timeShell(`pg_dump ${PG_DUMP_ARGS} | gzip -6 > "$1"`, { env: pgEnv, args: [out] })).ms);
+          const limit = await timeShell(`pg_dump ${PG_DUMP_ARGS} > /dev/null`, { env: pgEnv });
+          baseline.limit.push(limit.ms);
+          baseline.limitCpu.push(limit.cpuSeconds);
+          const gzip = await timeShell(`pg_dump ${PG_DUMP_ARGS} | gzip -6 > "$1"`, { env: pgEnv, args: [out] });
+          baseline.gzip.push(gzip.ms);
+          baseline.gzipCpu.push(gzip.cpuSeconds);
           baseline.gzipBytes = await sizeOf(out);
           if (versions.pigz !== null) {
-            baseline.pigz.push((await timeShell(`pg_dump ${PG_DUMP_ARGS} | pigz -6 -p ${threads} > "$1"`, { env: pgEnv, args: [out] })).ms);
+            const pigz = await timeShell(`pg_dump ${PG_DUMP_ARGS} | pigz -6 -p ${threads} > "$1"`, { env: pgEnv, args: [out] });
+            baseline.pigz.push(pigz.ms);
+            baseline.pigzCpu.push(pigz.cpuSeconds);
             baseline.pigzBytes = await sizeOf(out);
           }
           await rm(out, { force: true });
@@ -210,21 +219,25 @@ async function main(): Promise<void> {
       for (const [id, { service }] of instances) serviceHwm.set(id, await peakRss(service.process.pid));
 
       if (doBaselines) {
-        cases.push(caseOf('limit', 'pg_dump > /dev/null (limit)', 's', baseline.limit.map((ms) => ms / 1000), { plainBytes: main.plainBytes }));
-        cases.push(caseOf('gzip6', 'pg_dump | gzip -6 > file (reference)', 's', baseline.gzip.map((ms) => ms / 1000), { sizeBytes: baseline.gzipBytes }));
+        cases.push(caseOf('limit', 'pg_dump > /dev/null (limit)', 's', baseline.limit.map((ms) => ms / 1000), { plainBytes: main.plainBytes, cpuSeconds: baseline.limitCpu }));
+        cases.push(caseOf('gzip6', 'pg_dump | gzip -6 > file (reference)', 's', baseline.gzip.map((ms) => ms / 1000), { sizeBytes: baseline.gzipBytes, cpuSeconds: baseline.gzipCpu }));
         if (baseline.pigz.length > 0) {
-          cases.push(caseOf('pigz6', `pg_dump | pigz -6 -p ${threads} > file`, 's', baseline.pigz.map((ms) => ms / 1000), { sizeBytes: baseline.pigzBytes }));
+          cases.push(
+            caseOf('pigz6', `pg_dump | pigz -6 -p ${threads} > file`, 's', baseline.pigz.map((ms) => ms / 1000), { sizeBytes: baseline.pigzBytes, cpuSeconds: baseline.pigzCpu }),
+          );
         }
       }
       if (doService) {
         for (const c of serviceConfigs) {
           const samples = serviceSamples.get(c.id)!;
+          if (samples.length === 0) continue;
           cases.push(
             caseOf(c.id.startsWith('compare-') ? `service-${c.id}` : c.id, `${c.label}: job`, 's', samples.map((s) => s.jobMs / 1000), {
               wallSeconds: samples.map((s) => s.wallMs / 1000),
               pipelineSeconds: samples.map((s) => (s.pipelineMs ?? Number.NaN) / 1000),
               verifySeconds: samples.map((s) => (s.verifyMs ?? Number.NaN) / 1000),
               sizeBytes: median(samples.map((s) => s.sizeBytes)),
+              cpuSeconds: samples.map((s) => s.cpuSeconds),
               peakRssBytes: serviceHwm.get(c.id) ?? null,
               threads,
               level: c.level,
