@@ -2,7 +2,10 @@
 // people would otherwise script, on one throwaway cluster, every case several times in one run.
 // Prints one table and writes bench/results/latest.{json,md}. See bench/README.md.
 import { cpus } from 'node:os';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline as streamPipeline } from 'node:stream';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -282,19 +285,32 @@ async function main(): Promise<void> {
       const bytes = await sizeOf(file);
       await timeShell('cat "$1" > /dev/null', { args: [file] }); // warm the page cache for both
       const direct: number[] = [];
+      const curlFile: number[] = [];
+      const plainNode: number[] = [];
       const http: number[] = [];
+      // The ceiling of any node HTTP server on this machine: a bare one piping the file to the socket.
+      const plain = await startPlainFileServer(file);
+      const serviceUrl = `${keptBackup.service.baseUrl}/api/v1/backups/${keptBackup.id}/download`;
+      const curlAuth = { env: { BENCH_TOKEN: keptBackup.service.token } };
+      // One unmeasured download from each server first: JIT, socket and allocator warm-up.
+      await timeShell('curl -sS --fail -o /dev/null "$1"', { args: [plain.url] });
+      await timeShell('curl -sS --fail -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" "$1"', { ...curlAuth, args: [serviceUrl] });
       for (const r of runs) {
         log(`downloads: run ${r + 1} of ${opts.runs}`);
         direct.push(bytes / MB / ((await timeShell('cat "$1" > /dev/null', { args: [file] })).ms / 1000));
-        const url = `${keptBackup.service.baseUrl}/api/v1/backups/${keptBackup.id}/download`;
+        curlFile.push(bytes / MB / ((await timeShell('curl -sS --fail -o /dev/null "file://$1"', { args: [file] })).ms / 1000));
+        plainNode.push(bytes / MB / ((await timeShell('curl -sS --fail -o /dev/null "$1"', { args: [plain.url] })).ms / 1000));
         const res = await timeShell('curl -sS --fail -o /dev/null -w "%{size_download}" -H "Authorization: Bearer $BENCH_TOKEN" "$1"', {
-          env: { BENCH_TOKEN: keptBackup.service.token },
-          args: [url],
+          ...curlAuth,
+          args: [serviceUrl],
         });
         if (Number(res.stdout) !== bytes) throw new Error(`bench: download returned ${res.stdout} bytes, expected ${bytes}`);
         http.push(bytes / MB / (res.ms / 1000));
       }
+      await plain.close();
       cases.push(caseOf('download-direct', 'cat backup > /dev/null (direct read)', 'MB/s', direct, { sizeBytes: bytes }));
+      cases.push(caseOf('download-curl-file', 'curl file://backup -o /dev/null', 'MB/s', curlFile, { sizeBytes: bytes }));
+      cases.push(caseOf('download-plain-node', 'curl from a bare node http server (1 MiB reads)', 'MB/s', plainNode, { sizeBytes: bytes }));
       cases.push(caseOf('download-http', 'GET /api/v1/backups/{id}/download (curl > /dev/null)', 'MB/s', http, { sizeBytes: bytes }));
     }
 
@@ -374,6 +390,18 @@ async function main(): Promise<void> {
 
 function caseOf(id: string, label: string, unit: CaseResult['unit'], samples: number[], extra: Record<string, unknown>): CaseResult {
   return { id, label, unit, samples, median: median(samples), min: Math.min(...samples), max: Math.max(...samples), extra };
+}
+
+/** A bare node HTTP server sending one file: createReadStream -> response, nothing else. */
+async function startPlainFileServer(file: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const size = (await stat(file)).size;
+  const server = createServer((_req, res) => {
+    res.setHeader('Content-Length', size);
+    streamPipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), res, () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
 /** Deletes a backup behind the service's back (sidecar first, as the service does). */

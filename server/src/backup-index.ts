@@ -73,6 +73,8 @@ export async function readSnapshot(
 export class BackupIndex {
   #byId = new Map<string, BackupSidecar>();
   #sorted: BackupSidecar[] = [];
+  /** The listing as the API sends it, built on first use after a change. */
+  #listJson: Buffer | null = null;
   #lastRefresh: Date | null = null;
 
   constructor(
@@ -108,6 +110,15 @@ export class BackupIndex {
     return this.#sorted;
   }
 
+  /**
+   * `list()` as public Backups, serialised to JSON (UTF-8). Kept until the index changes: with
+   * 1,000 backups that is ~250 KB of JSON, which took most of a list request's time to rebuild.
+   */
+  listJson(): Buffer {
+    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map(toBackup)));
+    return this.#listJson;
+  }
+
   latest(): BackupSidecar | null {
     return this.#sorted[0] ?? null;
   }
@@ -122,6 +133,7 @@ export class BackupIndex {
 
   #resort(): void {
     this.#sorted = [...this.#byId.values()].sort(compareNewestFirst);
+    this.#listJson = null;
   }
 }
 

@@ -13,6 +13,7 @@ import { createCompressor } from './compressor.js';
 import { describeError, findErrorCode } from './describe-error.js';
 import { DumpTrailerObserver } from './dump-trailer.js';
 import { GcPacer } from './gc-pacer.js';
+import { GzipCheck } from './gzip-check.js';
 import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
 import { checkVersionCompatibility } from './pg-tools.js';
@@ -98,7 +99,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
     await opts.onStage?.('stored');
 
-    await verifyStoredBackup(storage, id, streamed, signal, GC_INTERVAL_BYTES);
+    await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
     logger.info('dump verified', { sha256: streamed.sha256 });
     await opts.onStage?.('verified');
 
@@ -143,14 +144,15 @@ interface DumpContext {
   readonly sizeHintBytes: number;
 }
 
-/** Dump bytes between two full GCs while a backup streams (see GcPacer): ~20 MB of dead buffers at most. */
-const GC_INTERVAL_BYTES = 16 * 1024 * 1024;
+/** Dead buffer memory a backup may leave for the garbage collector (see GcPacer). */
+const GC_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /**
- * pg_dump stdout -> trailer observer + byte count -> GC pacer -> end gate -> gzip -> SHA-256 +
- * byte count -> storage.putStream, with no temp file and bounded memory (invariant 5). The end gate holds back
- * the end of the stream until pg_dump has exited 0 and the trailer is there; otherwise the stream
- * errors and the storage discards the upload instead of committing a partial dump.
+ * pg_dump stdout -> trailer observer + byte count -> GC pacer -> end gate -> gzip -> gunzip check
+ * -> SHA-256 + byte count -> storage.putStream, with no temp file and bounded memory (invariant 5).
+ * The end gate holds back the end of the stream until pg_dump has exited 0 and the trailer is
+ * there, the check until the compressed stream has inflated to exactly the dump; otherwise the
+ * stream errors and the storage discards the upload instead of committing a partial dump.
  */
 async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   const { config, storage, pgTools, logger } = ctx.deps;
@@ -180,11 +182,14 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
     }
   });
   const compressed = new StreamMeter({ sha256: true });
+  // Gunzips the compressed stream as it flows and checks it inflates to what pg_dump wrote (the
+  // trailer observer's count, complete once the end gate has passed), before the end reaches storage.
+  const check = new GzipCheck(() => trailer.bytes, fail);
 
   try {
     const compressor = createCompressor({ level: config.backup.compressionLevel, threads: config.backup.compressionThreads });
     // The trailer observer counts the uncompressed bytes too: no stage of its own for that.
-    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_INTERVAL_BYTES), gate, compressor, compressed, { signal });
+    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the

@@ -1,9 +1,10 @@
 import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { initServer, createExpressEndpoints, RequestValidationError } from '@ts-rest/express';
-import { apiContract, type Info } from '@db-backup-service/contract';
+import { apiContract, type Backup, type Info } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { EngineStoppedError, type BackupEngine } from '../engine.js';
 import type { Logger } from '../logger.js';
@@ -61,7 +62,13 @@ export function createApp(deps: AppDeps): express.Express {
       }
       return { status: 200, body: job };
     },
-    listBackups: async () => ({ status: 200, body: engine.index.list().map(toBackup) }),
+    listBackups: async ({ res }) => {
+      // The index keeps the serialised list; sent as is (a stream body is piped by ts-rest, where
+      // an object would be serialised again on every request).
+      const json = engine.index.listJson();
+      res.type('application/json').set('Content-Length', String(json.length));
+      return { status: 200, body: Readable.from([json], { objectMode: false }) as unknown as Backup[] };
+    },
     getLatestBackup: async ({ res }) => {
       const latest = engine.index.latest();
       if (!latest) {
