@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Job } from '@db-backup-service/contract';
-import { freePort, startService, type PostgresCluster, type S3Harness, type ServiceProcess } from '../test/harness/index.js';
+import { freePort, IMAGE_RUNTIME_ENV, startService, type PostgresCluster, type S3Harness, type ServiceProcess } from '../test/harness/index.js';
 import { procCpuSeconds, procMemory, RssSampler } from './measure.js';
 
 /** The repository root: this file runs compiled from build/tools/bench/. */
@@ -52,6 +52,8 @@ export function serviceEnv(pg: PostgresCluster, db: string, storage: BenchStorag
     BACKUP_CRON: '0 0 1 1 *',
     RETENTION_DAYS: '3650',
     LOG_FORMAT: 'json',
+    // Measured as it ships: the image's runtime settings (peak RSS is one of the figures).
+    ...IMAGE_RUNTIME_ENV,
   };
   const where: Record<string, string> =
     storage.kind === 'local'

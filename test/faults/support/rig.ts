@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { Backup } from '@db-backup-service/contract';
 import {
-  api, fillVaried, fingerprint, freePort, startPostgres, startS3, startService,
+  api, fillVaried, fingerprint, freePort, IMAGE_RUNTIME_ENV, startPostgres, startS3, startService,
   type Api, type PostgresCluster, type S3Harness, type ServiceProcess,
 } from '../../harness/index.js';
 import { SecretWatch } from './secrets.js';
@@ -64,6 +64,8 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
       DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'app', DB_USER: pg.user, DB_PASSWORD: pg.password,
       API_TOKEN: token, HTTP_HOST: '127.0.0.1', HTTP_PORT: String(await freePort()),
       BACKUP_COMPRESSION_LEVEL: '1', RETENTION_DAYS: '30',
+      // Memory is measured here: run the service with the image's runtime settings.
+      ...IMAGE_RUNTIME_ENV,
       ...storageEnv, ...opts.env,
       // FAULTS_SERVICE_ENV='{"NAME":"value"}': extra service settings for an experiment (e.g. LOG_LEVEL).
       ...(JSON.parse(process.env.FAULTS_SERVICE_ENV ?? '{}') as Record<string, string>),
