@@ -299,6 +299,9 @@ info "PID 1: $PID1; service pid $SERVICE_PID runs as uid $SERVICE_UID"
 [ "$SERVICE_UID" = 10001 ] || fail "the service runs as uid $SERVICE_UID, expected 10001"
 case "$PID1" in *tini*) ;; *) fail "PID 1 is not tini: $PID1" ;; esac
 pass "service process runs as uid $SERVICE_UID (non-root) under tini as PID 1"
+SERVICE_ARENAS="$(podman exec "$CONTAINER" sh -c "tr '\\0' '\\n' < /proc/$SERVICE_PID/environ" | sed -n 's/^MALLOC_ARENA_MAX=//p')"
+[ "$SERVICE_ARENAS" = 2 ] || fail "the service runs without MALLOC_ARENA_MAX=2 (got '${SERVICE_ARENAS}')"
+pass "service process has MALLOC_ARENA_MAX=2 (glibc arenas bounded)"
 
 # --------------------------------------------------------------------------------------------------
 step "backup through the API"

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { runBackup, discoverPgTools, type PgTools } from './backup/index.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
@@ -49,12 +49,15 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
   await engine.start();
 
   const app = createApp({ config, engine, storage, health, metrics, logger: log, pgDumpVersion: pgTools?.pgDumpVersion ?? null });
-  const server = app.listen(config.http.port, config.http.host);
+  // Bound slow or idle clients. requestTimeout covers receiving the request only (headers and
+  // body), never sending the response: a download keeps going as long as the client reads it.
+  // Without it a client trickling a small body held its connection open indefinitely. Node
+  // checks the two timeouts every connectionsCheckingInterval.
+  const server = createServer(
+    { headersTimeout: 20_000, requestTimeout: 30_000, connectionsCheckingInterval: 5_000, keepAliveTimeout: 5_000 },
+    app,
+  ).listen(config.http.port, config.http.host);
   await once(server, 'listening');
-  // Bound slow or idle clients; downloads keep going as long as they make progress.
-  server.headersTimeout = 20_000;
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 5_000;
   log.info('db-backup-service listening', {
     version: SERVICE_VERSION,
     port: config.http.port,

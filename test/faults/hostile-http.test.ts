@@ -245,7 +245,11 @@ describe('hostile HTTP input', () => {
     const h = `Host: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer ${rig.token}\r\n`;
     await raw('GET with a small body', `GET /api/v1/backups HTTP/1.1\r\n${h}Content-Length: 11\r\nContent-Type: application/json\r\n\r\n{"a":"b"}\r\n`, [200]);
     await raw('GET with a 100 KB body', `GET /api/v1/backups HTTP/1.1\r\n${h}Content-Length: 100000\r\n\r\n${'x'.repeat(100_000)}`, [413]);
-    await raw('GET with a chunked body', `GET /api/v1/backups HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, [200, 413]);
+    await raw('GET with a chunked body', `GET /api/v1/backups HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, [413]);
+    // Keep-alive and a chunked body that never ends: refused and closed, not held open (raw()
+    // counts "no answer and no close within 5 s" as a problem).
+    const keepAlive = `Host: 127.0.0.1\r\nAuthorization: Bearer ${rig.token}\r\n`;
+    await raw('keep-alive GET with an endless chunked body', `GET /api/v1/backups HTTP/1.1\r\n${keepAlive}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`, [413]);
     await raw('GET download with a body', `GET /api/v1/backups/latest/download HTTP/1.1\r\n${h}Content-Length: 5\r\n\r\nhello`, [200, 413]);
     await raw('HEAD with a body', `HEAD /api/v1/backups/latest/download HTTP/1.1\r\n${h}Content-Length: 5\r\n\r\nhello`, [200, 413]);
     await raw('GET /health with a JSON body', `GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`, [200]);
@@ -279,6 +283,34 @@ describe('hostile HTTP input', () => {
     }
     expect(problems).toEqual([]);
   });
+
+  it('closes a connection whose small request body trickles in for longer than the request timeout (30 s)', async () => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    const received: Buffer[] = [];
+    s.on('data', (chunk: Buffer) => received.push(chunk));
+    // A body under the size limit, one byte every second: the answer comes at once (nothing
+    // reads the body), but the keep-alive connection stays busy until the body is complete.
+    s.write(`GET /api/v1/backups HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${rig.token}\r\nContent-Length: 1000\r\n\r\n`);
+    const trickle = setInterval(() => s.write('x'), 1_000);
+    const started = Date.now();
+    try {
+      const closed = await new Promise<boolean>((resolve) => {
+        const deadline = setTimeout(() => resolve(false), 60_000);
+        s.once('close', () => {
+          clearTimeout(deadline);
+          resolve(true);
+        });
+      });
+      const elapsedS = (Date.now() - started) / 1000;
+      expect(closed, 'the server should close the connection within 60 s').toBe(true);
+      expect(elapsedS).toBeGreaterThanOrEqual(29);
+      expect(Buffer.concat(received).toString('latin1')).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      clearInterval(trickle);
+      s.destroy();
+    }
+  }, 90_000);
 
   it('answers 3,000 unauthenticated requests at concurrency 300 with clean 401s (and /health 200s)', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 300 });

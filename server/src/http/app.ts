@@ -145,7 +145,9 @@ function info({ config, engine, storage, pgDumpVersion }: AppDeps): Info {
 
 const limitBody: RequestHandler = (req, res, next) => {
   const length = Number(req.headers['content-length'] ?? 0);
-  if (length > MAX_BODY_BYTES || (req.headers['transfer-encoding'] !== undefined && req.method !== 'GET')) {
+  // A chunked body has no length to check up front, and none is needed: refused on every method
+  // (a GET's chunked body that never ended used to hold its keep-alive connection open).
+  if (length > MAX_BODY_BYTES || req.headers['transfer-encoding'] !== undefined) {
     // Tell the client we will not read it, and close: the body is not drained.
     res.set('Connection', 'close');
     return sendProblem(res, problem(413, 'Content Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`, 'BODY_TOO_LARGE'));
