@@ -203,7 +203,7 @@ export function renderMarkdown(results: BenchResults): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const load = (l: [number, number, number]) => l.map((x) => x.toFixed(2)).join(' / ');
   const lines = [
-    `# Benchmark results (${results.options.quick ? 'quick' : 'full'} run)`,
+    `# Benchmark results (${results.options.quick ? 'quick run' : results.options.sections.length < 6 ? `sections: ${results.options.sections.join(', ')}` : 'full run'}, ${Math.round(results.options.sizeMB)} MB target)`,
     '',
     `- Date: ${results.date}`,
     `- Machine: ${m.cpus} × ${m.cpuModel}; load average (1/5/15 min) ${load(m.loadBefore)} before, ${load(m.loadAfter)} after` +
