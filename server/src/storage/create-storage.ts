@@ -1,6 +1,5 @@
 import type { StorageConfig } from '../config/config.js';
 import { LocalStorage } from './local-storage.js';
-import { S3Storage } from './s3-storage.js';
 import type { S3StorageEvent } from './s3-storage.js';
 import type { Storage } from './storage.js';
 
@@ -13,7 +12,10 @@ export async function createStorage(config: StorageConfig, options: { onS3Event?
   switch (config.backend) {
     case 'local':
       return LocalStorage.open(config.dir);
-    case 's3':
+    case 's3': {
+      // Loaded only for this backend: the AWS SDK is most of the service's code, and with local
+      // storage it would only sit in memory (RSS) and make every garbage collection longer.
+      const { S3Storage } = await import('./s3-storage.js');
       return new S3Storage({
         bucket: config.bucket,
         prefix: config.prefix,
@@ -24,5 +26,6 @@ export async function createStorage(config: StorageConfig, options: { onS3Event?
         partSizeBytes: config.partSizeBytes,
         ...(options.onS3Event ? { onEvent: options.onS3Event } : {}),
       });
+    }
   }
 }
