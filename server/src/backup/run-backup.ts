@@ -144,8 +144,12 @@ interface DumpContext {
   readonly sizeHintBytes: number;
 }
 
-/** Dead buffer memory a backup may leave for the garbage collector (see GcPacer). */
-const GC_LIMIT_BYTES = 16 * 1024 * 1024;
+/**
+ * Dead buffer memory a backup may leave for the garbage collector (see GcPacer): the trade
+ * between peak RSS and GC time. Measured on a 504 MB dump, 2 cores: at 16 MB peak RSS reached
+ * 154 MB in one run of six (median 146) for 10.5 s; at 12 MB at most 143 MB for ~11.3 s.
+ */
+const GC_LIMIT_BYTES = 12 * 1024 * 1024;
 
 /**
  * pg_dump stdout -> trailer observer + byte count -> GC pacer -> end gate -> gzip -> gunzip check
