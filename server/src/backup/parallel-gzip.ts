@@ -11,24 +11,25 @@ export interface ParallelGzipOptions {
    * UV_THREADPOOL_SIZE at once); 1 still works (same output format).
    */
   readonly threads: number;
-  /** Bytes of input per independently compressed block; at least 32 KiB. Default 1 MiB. */
+  /** Bytes of input per independently compressed block; at least 32 KiB. Default 512 KiB. */
   readonly blockSize?: number;
   /** Test hook: compressing this block (0-based) fails instead. */
   readonly __test__failBlock?: number;
 }
 
 /**
- * 1 MiB: each block costs a zlib handle and priming with a 32 KiB dictionary, so larger blocks
- * spend less per byte (measured, 200 MB dump, 2 threads: 4.53 s at 512 KiB, 4.37 s at 1 MiB,
- * 4.38 s at 2 MiB, whose peak RSS was 8 MB higher). pigz uses 128 KiB.
+ * 512 KiB. Larger blocks spend less per byte on the per-block zlib handle and dictionary priming
+ * (measured, 200 MB dump, 2 threads: 4.53 s at 512 KiB, 4.37 s at 1 MiB), but with 1 MiB blocks
+ * (and V8 collecting less often) the fault suite's load left 30 MB more native memory resident
+ * after a full GC (RSS +21%, over its 20% leak bound), so the smaller blocks stay. pigz uses 128 KiB.
  */
-export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+export const DEFAULT_BLOCK_SIZE = 512 * 1024;
 /** Deflate's window: all the history a match can reach, hence all a block needs from before it. */
 const DICT_SIZE = 32 * 1024;
 /**
  * Blocks dispatched and not yet pushed, per thread: one compressing, one done or waiting. More
  * only costs memory (measured: no faster at 4); a block waits for its predecessor at most one
- * block's time: ~4 MB in flight at 2 threads.
+ * block's time: ~2 MB in flight at 2 threads.
  */
 const BLOCKS_PER_THREAD = 2;
 /**

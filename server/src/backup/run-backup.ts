@@ -146,8 +146,8 @@ interface DumpContext {
 
 /**
  * Dead buffer memory a backup may leave for the garbage collector (see GcPacer): the trade
- * between peak RSS and GC time. Measured on a 504 MB dump, 2 cores: at 16 MB peak RSS reached
- * 154 MB in one run of six (median 146) for 10.5 s; at 12 MB at most 143 MB for ~11.3 s.
+ * between peak RSS and GC time. At 16 MB a benchmark backup peaked at 154 MB RSS in one run of
+ * six (median 146 MB); at 12 MB at most 143 MB, for ~7% more backup time (bench/README.md).
  */
 const GC_LIMIT_BYTES = 12 * 1024 * 1024;
 
