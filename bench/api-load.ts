@@ -35,11 +35,10 @@ const LIGHT_CONNECTIONS = 10;
 
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
 
-/** One autocannon run; `rate` caps the requests per second over all connections (no cap: as fast as answered). */
-export async function autocannon(url: string, opts: { connections: number; seconds: number; headers?: Record<string, string>; rate?: number }): Promise<LoadRun> {
+/** One autocannon run: `connections` clients, each sending its next request as soon as the last is answered. */
+export async function autocannon(url: string, opts: { connections: number; seconds: number; headers?: Record<string, string> }): Promise<LoadRun> {
   const args = [AUTOCANNON, '-j', '-c', String(opts.connections), '-d', String(opts.seconds)];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
-  if (opts.rate !== undefined) args.push('-R', String(Math.round(opts.rate)));
   args.push(url);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

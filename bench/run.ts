@@ -288,7 +288,8 @@ async function main(): Promise<void> {
       const curlFile: number[] = [];
       const plainNode: number[] = [];
       const http: number[] = [];
-      // The ceiling of any node HTTP server on this machine: a bare one piping the file to the socket.
+      // A reference, not a ceiling: a bare node server piping the file to the socket, run inside
+      // this (busy) benchmark process; it has been both slower and faster than the service.
       const plain = await startPlainFileServer(file);
       const serviceUrl = `${keptBackup.service.baseUrl}/api/v1/backups/${keptBackup.id}/download`;
       const curlAuth = { env: { BENCH_TOKEN: keptBackup.service.token } };

@@ -97,16 +97,11 @@ describe('hostile HTTP input', () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 300 });
     const auth = { Authorization: `Bearer ${rig.token}` };
     const paths = [['/health', {}], ['/info', {}], ['/api/v1/backups', auth], ['/api/v1/backups', {}], [`/api/v1/backups/${backup.id}/download`, auth]] as const;
-    let next = 0;
     try {
-      await Promise.all(
-        Array.from({ length: 300 }, async () => {
-          for (let n = next++; n < 1_500; n = next++) {
-            const [path, headers] = paths[n % paths.length]!;
-            await httpRequest(agent, port, { method: 'GET', path, headers });
-          }
-        }),
-      );
+      await inParallel(300, 1_500, async (n) => {
+        const [path, headers] = paths[n % paths.length]!;
+        await httpRequest(agent, port, { method: 'GET', path, headers });
+      });
     } finally {
       agent.destroy();
     }
@@ -355,24 +350,18 @@ describe('hostile HTTP input', () => {
     ];
     const latencies: number[] = [];
     const errors = new Map<string, number>();
-    let next = 0;
     const started = Date.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        // Each worker takes the next request number until all are sent: bounded by `total`.
-        for (let n = next++; n < total; n = next++) {
-          const r = mix[n % mix.length]!;
-          const res = await httpRequest(agent, port, { method: r.method, path: r.path, headers: r.headers });
-          latencies.push(res.ms);
-          if (res.error) {
-            errors.set(res.error, (errors.get(res.error) ?? 0) + 1);
-            requests++;
-            continue;
-          }
-          check(`${r.method} ${r.path} x concurrency`, res.status, res.body, r.ok);
-        }
-      }),
-    );
+    await inParallel(concurrency, total, async (n) => {
+      const r = mix[n % mix.length]!;
+      const res = await httpRequest(agent, port, { method: r.method, path: r.path, headers: r.headers });
+      latencies.push(res.ms);
+      if (res.error) {
+        errors.set(res.error, (errors.get(res.error) ?? 0) + 1);
+        requests++;
+        return;
+      }
+      check(`${r.method} ${r.path} x concurrency`, res.status, res.body, r.ok);
+    });
     const seconds = (Date.now() - started) / 1000;
     agent.destroy();
     latencies.sort((a, b) => a - b);
@@ -414,3 +403,13 @@ describe('hostile HTTP input', () => {
     expect(after.rssKb).toBeLessThanOrEqual(baseline.rssKb * 1.2);
   });
 });
+
+/** Runs `send(0)` .. `send(total - 1)` on `workers` concurrent workers, each taking the next number when free. */
+async function inParallel(workers: number, total: number, send: (n: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      for (let n = next++; n < total; n = next++) await send(n);
+    }),
+  );
+}

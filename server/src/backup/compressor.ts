@@ -3,7 +3,7 @@ import type { Transform } from 'node:stream';
 import { createParallelGzip } from './parallel-gzip.js';
 
 /** Pool threads a backup uses besides compression: GzipCheck's inflate, and file reads/writes. */
-const RESERVED_POOL_THREADS = 2;
+export const RESERVED_POOL_THREADS = 2;
 
 /**
  * The compression stage of the backup pipeline. Single-stream gzip is the pipeline's bottleneck

@@ -21,8 +21,6 @@ export class GzipCheck extends Transform {
   readonly #onFailure: (error: BackupError) => void;
   readonly #inflater: Gunzip;
   #inflatedBytes = 0;
-  #ended = false;
-  #error: Error | null = null;
 
   /** `onFailure` hears of this stage's own failures first (not of errors it is destroyed with). */
   constructor(expectedBytes: () => number, onFailure: (error: BackupError) => void = () => undefined) {
@@ -34,11 +32,7 @@ export class GzipCheck extends Transform {
     this.#inflater.on('data', (chunk: Buffer) => {
       this.#inflatedBytes += chunk.length;
     });
-    this.#inflater.once('end', () => {
-      this.#ended = true;
-    });
     this.#inflater.once('error', (error: Error) => {
-      this.#error = error;
       this.destroy(this.#failure(`the compressed stream is not valid gzip: ${describeError(error)}`, error));
     });
   }
@@ -54,14 +48,14 @@ export class GzipCheck extends Transform {
     this.#inflater.end(() => {
       // end()'s callback runs once everything was written; the output may still be draining.
       const check = () => {
-        if (this.#error !== null) return; // already destroyed with it
+        if (this.destroyed) return; // by the inflater's error, which was reported
         const expected = this.#expectedBytes();
         if (this.#inflatedBytes !== expected) {
           return callback(this.#failure(`the compressed stream inflates to ${this.#inflatedBytes} bytes, but ${expected} were dumped`));
         }
         callback();
       };
-      if (this.#ended) check();
+      if (this.#inflater.readableEnded) check();
       else this.#inflater.once('end', check);
     });
   }
