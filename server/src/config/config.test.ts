@@ -52,7 +52,7 @@ describe('loadConfig', () => {
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
-    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4 });
+    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000 });
     expect(config.retention).toEqual({ days: 30, minCount: 3 });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');

@@ -25,7 +25,13 @@ export interface Config {
   readonly db: { readonly host: string; readonly port: number; readonly name: string; readonly user: string; readonly password: string };
   readonly pgBinDir: string | null;
   readonly schedule: { readonly intervalMs: number; readonly intervalIso: string; readonly cron: string | null };
-  readonly backup: { readonly namePrefix: string; readonly compressionLevel: number; readonly compressionThreads: number };
+  readonly backup: {
+    readonly namePrefix: string;
+    readonly compressionLevel: number;
+    readonly compressionThreads: number;
+    /** BACKUP_TIMEOUT: a backup running longer is aborted; also the age below which clean-up leaves another writer's leftovers alone. */
+    readonly timeoutMs: number;
+  };
   readonly retention: { readonly days: number; readonly minCount: number };
   readonly storage: StorageConfig;
   readonly http: { readonly host: string; readonly port: number };
@@ -185,6 +191,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       namePrefix,
       compressionLevel: integer('BACKUP_COMPRESSION_LEVEL', 6, 1, 9, 'Use 1 (fastest) to 9 (smallest); default 6.'),
       compressionThreads: integer('BACKUP_COMPRESSION_THREADS', Math.max(1, cpus().length), 1, 64, 'Use 1-64; default: the number of CPU cores.'),
+      timeoutMs: durationVariable('BACKUP_TIMEOUT', '6h'),
     },
     retention: {
       days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
