@@ -10,7 +10,7 @@ import { formatBytes, formatDuration, formatTable, formatTimestamp } from './for
 import { localSource } from './local-source.js';
 import { findPsql } from './pg-bin.js';
 import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
-import { inspectTarget, restoreDatabase, type RestoreMode, type TargetInfo } from './restore.js';
+import { inspectTarget, restoreDatabase, SWAP_STAGES, type RestoreMode, type SwapStage, type TargetInfo } from './restore.js';
 import { serviceSource } from './service-source.js';
 import { verifyDump } from './verify.js';
 import { VERSION } from './version.js';
@@ -190,6 +190,30 @@ function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, i
   ].join('\n');
 }
 
+/**
+ * `DB_RESTORE_TEST_PAUSE_AT=<stage>` (tests only): at that stage of a swap, print
+ * `db-restore: test pause at <stage>` on stderr and wait for SIGUSR2, so a test can kill
+ * db-restore, or break its connection, at exactly that point instead of guessing with timing.
+ */
+function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | undefined {
+  const at = ctx.env.DB_RESTORE_TEST_PAUSE_AT;
+  if (at === undefined || at === '') return undefined;
+  if (!(SWAP_STAGES as readonly string[]).includes(at)) {
+    throw new CliError(ExitCode.USAGE, `DB_RESTORE_TEST_PAUSE_AT must be one of ${SWAP_STAGES.join(', ')}`);
+  }
+  return (stage) => {
+    if (stage !== at) return Promise.resolve();
+    return new Promise((resolve) => {
+      const resume = (): void => {
+        ctx.process.off('SIGUSR2', resume);
+        resolve();
+      };
+      ctx.process.on('SIGUSR2', resume);
+      ctx.stderr.write(`db-restore: test pause at ${stage}\n`);
+    });
+  };
+}
+
 /** Ends a progress phase as done or stopped, with the promise it measured. */
 function measured<T>(phase: PhaseProgress, work: Promise<T>): Promise<T> {
   return work.then(
@@ -215,6 +239,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   const psql = findPsql({ pgBinDir: config.pgBinDir, path: ctx.env.PATH });
   const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
   if (!source) throw new Error('unreachable: no backup source');
+  const onStage = testPause(ctx);
   const progress: Progress = createProgress(progressMode({ json, isTTY: ctx.stderr.isTTY === true }), ctx.stderr, ctx.now);
 
   const cancellation: Cancellation = installCancellation(ctx.process, () => {
@@ -260,6 +285,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         critical: (fn) => cancellation.critical(fn),
         onProgress: (n) => restorePhase.update(n),
         warn,
+        ...(onStage ? { onStage } : {}),
       }),
     );
     const durationMs = ctx.now() - started;

@@ -8,6 +8,13 @@ import { PsqlFailed, redact, runPsqlRestore } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
 
+/**
+ * The points of a swap where db-restore can be stopped (RestoreOptions.onStage), in order; tests
+ * kill it or break its connection there to prove that every crash point is recoverable.
+ */
+export const SWAP_STAGES = ['scratch-restored', 'connections-disallowed', 'renamed', 'swapped'] as const;
+export type SwapStage = (typeof SWAP_STAGES)[number];
+
 /** What the server and the target look like before anything is changed (for the plan). */
 export interface TargetInfo {
   readonly serverVersion: string;
@@ -191,6 +198,8 @@ export interface RestoreOptions {
   readonly critical: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly onProgress?: (bytes: number) => void;
   readonly warn: (message: string) => void;
+  /** Awaited at each stage of a swap: the injection point for crash tests. */
+  readonly onStage?: (stage: SwapStage) => Promise<void>;
 }
 
 export interface RestoreOutcome {
@@ -334,6 +343,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
     throw failure(opts, 'psql', err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
   }
 
+  await opts.onStage?.('scratch-restored');
   // From here on, Ctrl-C waits: the swap is a few statements and must not stop halfway.
   return opts.critical(async () => {
     if (owner !== null) {
@@ -355,12 +365,14 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
     try {
       // No new sessions while we end the current ones: the rename needs the target to be idle.
       await client.query(`ALTER DATABASE ${escapeIdentifier(target)} WITH ALLOW_CONNECTIONS false`);
+      await opts.onStage?.('connections-disallowed');
       await whileInUse(client, target, async () => {
         await client.query('BEGIN');
         try {
           // One transaction: readers see the old database or the new one, never none.
           await client.query(`ALTER DATABASE ${escapeIdentifier(target)} RENAME TO ${escapeIdentifier(old)}`);
           await client.query(`ALTER DATABASE ${escapeIdentifier(scratch)} RENAME TO ${escapeIdentifier(target)}`);
+          await opts.onStage?.('renamed');
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
@@ -373,6 +385,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
       const busy = (err as { code?: string }).code === OBJECT_IN_USE ? ' (sessions this role may not end are still connected to it)' : '';
       throw failure(opts, `the swap${busy}`, err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
     }
+    await opts.onStage?.('swapped');
     try {
       await client.query(`DROP DATABASE ${escapeIdentifier(old)}${force}`);
     } catch (err) {
