@@ -204,7 +204,11 @@ function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | und
   return (stage) => {
     if (stage !== at) return Promise.resolve();
     return new Promise((resolve) => {
+      // A signal listener does not keep Node running: without this, a test that breaks the
+      // connection during the pause would see the process exit instead of resuming.
+      const keepAlive = setInterval(() => undefined, 60_000);
       const resume = (): void => {
+        clearInterval(keepAlive);
         ctx.process.off('SIGUSR2', resume);
         resolve();
       };
