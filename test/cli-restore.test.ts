@@ -406,6 +406,7 @@ describe('db-restore swap: every crash point is recoverable (H1)', () => {
       // A second run whose backup fails verification: the repair must not depend on the restore.
       const next = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
       expect(next.code, next.stderr).toBe(5);
+      const warnings = (JSON.parse(next.stdout) as { warnings: string[] }).warnings.join('\n');
       expect(await allowsConnections('app')).toBe(true);
       // Up to the commit of the renames the old content; after it the new one; never neither.
       expect(await snapshot('app')).toEqual(stage === 'swapped' ? stateA : before);
@@ -413,7 +414,7 @@ describe('db-restore swap: every crash point is recoverable (H1)', () => {
       const left = await leftovers();
       for (const name of left) {
         const drop = `DROP DATABASE ${escapeIdentifier(name)};`;
-        expect(next.stderr).toContain(drop);
+        expect(warnings).toContain(drop);
         await pg.query(drop, [], 'postgres');
       }
       expect(left.some((n) => n.includes('__old_'))).toBe(stage === 'swapped');
