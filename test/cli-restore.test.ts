@@ -466,3 +466,46 @@ describe('db-restore swap: every crash point is recoverable (H1)', () => {
     expect(await leftovers()).toEqual([]);
   });
 });
+
+describe('db-restore: the replaced content (M6)', () => {
+  it('--keep-old keeps the replaced database, accepting connections, and prints its name and DROP command; the plan says later writes are lost', async () => {
+    await dropLeftovers();
+    const before = await seedTarget('app');
+    const res = await cli(['--force', '--keep-old', ID_A], cliEnv());
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('app')).toEqual(stateA);
+    // The plan: what is lost, and what the backup is of (from its sidecar).
+    expect(res.stdout).toContain('writes made to app after 2026-05-10T01:00:05Z are lost; the replaced copy is kept');
+    expect(res.stdout).toContain(`of database src, PostgreSQL ${pg.version.split(' ')[0]}`);
+    const [old, ...more] = await leftovers();
+    expect(more).toEqual([]);
+    expect(old).toMatch(/^app__old_[0-9a-f]{8}$/);
+    const drop = `DROP DATABASE ${escapeIdentifier(old!)};`;
+    expect(res.stdout).toContain(`The previous content is kept as database ${old}; drop it when done: ${drop}`);
+    expect(await allowsConnections(old!)).toBe(true);
+    expect(await snapshot(old!)).toEqual(before);
+
+    // The next run names it too, and its DROP command removes it.
+    const next = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+    expect(next.code, next.stderr).toBe(5);
+    expect((JSON.parse(next.stdout) as { warnings: string[] }).warnings.join('\n')).toContain(drop);
+    await pg.query(drop, [], 'postgres');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a target that refuses connections with no recorded intent is left so, and the run says how to enable it', async () => {
+    await dropLeftovers();
+    await seedTarget('app');
+    // As an older db-restore killed mid-swap leaves it, or an operator who disabled it on purpose.
+    await pg.query('ALTER DATABASE app WITH ALLOW_CONNECTIONS false', [], 'postgres');
+    await pg.query('CREATE DATABASE app__restore_0badcafe', [], 'postgres');
+    const res = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+    expect(res.code, res.stderr).toBe(5);
+    const warnings = (JSON.parse(res.stdout) as { warnings: string[] }).warnings.join('\n');
+    expect(warnings).toContain('enable them with: ALTER DATABASE "app" WITH ALLOW_CONNECTIONS true;');
+    expect(warnings).toContain('DROP DATABASE "app__restore_0badcafe";');
+    expect(await allowsConnections('app')).toBe(false);
+    await pg.query('ALTER DATABASE app WITH ALLOW_CONNECTIONS true', [], 'postgres');
+    await dropLeftovers();
+  });
+});
