@@ -255,7 +255,13 @@ export async function recoverInterruptedSwap(db: DbSettings, warn: (message: str
     const refusing = rows.some((r) => r.datname === target && !r.datallowconn);
 
     if (refusing && marked.length > 0) {
-      await client.query(allowConnectionsSql(target));
+      await client.query(allowConnectionsSql(target)).catch((err: unknown) => {
+        throw new CliError(
+          ExitCode.RESTORE_FAILED,
+          `database ${target} refuses connections since a db-restore swap was interrupted, and enabling them failed (${pgMessage(err, db.password)}): run ${allowConnectionsSql(target)} as its owner or a superuser`,
+          { cause: err, databaseState: 'unknown' },
+        );
+      });
       warn(`database ${target} was refusing connections since a db-restore swap was interrupted (killed or disconnected); they are enabled again`);
     } else if (refusing && scratches.length + olds.length > 0) {
       warn(
@@ -263,7 +269,11 @@ export async function recoverInterruptedSwap(db: DbSettings, warn: (message: str
       );
     }
     // The intent is settled either way: a stale one must not re-enable a target someone disables later.
-    for (const m of marked) await client.query(`COMMENT ON DATABASE ${escapeIdentifier(m.datname)} IS NULL`);
+    for (const m of marked) {
+      await client.query(`COMMENT ON DATABASE ${escapeIdentifier(m.datname)} IS NULL`).catch((err: unknown) => {
+        warn(`could not clear db-restore's swap record on ${m.datname} (${pgMessage(err, db.password)}); drop that database before disabling connections to ${target} on purpose`);
+      });
+    }
 
     for (const r of scratches) {
       warn(`${r.datname} is left over from an interrupted restore (a copy never swapped in); drop it with: ${dropDatabaseSql(r.datname)}`);
