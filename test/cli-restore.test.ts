@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { escapeIdentifier } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fingerprint, pgClientBin, usePostgres } from './harness/index.js';
+import { SWAP_STAGES } from '../cli/src/index.js';
+import { fingerprint, pgClientBin, pollUntil, usePostgres } from './harness/index.js';
 
 const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
 const ID_A = 'backup_20260510T010000Z.sql.gz';
@@ -125,6 +126,41 @@ function cli(args: string[], env: NodeJS.ProcessEnv, onStderr?: (text: string, k
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+/** Drops what earlier (killed) runs left, so no test depends on another's leftovers. */
+async function dropLeftovers(): Promise<void> {
+  for (const name of await leftovers()) await pg.dropDatabase(name);
+}
+
+/** Whether `db` accepts new connections (pg_database.datallowconn). */
+async function allowsConnections(db: string): Promise<boolean | undefined> {
+  const { rows } = await pg.query<{ datallowconn: boolean }>('SELECT datallowconn FROM pg_database WHERE datname = $1', [db], 'postgres');
+  return rows[0]?.datallowconn;
+}
+
+/** Waits until no db-restore session is left on the server (a killed one's backend exits a moment later). */
+async function noDbRestoreSessions(): Promise<void> {
+  await pollUntil(
+    async () => {
+      const { rows } = await pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'db-restore'`, [], 'postgres');
+      return rows[0]?.n === 0 ? true : undefined;
+    },
+    { timeoutMs: 10_000, what: 'the db-restore sessions to end' },
+  );
+}
+
+/**
+ * Runs the built CLI with DB_RESTORE_TEST_PAUSE_AT=`stage`; when it reports the pause, `atPause`
+ * runs once (it may kill it, or break its connection and let it go on with SIGUSR2).
+ */
+async function cliPausedAt(stage: string, args: string[], env: NodeJS.ProcessEnv, atPause: (kill: (s: NodeJS.Signals) => void) => Promise<void>): Promise<CliRun & { paused: boolean }> {
+  let paused: Promise<void> | null = null;
+  const res = await cli(args, { ...env, DB_RESTORE_TEST_PAUSE_AT: stage }, (stderr, kill) => {
+    if (paused === null && stderr.includes(`db-restore: test pause at ${stage}\n`)) paused = atPause(kill);
+  });
+  if (paused !== null) await paused;
+  return { ...res, paused: paused !== null };
 }
 
 /** A target with content of its own, so "unchanged" and "replaced" are both observable. */
@@ -354,5 +390,122 @@ describe('db-restore (built CLI, real PostgreSQL, local backups)', () => {
     const res = await cli(['--force', '../../etc/passwd'], cliEnv());
     expect(res.code).toBe(2);
     expect(res.stderr).toContain('is not a backup id');
+  });
+});
+
+describe('db-restore swap: every crash point is recoverable (H1)', () => {
+  for (const stage of SWAP_STAGES) {
+    it(`SIGKILL at ${stage}: the next run repairs first, and the target accepts connections with the old or the new content`, async () => {
+      await dropLeftovers();
+      const before = await seedTarget('app');
+      const killed = await cliPausedAt(stage, ['--force', ID_A], cliEnv(), async (kill) => kill('SIGKILL'));
+      expect(killed.paused, killed.stderr).toBe(true);
+      expect(killed.signal).toBe('SIGKILL');
+      await noDbRestoreSessions();
+
+      // A second run whose backup fails verification: the repair must not depend on the restore.
+      const next = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+      expect(next.code, next.stderr).toBe(5);
+      const warnings = (JSON.parse(next.stdout) as { warnings: string[] }).warnings.join('\n');
+      expect(await allowsConnections('app')).toBe(true);
+      // Up to the commit of the renames the old content; after it the new one; never neither.
+      expect(await snapshot('app')).toEqual(stage === 'swapped' ? stateA : before);
+      // Every leftover is named with the command that removes it, and that command works.
+      const left = await leftovers();
+      for (const name of left) {
+        const drop = `DROP DATABASE ${escapeIdentifier(name)};`;
+        expect(warnings).toContain(drop);
+        await pg.query(drop, [], 'postgres');
+      }
+      expect(left.some((n) => n.includes('__old_'))).toBe(stage === 'swapped');
+    });
+  }
+
+  it('a maintenance connection lost during the swap reports the state as unknown with the SQL that repairs it', async () => {
+    await dropLeftovers();
+    const target = 'Quoted "App"';
+    const before = await seedTarget(target);
+    const res = await cliPausedAt('connections-disallowed', ['--force', '--json', ID_A], cliEnv({ DB_NAME: target }), async (kill) => {
+      await pg.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'db-restore'`, [], 'postgres');
+      await noDbRestoreSessions();
+      kill('SIGUSR2');
+    });
+    expect(res.paused, res.stderr).toBe(true);
+    expect(res.code, res.stderr).toBe(6);
+    const repair = 'ALTER DATABASE "Quoted ""App""" WITH ALLOW_CONNECTIONS true;';
+    expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 6, databaseState: 'unknown' });
+    expect(res.stderr).toContain(repair);
+    expect(res.stderr).not.toContain('is unchanged');
+    // The printed SQL is what it takes: afterwards the target is back as it was.
+    expect(await allowsConnections(target)).toBe(false);
+    await pg.query(repair, [], 'postgres');
+    expect(await snapshot(target)).toEqual(before);
+    await dropLeftovers();
+  });
+
+  it('SIGHUP (a dropped kubectl exec or ssh session) during the swap waits for it to finish, like Ctrl-C', async () => {
+    await dropLeftovers();
+    await seedTarget('app');
+    let hup = false;
+    let resumed = false;
+    const res = await cli(['--force', ID_A], cliEnv({ DB_RESTORE_TEST_PAUSE_AT: 'connections-disallowed' }), (stderr, kill) => {
+      if (!hup && stderr.includes('db-restore: test pause at connections-disallowed\n')) {
+        hup = true;
+        kill('SIGHUP');
+      }
+      if (hup && !resumed && stderr.includes('finishing the current step first')) {
+        resumed = true;
+        kill('SIGUSR2');
+      }
+    });
+    expect(hup).toBe(true);
+    expect(res.signal).toBeNull();
+    expect(res.code, res.stderr).toBe(0);
+    expect(await allowsConnections('app')).toBe(true);
+    expect(await snapshot('app')).toEqual(stateA);
+    expect(await leftovers()).toEqual([]);
+  });
+});
+
+describe('db-restore: the replaced content (M6)', () => {
+  it('--keep-old keeps the replaced database, accepting connections, and prints its name and DROP command; the plan says later writes are lost', async () => {
+    await dropLeftovers();
+    const before = await seedTarget('app');
+    const res = await cli(['--force', '--keep-old', ID_A], cliEnv());
+    expect(res.code, res.stderr).toBe(0);
+    expect(await snapshot('app')).toEqual(stateA);
+    // The plan: what is lost, and what the backup is of (from its sidecar).
+    expect(res.stdout).toContain('writes made to app after 2026-05-10T01:00:05Z are lost; the replaced copy is kept');
+    expect(res.stdout).toContain(`of database src, PostgreSQL ${pg.version.split(' ')[0]}`);
+    const [old, ...more] = await leftovers();
+    expect(more).toEqual([]);
+    expect(old).toMatch(/^app__old_[0-9a-f]{8}$/);
+    const drop = `DROP DATABASE ${escapeIdentifier(old!)};`;
+    expect(res.stdout).toContain(`The previous content is kept as database ${old}; drop it when done: ${drop}`);
+    expect(await allowsConnections(old!)).toBe(true);
+    expect(await snapshot(old!)).toEqual(before);
+
+    // The next run names it too, and its DROP command removes it.
+    const next = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+    expect(next.code, next.stderr).toBe(5);
+    expect((JSON.parse(next.stdout) as { warnings: string[] }).warnings.join('\n')).toContain(drop);
+    await pg.query(drop, [], 'postgres');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('a target that refuses connections with no recorded intent is left so, and the run says how to enable it', async () => {
+    await dropLeftovers();
+    await seedTarget('app');
+    // As an older db-restore killed mid-swap leaves it, or an operator who disabled it on purpose.
+    await pg.query('ALTER DATABASE app WITH ALLOW_CONNECTIONS false', [], 'postgres');
+    await pg.query('CREATE DATABASE app__restore_0badcafe', [], 'postgres');
+    const res = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: corruptDir }));
+    expect(res.code, res.stderr).toBe(5);
+    const warnings = (JSON.parse(res.stdout) as { warnings: string[] }).warnings.join('\n');
+    expect(warnings).toContain('enable them with: ALTER DATABASE "app" WITH ALLOW_CONNECTIONS true;');
+    expect(warnings).toContain('DROP DATABASE "app__restore_0badcafe";');
+    expect(await allowsConnections('app')).toBe(false);
+    await pg.query('ALTER DATABASE app WITH ALLOW_CONNECTIONS true', [], 'postgres');
+    await dropLeftovers();
   });
 });

@@ -9,6 +9,10 @@ export interface ResolvedBackup {
   readonly sizeBytes: number;
   /** SHA-256 from the sidecar (directly or through the service); null for a --file without one. */
   readonly sha256: string | null;
+  /** The database that was dumped, from the sidecar (for the plan); absent where unknown. */
+  readonly database?: string;
+  /** The PostgreSQL version that was dumped, from the sidecar or listing (for the plan). */
+  readonly pgVersion?: string;
   /** Where it comes from, for the plan: "local directory /backups", "db-backup-service at http://...". */
   readonly origin: string;
 }

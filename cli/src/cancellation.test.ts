@@ -19,6 +19,16 @@ describe('cancellation', () => {
     expect(proc.listenerCount('SIGINT')).toBe(0);
   });
 
+  it('aborts on SIGHUP (a dropped terminal) as on SIGINT', () => {
+    const proc = fakeProcess();
+    const c = installCancellation(proc as unknown as NodeJS.Process, () => undefined);
+    proc.emitSignal('SIGHUP');
+    expect(c.signal.aborted).toBe(true);
+    expect((c.signal.reason as Error).message).toBe('cancelled (SIGHUP)');
+    c.dispose();
+    expect(proc.listenerCount('SIGHUP')).toBe(0);
+  });
+
   it('defers a signal during a critical section until it ends', async () => {
     const proc = fakeProcess();
     const deferred: string[] = [];

@@ -1,7 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { CliError, ExitCode } from './exit-codes.js';
 
-/** Ctrl-C (SIGINT) and SIGTERM as an AbortSignal, with sections that must not be interrupted. */
+/**
+ * The signals that cancel: Ctrl-C, a stop, and SIGHUP, which a dropped `kubectl exec -it` or ssh
+ * session sends; its default action would kill db-restore in the middle of a swap (H1).
+ */
+const CANCEL_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** The cancelling signals as an AbortSignal, with sections that must not be interrupted. */
 export interface Cancellation {
   readonly signal: AbortSignal;
   /**
@@ -31,8 +37,7 @@ export function installCancellation(proc: Pick<NodeJS.Process, 'on' | 'off'>, on
     }
     if (!controller.signal.aborted) controller.abort(new Cancelled(signal));
   };
-  proc.on('SIGINT', handler);
-  proc.on('SIGTERM', handler);
+  for (const s of CANCEL_SIGNALS) proc.on(s, handler);
   return {
     signal: controller.signal,
     async critical(fn) {
@@ -45,8 +50,7 @@ export function installCancellation(proc: Pick<NodeJS.Process, 'on' | 'off'>, on
       }
     },
     dispose() {
-      proc.off('SIGINT', handler);
-      proc.off('SIGTERM', handler);
+      for (const s of CANCEL_SIGNALS) proc.off(s, handler);
     },
   };
 }

@@ -10,7 +10,7 @@ import { formatBytes, formatDuration, formatTable, formatTimestamp } from './for
 import { localSource } from './local-source.js';
 import { findPsql } from './pg-bin.js';
 import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
-import { inspectTarget, restoreDatabase, type RestoreMode, type TargetInfo } from './restore.js';
+import { dropDatabaseSql, inspectTarget, recoverInterruptedSwap, restoreDatabase, SWAP_STAGES, type RestoreMode, type SwapStage, type TargetInfo } from './restore.js';
 import { serviceSource } from './service-source.js';
 import { verifyDump } from './verify.js';
 import { VERSION } from './version.js';
@@ -31,6 +31,7 @@ interface Options {
   force?: boolean;
   database?: string;
   inPlace?: boolean;
+  keepOld?: boolean;
   file?: string;
   json?: boolean;
   serviceUrl?: string;
@@ -66,6 +67,7 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
     .option('--force', 'skip the 5-second countdown')
     .option('--database <name>', 'restore into this database instead of DB_NAME')
     .option('--in-place', 'drop and recreate the target, then restore into it (on failure it is left empty)')
+    .option('--keep-old', 'after the swap, keep the replaced database as <target>__old_<random> (its DROP command is printed)')
     .option('--file <path>', 'restore a local .sql.gz instead (checked against <path>.meta.json when present)')
     .option('--json', 'print one JSON result on stdout, no progress')
     .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
@@ -75,6 +77,9 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
 Without --in-place, the backup is restored into a new database <target>__restore_<random>, which
 replaces the target only when the whole restore succeeded: on failure the target is left as it was.
 The backup's SHA-256 (from its sidecar) and gzip integrity are verified before anything is changed.
+Writes made to the target after the backup was taken are lost (--keep-old keeps the replaced copy).
+A run first re-enables connections to a target an interrupted swap left refusing them, and names
+every leftover database with its DROP command. Ctrl-C, SIGTERM and SIGHUP wait for the swap to end.
 
 Examples:
   db-restore                          list backups
@@ -125,7 +130,7 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
       throw new CliError(ExitCode.USAGE, 'name a backup or pass --file, not both');
     }
     if (!restoring) {
-      const misplaced = (['force', 'database', 'inPlace'] as const).filter((k) => opts[k] !== undefined);
+      const misplaced = (['force', 'database', 'inPlace', 'keepOld'] as const).filter((k) => opts[k] !== undefined);
       if (misplaced.length > 0) throw new CliError(ExitCode.USAGE, 'these options apply to a restore: name a backup (or "latest"), or pass --file. Run db-restore --help.');
       const backups = await listBackups(ctx, opts, warn);
       printList(ctx, backups, json);
@@ -169,8 +174,9 @@ function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
   ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
 }
 
-function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, psql: string): string {
+function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: string): string {
   const created = backup.createdAt === null ? 'created: unknown' : `created ${formatTimestamp(backup.createdAt)}, ${formatDuration(ctx.now() - Date.parse(backup.createdAt))} ago`;
+  const dumped = [backup.database === undefined ? null : `of database ${backup.database}`, backup.pgVersion === undefined ? null : `PostgreSQL ${backup.pgVersion}`].filter((x) => x !== null);
   const t = info.target;
   const targetState = t
     ? `exists${t.sizeBytes === null ? '' : `, ${formatBytes(t.sizeBytes)}`}${t.sessions > 0 ? `, ${t.sessions} open session${t.sessions === 1 ? '' : 's'} will be ended` : ''}`
@@ -179,15 +185,49 @@ function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, i
     mode === 'swap'
       ? `swap: restore into a new database, then replace ${db.database} with it (on failure ${db.database} stays as it is)`
       : `in-place: drop ${db.database}, recreate it and restore into it (on failure it is left empty)`;
+  const since = backup.createdAt === null ? 'the backup was taken' : formatTimestamp(backup.createdAt);
+  // M6: a swap can take hours while the application keeps writing to the target.
+  const lost = t
+    ? `writes made to ${db.database} after ${since} are lost${mode === 'swap' ? (keepOld ? '; the replaced copy is kept as <target>__old_<random>' : ' (--keep-old keeps the replaced copy)') : ''}`
+    : null;
   return [
     'Restore plan',
-    `  backup    ${backup.id} (${formatBytes(backup.sizeBytes)}, ${created})`,
+    `  backup    ${backup.id} (${formatBytes(backup.sizeBytes)}, ${created}${dumped.length > 0 ? `; ${dumped.join(', ')}` : ''})`,
     `  from      ${backup.origin}${backup.sha256 === null ? ' (no sidecar: gzip integrity only)' : ''}`,
     `  target    database ${db.database} on ${db.host}:${db.port} as ${db.user} (PostgreSQL ${info.serverVersion.split(' ')[0]}): ${targetState}`,
     `  mode      ${modeText}`,
+    ...(lost === null ? [] : [`  note      ${lost}`]),
     `  psql      ${psql}`,
     '',
   ].join('\n');
+}
+
+/**
+ * `DB_RESTORE_TEST_PAUSE_AT=<stage>` (tests only): at that stage of a swap, print
+ * `db-restore: test pause at <stage>` on stderr and wait for SIGUSR2, so a test can kill
+ * db-restore, or break its connection, at exactly that point instead of guessing with timing.
+ */
+function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | undefined {
+  const at = ctx.env.DB_RESTORE_TEST_PAUSE_AT;
+  if (at === undefined || at === '') return undefined;
+  if (!(SWAP_STAGES as readonly string[]).includes(at)) {
+    throw new CliError(ExitCode.USAGE, `DB_RESTORE_TEST_PAUSE_AT must be one of ${SWAP_STAGES.join(', ')}`);
+  }
+  return (stage) => {
+    if (stage !== at) return Promise.resolve();
+    return new Promise((resolve) => {
+      // A signal listener does not keep Node running: without this, a test that breaks the
+      // connection during the pause would see the process exit instead of resuming.
+      const keepAlive = setInterval(() => undefined, 60_000);
+      const resume = (): void => {
+        clearInterval(keepAlive);
+        ctx.process.off('SIGUSR2', resume);
+        resolve();
+      };
+      ctx.process.on('SIGUSR2', resume);
+      ctx.stderr.write(`db-restore: test pause at ${stage}\n`);
+    });
+  };
 }
 
 /** Ends a progress phase as done or stopped, with the promise it measured. */
@@ -207,6 +247,8 @@ function measured<T>(phase: PhaseProgress, work: Promise<T>): Promise<T> {
 async function restore(ctx: CliContext, backupArg: string | undefined, opts: Options, warn: (m: string) => void, report: Record<string, unknown>): Promise<void> {
   const json = opts.json === true;
   const mode: RestoreMode = opts.inPlace ? 'in-place' : 'swap';
+  const keepOld = opts.keepOld === true;
+  if (keepOld && mode === 'in-place') throw new CliError(ExitCode.USAGE, '--keep-old applies to the swap; --in-place drops the target first');
   const config = loadCliConfig(ctx.env, { database: true, storage: opts.file === undefined, databaseOverride: opts.database, serviceUrlOverride: opts.serviceUrl });
   const db = config.db;
   if (!db) throw new Error('unreachable: database settings missing');
@@ -215,11 +257,16 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   const psql = findPsql({ pgBinDir: config.pgBinDir, path: ctx.env.PATH });
   const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
   if (!source) throw new Error('unreachable: no backup source');
+  const onStage = testPause(ctx);
   const progress: Progress = createProgress(progressMode({ json, isTTY: ctx.stderr.isTTY === true }), ctx.stderr, ctx.now);
 
   const cancellation: Cancellation = installCancellation(ctx.process, () => {
     ctx.stderr.write('\ndb-restore: finishing the current step first (it must not stop halfway), then stopping.\n');
   });
+  // After a SIGHUP the terminal may be gone: a failed write to it must not kill db-restore mid-swap.
+  const ignoreWriteError = (): void => undefined;
+  ctx.stdout.on('error', ignoreWriteError);
+  ctx.stderr.on('error', ignoreWriteError);
   const started = ctx.now();
   let dump: LocalDump | null = null;
   let fh: FileHandle | null = null;
@@ -227,8 +274,10 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     // 1. What will happen. Resolving and inspecting change nothing.
     const backup = await source.resolve(backupArg ?? 'latest', { signal: cancellation.signal });
     report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin };
+    // Before anything else touches the target: what an interrupted swap left is repaired or named.
+    await recoverInterruptedSwap(db, warn);
     const info = await inspectTarget(db);
-    if (!json) ctx.stdout.write(describePlan(ctx, backup, db, info, mode, psql.path));
+    if (!json) ctx.stdout.write(describePlan(ctx, backup, db, info, mode, keepOld, psql.path));
 
     // 2. The abort window.
     if (!opts.force) await countdown(ctx.countdownSeconds, cancellation.signal, ctx.stderr);
@@ -254,18 +303,22 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       restoreDatabase({
         db,
         mode,
+        keepOld,
         psqlPath: psql.path,
         dump: fh,
         signal: cancellation.signal,
         critical: (fn) => cancellation.critical(fn),
         onProgress: (n) => restorePhase.update(n),
         warn,
+        ...(onStage ? { onStage } : {}),
       }),
     );
     const durationMs = ctx.now() - started;
-    Object.assign(report, { replaced: outcome.replaced, databaseState: 'restored', durationMs });
+    const keptOld = outcome.keptOld === null ? null : { database: outcome.keptOld, dropCommand: dropDatabaseSql(outcome.keptOld) };
+    Object.assign(report, { replaced: outcome.replaced, databaseState: 'restored', durationMs, ...(keptOld ? { keptOld } : {}) });
     if (!json) {
       ctx.stdout.write(`Restored ${backup.id} into database ${outcome.database} on ${db.host}:${db.port} (${mode}) in ${formatDuration(durationMs)}.\n`);
+      if (keptOld) ctx.stdout.write(`The previous content is kept as database ${keptOld.database}; drop it when done: ${keptOld.dropCommand}\n`);
     }
   } catch (err) {
     // An abort that surfaced as something else (a read stream's AbortError) before anything changed.
@@ -274,6 +327,8 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     }
     throw err;
   } finally {
+    ctx.stdout.off('error', ignoreWriteError);
+    ctx.stderr.off('error', ignoreWriteError);
     cancellation.dispose();
     await fh?.close().catch(() => undefined);
     await dump?.cleanup().catch(() => undefined);

@@ -39,7 +39,7 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
           });
         }
         const s = parsed.sidecar;
-        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, origin: description };
+        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, origin: description };
       }
       return { id: basename(file), createdAt: null, sizeBytes: size, sha256: null, origin: description };
     },

@@ -115,7 +115,15 @@ export function localSource(dir: string, namePrefix: string, warn: (message: str
       if (sidecar === null || !(await dumpExists(sidecar.id))) {
         throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} not found in ${dir}`);
       }
-      return { id: sidecar.id, createdAt: sidecar.createdAt, sizeBytes: sidecar.sizeBytes, sha256: sidecar.sha256, origin: description } satisfies ResolvedBackup;
+      return {
+        id: sidecar.id,
+        createdAt: sidecar.createdAt,
+        sizeBytes: sidecar.sizeBytes,
+        sha256: sidecar.sha256,
+        database: sidecar.database,
+        pgVersion: sidecar.pgVersion,
+        origin: description,
+      } satisfies ResolvedBackup;
     },
 
     async fetch(backup): Promise<LocalDump> {

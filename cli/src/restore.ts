@@ -8,6 +8,13 @@ import { PsqlFailed, redact, runPsqlRestore } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
 
+/**
+ * The points of a swap where db-restore can be stopped (RestoreOptions.onStage), in order; tests
+ * kill it or break its connection there to prove that every crash point is recoverable.
+ */
+export const SWAP_STAGES = ['scratch-restored', 'intent-recorded', 'connections-disallowed', 'renamed', 'swapped'] as const;
+export type SwapStage = (typeof SWAP_STAGES)[number];
+
 /** What the server and the target look like before anything is changed (for the plan). */
 export interface TargetInfo {
   readonly serverVersion: string;
@@ -180,9 +187,110 @@ export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
   }
 }
 
+/** Two db-restore runs on one target would swap each other's work away: one session lock per target. */
+async function tryLockTarget(client: Client, target: string): Promise<void> {
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('db-restore'), hashtext($1)) AS ok`, [target]);
+  if (!rows[0]?.ok) {
+    throw new CliError(ExitCode.RESTORE_FAILED, `another db-restore is restoring ${target} right now; nothing was changed`, { databaseState: 'untouched' });
+  }
+}
+
+/**
+ * The intent a swap records before it disables connections to the target (H1).
+ *
+ * `ALTER DATABASE ... ALLOW_CONNECTIONS false` has to commit on its own, before the renames
+ * (inside their transaction new sessions would not see it), so a db-restore that dies or loses
+ * its connection in between leaves production refusing connections. A rerun may only switch them
+ * back on if it knows that db-restore switched them off: the target may refuse them on purpose.
+ * The proof is this comment on the scratch database, written before the ALTER:
+ * - it lives in the server's catalog, so it survives SIGKILL, OOM and a dropped connection, and any
+ *   later run on any machine sees it (a local state file would not survive the container);
+ * - it is on a database that is ours alone: the target's own comment is never touched;
+ * - it names the full target (long names share a shortened scratch prefix);
+ * - the rename transaction clears it, so it is gone exactly when the swap committed, and the
+ *   failure path drops the scratch (and with it the comment) once connections are back on;
+ * - it is written only when the target did accept connections, so a repair restores that and
+ *   nothing else.
+ */
+function swapIntent(target: string): string {
+  return `db-restore: swap into database ${JSON.stringify(target)} in progress; db-restore disabled its connections`;
+}
+
+/** `ALTER DATABASE x WITH ALLOW_CONNECTIONS true;`, quoted, for messages and for the repair itself. */
+export function allowConnectionsSql(database: string): string {
+  return `ALTER DATABASE ${escapeIdentifier(database)} WITH ALLOW_CONNECTIONS true;`;
+}
+
+/** `DROP DATABASE x;`, quoted, for the messages that name a leftover. */
+export function dropDatabaseSql(database: string): string {
+  return `DROP DATABASE ${escapeIdentifier(database)};`;
+}
+
+/** Databases named `<target>__<kind>_<8 hex>`, as sideDatabaseName makes them. */
+function isSideDatabase(name: string, target: string, kind: 'restore' | 'old'): boolean {
+  const prefix = sideDatabaseName(target, kind, '00000000').slice(0, -8);
+  return name.startsWith(prefix) && /^[0-9a-f]{8}$/.test(name.slice(prefix.length));
+}
+
+/**
+ * Runs before the plan of every restore: undoes what an interrupted swap left (H1) and names
+ * every leftover with the command that removes it (M6). Holding the target's lock, no other
+ * db-restore is between recording its intent and committing its swap, so a recorded intent
+ * found now belongs to a run that is gone and its target may be switched back on.
+ */
+export async function recoverInterruptedSwap(db: DbSettings, warn: (message: string) => void): Promise<void> {
+  validateDatabaseName(db.database);
+  const target = db.database;
+  const client = await connectMaintenance(db);
+  try {
+    await tryLockTarget(client, target);
+    const { rows } = await client.query<{ datname: string; datallowconn: boolean; comment: string | null }>(
+      `SELECT datname, datallowconn, shobj_description(oid, 'pg_database') AS comment FROM pg_database
+        WHERE datname = $1 OR starts_with(datname, $2) OR starts_with(datname, $3) ORDER BY datname`,
+      [target, sideDatabaseName(target, 'restore', '00000000').slice(0, -8), sideDatabaseName(target, 'old', '00000000').slice(0, -8)],
+    );
+    const scratches = rows.filter((r) => isSideDatabase(r.datname, target, 'restore'));
+    const olds = rows.filter((r) => isSideDatabase(r.datname, target, 'old'));
+    const marked = scratches.filter((r) => r.comment === swapIntent(target));
+    const refusing = rows.some((r) => r.datname === target && !r.datallowconn);
+
+    if (refusing && marked.length > 0) {
+      await client.query(allowConnectionsSql(target)).catch((err: unknown) => {
+        throw new CliError(
+          ExitCode.RESTORE_FAILED,
+          `database ${target} refuses connections since a db-restore swap was interrupted, and enabling them failed (${pgMessage(err, db.password)}): run ${allowConnectionsSql(target)} as its owner or a superuser`,
+          { cause: err, databaseState: 'unknown' },
+        );
+      });
+      warn(`database ${target} was refusing connections since a db-restore swap was interrupted (killed or disconnected); they are enabled again`);
+    } else if (refusing && scratches.length + olds.length > 0) {
+      warn(
+        `database ${target} does not accept connections, next to databases left by an interrupted restore. If that restore disabled them (older db-restore versions left no record of it), enable them with: ${allowConnectionsSql(target)}`,
+      );
+    }
+    // The intent is settled either way: a stale one must not re-enable a target someone disables later.
+    for (const m of marked) {
+      await client.query(`COMMENT ON DATABASE ${escapeIdentifier(m.datname)} IS NULL`).catch((err: unknown) => {
+        warn(`could not clear db-restore's swap record on ${m.datname} (${pgMessage(err, db.password)}); drop that database before disabling connections to ${target} on purpose`);
+      });
+    }
+
+    for (const r of scratches) {
+      warn(`${r.datname} is left over from an interrupted restore (a copy never swapped in); drop it with: ${dropDatabaseSql(r.datname)}`);
+    }
+    for (const r of olds) {
+      warn(`${r.datname} is a previous content of ${target}, replaced by a restore; drop it when no longer needed: ${dropDatabaseSql(r.datname)}`);
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 export interface RestoreOptions {
   readonly db: DbSettings;
   readonly mode: RestoreMode;
+  /** swap: keep the replaced database as `<target>__old_<random>` instead of dropping it (M6). */
+  readonly keepOld: boolean;
   readonly psqlPath: string;
   readonly dump: FileHandle;
   /** Cancels the restore (Ctrl-C): psql is stopped and the database left as the mode promises. */
@@ -191,6 +299,8 @@ export interface RestoreOptions {
   readonly critical: <T>(fn: () => Promise<T>) => Promise<T>;
   readonly onProgress?: (bytes: number) => void;
   readonly warn: (message: string) => void;
+  /** Awaited at each stage of a swap: the injection point for crash tests. */
+  readonly onStage?: (stage: SwapStage) => Promise<void>;
 }
 
 export interface RestoreOutcome {
@@ -198,6 +308,8 @@ export interface RestoreOutcome {
   readonly mode: RestoreMode;
   /** Whether a database of that name existed before. */
   readonly replaced: boolean;
+  /** With keepOld: the database that holds the replaced content. */
+  readonly keptOld: string | null;
 }
 
 /** `CREATE DATABASE` options that give a new database the target's encoding and locale. */
@@ -262,11 +374,7 @@ export async function restoreDatabase(opts: RestoreOptions): Promise<RestoreOutc
   const target = db.database;
   const client = await connectMaintenance(db);
   try {
-    // Two db-restore runs on one target would swap each other's work away.
-    const { rows: lock } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('db-restore'), hashtext($1)) AS ok`, [target]);
-    if (!lock[0]?.ok) {
-      throw new CliError(ExitCode.RESTORE_FAILED, `another db-restore is restoring ${target} right now; nothing was changed`, { databaseState: 'untouched' });
-    }
+    await tryLockTarget(client, target);
     const { rows } = await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
     const versionNum = Number(rows[0]?.v ?? 0);
     const existing = await describeTarget(client, target, versionNum);
@@ -305,12 +413,6 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
   const scratch = sideDatabaseName(target, 'restore');
   const targetText = existing ? `database ${target} is unchanged` : `database ${target} still does not exist`;
 
-  const stalePrefix = sideDatabaseName(target, 'restore', '00000000').slice(0, -8);
-  const { rows: stale } = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname`, [stalePrefix]);
-  if (stale.length > 0) {
-    opts.warn(`left over from an interrupted restore (drop when no restore runs): ${stale.map((r) => r.datname).join(', ')}`);
-  }
-
   try {
     opts.signal.throwIfAborted();
     await client.query(`CREATE DATABASE ${escapeIdentifier(scratch)} ${createOptions(existing, null)}`);
@@ -334,6 +436,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
     throw failure(opts, 'psql', err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
   }
 
+  await opts.onStage?.('scratch-restored');
   // From here on, Ctrl-C waits: the swap is a few statements and must not stop halfway.
   return opts.critical(async () => {
     if (owner !== null) {
@@ -348,19 +451,34 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
         const leftover = await dropScratch();
         throw failure(opts, `ALTER DATABASE ${scratch} RENAME TO ${target}`, err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
       }
-      return { database: target, mode: 'swap', replaced: false };
+      return { database: target, mode: 'swap', replaced: false, keptOld: null };
     }
 
     const old = sideDatabaseName(target, 'old');
+    const t = escapeIdentifier(target);
+    // A target that refuses connections already needs no blocking, and must not be re-enabled.
+    const disallow = existing.allowConnections;
+    let disallowed = false;
     try {
-      // No new sessions while we end the current ones: the rename needs the target to be idle.
-      await client.query(`ALTER DATABASE ${escapeIdentifier(target)} WITH ALLOW_CONNECTIONS false`);
+      if (disallow) {
+        await client.query(`COMMENT ON DATABASE ${escapeIdentifier(scratch)} IS ${escapeLiteral(swapIntent(target))}`);
+        await opts.onStage?.('intent-recorded');
+        // No new sessions while we end the current ones: the rename needs the target to be idle.
+        disallowed = true;
+        await client.query(`ALTER DATABASE ${t} WITH ALLOW_CONNECTIONS false`);
+        await opts.onStage?.('connections-disallowed');
+      }
       await whileInUse(client, target, async () => {
         await client.query('BEGIN');
         try {
-          // One transaction: readers see the old database or the new one, never none.
-          await client.query(`ALTER DATABASE ${escapeIdentifier(target)} RENAME TO ${escapeIdentifier(old)}`);
-          await client.query(`ALTER DATABASE ${escapeIdentifier(scratch)} RENAME TO ${escapeIdentifier(target)}`);
+          // One transaction: readers see the old database or the new one, never none; the
+          // recorded intent goes with the commit (the scratch is the target by then).
+          await client.query(`ALTER DATABASE ${t} RENAME TO ${escapeIdentifier(old)}`);
+          await client.query(`ALTER DATABASE ${escapeIdentifier(scratch)} RENAME TO ${t}`);
+          if (disallow) await client.query(`COMMENT ON DATABASE ${t} IS NULL`);
+          // A kept copy is for inspection: it accepts connections as the target did.
+          if (opts.keepOld && disallow) await client.query(`ALTER DATABASE ${escapeIdentifier(old)} WITH ALLOW_CONNECTIONS true`);
+          await opts.onStage?.('renamed');
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
@@ -368,17 +486,36 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
         }
       });
     } catch (err) {
-      await client.query(`ALTER DATABASE ${escapeIdentifier(target)} WITH ALLOW_CONNECTIONS ${existing.allowConnections}`).catch(() => undefined);
-      const leftover = await dropScratch();
       const busy = (err as { code?: string }).code === OBJECT_IN_USE ? ' (sessions this role may not end are still connected to it)' : '';
+      const reenabled = disallowed
+        ? await client.query(allowConnectionsSql(target)).then(
+            () => null,
+            (e: unknown) => pgMessage(e, opts.db.password),
+          )
+        : null;
+      if (reenabled !== null) {
+        // The scratch and its recorded intent stay: they let the next run repair the target.
+        throw failure(
+          opts,
+          `the swap${busy}`,
+          err,
+          'unknown',
+          `the state of database ${target} is unknown: enabling its connections again failed (${reenabled}), so it may refuse every connection now. ` +
+            `Repair it with: ${allowConnectionsSql(target)} (running db-restore again does this first). ` +
+            `The restored copy ${scratch} may be left over; drop it with: ${dropDatabaseSql(scratch)}`,
+        );
+      }
+      const leftover = await dropScratch();
       throw failure(opts, `the swap${busy}`, err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
     }
+    await opts.onStage?.('swapped');
+    if (opts.keepOld) return { database: target, mode: 'swap', replaced: true, keptOld: old };
     try {
       await client.query(`DROP DATABASE ${escapeIdentifier(old)}${force}`);
     } catch (err) {
-      opts.warn(`restored, but the previous copy remains as database ${old} (${pgMessage(err, opts.db.password)}); drop it with: DROP DATABASE ${escapeIdentifier(old)};`);
+      opts.warn(`restored, but the previous copy remains as database ${old} (${pgMessage(err, opts.db.password)}); drop it with: ${dropDatabaseSql(old)}`);
     }
-    return { database: target, mode: 'swap', replaced: true };
+    return { database: target, mode: 'swap', replaced: true, keptOld: null };
   });
 }
 
@@ -416,5 +553,5 @@ async function inPlaceRestore(client: Client, opts: RestoreOptions, existing: Ex
     );
     throw failure(opts, 'psql', err, state.state, state.text);
   }
-  return { database: target, mode: 'in-place', replaced: existing !== null };
+  return { database: target, mode: 'in-place', replaced: existing !== null, keptOld: null };
 }

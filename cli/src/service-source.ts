@@ -64,7 +64,7 @@ export function serviceSource(serviceUrl: string, apiToken: string, opts: { fetc
       if (idOrLatest === 'latest') {
         const latest = await call((c) => c.latestBackup(callOpts));
         if (latest === null) throw new CliError(ExitCode.NOT_FOUND, `${description} has no successful backup yet`);
-        return { id: latest.id, createdAt: latest.createdAt, sizeBytes: latest.sizeBytes, sha256: latest.sha256, origin: description };
+        return { id: latest.id, createdAt: latest.createdAt, sizeBytes: latest.sizeBytes, sha256: latest.sha256, pgVersion: latest.pgVersion, origin: description };
       }
       if (!isBackupId(idOrLatest)) {
         throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz) or "latest". To restore a file, use --file PATH.`);
@@ -72,7 +72,7 @@ export function serviceSource(serviceUrl: string, apiToken: string, opts: { fetc
       // There is no metadata route per id: the listing is the sidecars' view.
       const found = (await call((c) => c.listBackups(callOpts))).find((b) => b.id === idOrLatest);
       if (!found) throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} not found at ${description}. Run db-restore without arguments to list backups.`);
-      return { id: found.id, createdAt: found.createdAt, sizeBytes: found.sizeBytes, sha256: found.sha256, origin: description };
+      return { id: found.id, createdAt: found.createdAt, sizeBytes: found.sizeBytes, sha256: found.sha256, pgVersion: found.pgVersion, origin: description };
     },
 
     async fetch(backup: ResolvedBackup, { signal, progress }): Promise<LocalDump> {

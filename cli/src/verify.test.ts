@@ -75,6 +75,16 @@ describe('verifyDump', () => {
 
   it('fails on a valid gzip of an incomplete dump (no completion trailer)', async () => {
     const cut = gzipSync(Buffer.from(DUMP.slice(0, DUMP.length / 2)));
-    await expect(verifyBytes(cut, { sha256: sha(cut), sizeBytes: cut.length })).rejects.toThrow(/incomplete dump/);
+    await expect(verifyBytes(cut, { sha256: sha(cut), sizeBytes: cut.length })).rejects.toThrow(/pg_dump output is incomplete: no completion trailer/);
+  });
+
+  it('checks the trailer as the service does: a dump opened with \\restrict must close with the same \\unrestrict (L5)', async () => {
+    const key = 'ijC6hCnpTEufVYEF2bqRPdtPI2XesUN7rRb189kp5Be9zWX1zOrLNUf5g6vktm4';
+    const restricted = DUMP.replace('-- PostgreSQL database dump\n', `-- PostgreSQL database dump\n--\n\n\\restrict ${key}\n`);
+    const whole = gzipSync(Buffer.from(restricted.replace('\\unrestrict abc', `\\unrestrict ${key}`)));
+    await expect(verifyBytes(whole, { sha256: null, sizeBytes: null })).resolves.toMatchObject({ sha256: sha(whole) });
+    // Cut after the completion comment, before \unrestrict: psql would leave the session restricted.
+    const cut = gzipSync(Buffer.from(restricted.slice(0, restricted.indexOf('\\unrestrict'))));
+    await expect(verifyBytes(cut, { sha256: sha(cut), sizeBytes: cut.length })).rejects.toThrow(/matching \\unrestrict line is missing/);
   });
 });

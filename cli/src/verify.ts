@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES } from '@db-backup-service/sdk';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /** What the dump must match; null where nothing is known (a --file without sidecar). */
@@ -17,9 +18,6 @@ export interface VerifiedDump {
   readonly uncompressedBytes: number;
 }
 
-/** pg_dump's last comment in a plain dump; anything after it is at most `\unrestrict <key>`. */
-const COMPLETION_TRAILER = '-- PostgreSQL database dump complete';
-const TAIL_BYTES = 4096;
 
 /**
  * Reads the whole dump once: SHA-256 of the compressed bytes, and a full gunzip (zlib checks the
@@ -36,6 +34,8 @@ export async function verifyDump(
   const gunzip = createGunzip();
   let gzipError: Error | null = null;
   let uncompressed = 0;
+  // The dump's first and last few KB, for the same trailer check the service makes (L5).
+  let head = Buffer.alloc(0);
   let tail = Buffer.alloc(0);
   let read = 0;
 
@@ -44,8 +44,9 @@ export async function verifyDump(
   });
   gunzip.on('data', (chunk: Buffer) => {
     uncompressed += chunk.length;
+    if (head.length < DUMP_ENDS_KEEP_BYTES) head = Buffer.concat([head, chunk.subarray(0, DUMP_ENDS_KEEP_BYTES - head.length)]);
     tail = Buffer.concat([tail, chunk]);
-    if (tail.length > TAIL_BYTES) tail = tail.subarray(tail.length - TAIL_BYTES);
+    if (tail.length > DUMP_ENDS_KEEP_BYTES) tail = tail.subarray(tail.length - DUMP_ENDS_KEEP_BYTES);
   });
   const gunzipSettled = new Promise<void>((resolve) => {
     gunzip.once('end', resolve);
@@ -97,9 +98,11 @@ export async function verifyDump(
   const gzError = gzipError as Error | null;
   if (gzError !== null) {
     problems.push(`not a valid gzip file (${gzError.message})`);
-  } else if (!tail.toString('utf8').includes(COMPLETION_TRAILER)) {
+  } else {
     // A gzip that is intact but holds a dump that stops early (pg_dump killed, disk full upstream).
-    problems.push(`the dump does not end with pg_dump's "${COMPLETION_TRAILER}" trailer (incomplete dump)`);
+    // latin1: the trailer is ASCII, and a multi-byte character cut at the 4 KB edge must not matter.
+    const ending = checkDumpEnding(head.toString('latin1'), tail.toString('latin1'));
+    if (!ending.ok) problems.push(ending.reason);
   }
   if (problems.length > 0) {
     throw new CliError(ExitCode.VERIFICATION_FAILED, `verification of ${opts.label} failed: ${problems.join('; ')}. Nothing was changed in the database.`, {

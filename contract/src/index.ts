@@ -1,4 +1,5 @@
 export { apiContract, type ApiContract, type RouteMetadata } from './contract.js';
+export { checkDumpEnding, DUMP_COMPLETE_LINE, DUMP_ENDS_KEEP_BYTES, type DumpEndingCheck } from './dump-trailer.js';
 export {
   BACKUP_ID_MAX_LENGTH,
   BACKUP_ID_PATTERN,
