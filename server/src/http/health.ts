@@ -14,15 +14,15 @@ const PROBE_TIMEOUT_MS = 3_000;
  *
  * The answer says only UP or DOWN per component: the endpoint is unauthenticated, and a probe's
  * error names the database host, the role or the directory. That text goes to the log instead,
- * once per change (a probe every 10 s would otherwise repeat it all day).
+ * once when a component goes DOWN (a probe every 10 s would otherwise repeat it all day), and a
+ * line when it is UP again.
  */
 export class HealthCheck {
   readonly #probes: Record<Component, Probe>;
   readonly #logger: Logger;
   #cached: { at: number; value: Health } | null = null;
   #inFlight: Promise<Health> | null = null;
-  /** The last logged state per component: 'UP', or the error of the DOWN. */
-  readonly #lastState = new Map<Component, string>();
+  readonly #lastStatus = new Map<Component, 'UP' | 'DOWN'>();
 
   constructor(probes: Record<Component, Probe>, logger: Logger) {
     this.#probes = probes;
@@ -45,20 +45,19 @@ export class HealthCheck {
   async #run(component: Component): Promise<Health['components'][Component]> {
     try {
       await this.#probes[component](AbortSignal.timeout(PROBE_TIMEOUT_MS));
-      this.#changed(component, 'UP', () => this.#logger.info(`health: ${component} UP`));
+      if (this.#changed(component, 'UP')) this.#logger.info(`health: ${component} UP`);
       return { status: 'UP' };
     } catch (error) {
       // Probe errors are written by our own code (pg / storage wrappers) and carry no secrets.
-      const message = (error as Error).message;
-      this.#changed(component, message, () => this.#logger.warn(`health: ${component} DOWN`, { error: message }));
+      if (this.#changed(component, 'DOWN')) this.#logger.warn(`health: ${component} DOWN`, { error: (error as Error).message });
       return { status: 'DOWN' };
     }
   }
 
-  /** Logs a component's state when it differs from the last one logged; the first UP is not news. */
-  #changed(component: Component, state: string, log: () => void): void {
-    const last = this.#lastState.get(component);
-    this.#lastState.set(component, state);
-    if (state !== last && !(last === undefined && state === 'UP')) log();
+  /** Records a component's status; true when it is news (a change, or DOWN from the start). */
+  #changed(component: Component, status: 'UP' | 'DOWN'): boolean {
+    const last = this.#lastStatus.get(component);
+    this.#lastStatus.set(component, status);
+    return status !== (last ?? 'UP');
   }
 }
