@@ -91,8 +91,8 @@ export function createApp(deps: AppDeps): express.Express {
       const health = await deps.health.get();
       return { status: health.status === 'UP' ? 200 : 503, body: health };
     },
-    // Answers as long as the event loop runs: what a liveness probe (and, in the database's own
-    // pod, readiness) may depend on. No storage or database check here, on purpose.
+    // Answers as long as the event loop runs, which is all a liveness probe should ask: restarting
+    // the service does not bring back a database or a bucket. No check here, on purpose.
     liveness: async () => ({ status: 200, body: { status: 'UP' as const } }),
     info: async () => ({ status: 200, body: info(deps) }),
   });
