@@ -1,7 +1,11 @@
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
@@ -9,6 +13,8 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodTemplateSpec } from 'kubernetes-models/v1/PodTemplateSpec';
+import { runExclusive } from '../server/src/db.js';
+import { freePort, pgClientBin, pollUntil, startPostgres, type PostgresCluster } from './harness/index.js';
 import { REPO_ROOT, REQUIRED_VARIABLES, SECRET_VARIABLES, documentedVariables, durationSeconds, hasVariable } from './image-deploy-helpers.js';
 
 /**
@@ -25,6 +31,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/Service': Service,
   'v1/Secret': Secret,
   'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
 };
 
 interface K8sObject {
@@ -67,6 +74,7 @@ describe('deploy/kubernetes', () => {
       expect.arrayContaining([
         'deployment.yaml:Deployment',
         'deployment.yaml:Service',
+        'prometheusrule.yaml:PrometheusRule',
         'secret.example.yaml:Secret',
         'servicemonitor.yaml:ServiceMonitor',
         'sidecar.yaml:Service',
@@ -128,14 +136,24 @@ describe('deploy/kubernetes', () => {
       }
     });
 
-    it('probes /health for readiness and liveness on the container port 8080', () => {
+    it('probes liveness on /health/live (the process only) on the container port 8080', () => {
       const port = c.ports?.find((p) => p.containerPort === 8080);
       expect(port?.name).toBe('http');
-      for (const probe of [c.readinessProbe, c.livenessProbe]) {
-        expect(probe?.httpGet?.path).toBe('/health');
-        expect([port?.name, 8080]).toContain(probe?.httpGet?.port);
-      }
+      expect(c.livenessProbe?.httpGet?.path).toBe('/health/live');
+      expect([port?.name, 8080]).toContain(c.livenessProbe?.httpGet?.port);
+      expect(c.startupProbe, 'a startup probe would gate readiness too').toBeUndefined();
     });
+
+    const sharesPodWithDatabase = (pod.spec?.containers.length ?? 0) > 1;
+    it(
+      sharesPodWithDatabase
+        ? 'has no readiness probe on /health: storage must not take the database in its pod out of service'
+        : 'probes readiness on /health (database and storage): this pod holds no database',
+      () => {
+        if (sharesPodWithDatabase) expect(c.readinessProbe).toBeUndefined();
+        else expect(c.readinessProbe?.httpGet?.path).toBe('/health');
+      },
+    );
 
     it('gives it terminationGracePeriodSeconds above SHUTDOWN_TIMEOUT', () => {
       const shutdown = durationSeconds(env.SHUTDOWN_TIMEOUT ?? '60s');
@@ -172,14 +190,110 @@ describe('deploy/kubernetes', () => {
     });
   });
 
+  it('the PrometheusRule is the README\'s alert rules, with one staleness threshold everywhere', () => {
+    const rule = byKind('PrometheusRule')[0];
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const block = /```yaml\n(groups:[\s\S]*?)```/.exec(readme)?.[1];
+    expect(block, 'README: no ```yaml block of alert groups').toBeDefined();
+    expect((rule?.spec as { groups: unknown }).groups).toEqual((parse(block!) as { groups: unknown }).groups);
+    const stale = JSON.stringify(rule?.spec).match(/dbbackup_last_success_timestamp_seconds > (\d+) \* 3600/)?.[1];
+    expect(stale).toBe('30');
+    const k8sReadme = readFileSync(join(DIR, 'README.md'), 'utf8');
+    expect([...k8sReadme.matchAll(/> (\d+) \* 3600/g)].map((m) => m[1])).toEqual([stale]);
+    expect([...readme.matchAll(/> (\d+) \* 3600/g)].map((m) => m[1])).toEqual([stale]);
+  });
+
   it('the ServiceMonitor selects every Service of the examples on their "http" port, path /metrics', () => {
     const monitor = byKind('ServiceMonitor')[0];
     const spec = monitor?.spec as { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
     expect(spec.endpoints[0]).toMatchObject({ port: 'http', path: '/metrics' });
+    // The job name the PrometheusRule's up{job="db-backup-service"} expects.
+    expect((monitor?.spec as { jobLabel?: string }).jobLabel).toBe('app.kubernetes.io/part-of');
     for (const svc of byKind('Service')) {
       const labels = svc.metadata.labels ?? {};
       expect(Object.entries(spec.selector.matchLabels).every(([k, v]) => labels[k] === v), `${svc.file} ${svc.metadata.name}`).toBe(true);
       expect((svc.spec?.ports as { name: string }[]).map((p) => p.name)).toContain('http');
     }
+  });
+});
+
+describe('sidecar.yaml: PostgreSQL waits for a running backup before it stops', () => {
+  const sts = objects.find((o) => o.file === 'sidecar.yaml' && o.kind === 'StatefulSet') as K8sObject;
+  const pod = template(sts);
+  const database = pod.spec?.containers.find((x) => x.name === 'postgres') as IContainer;
+  const script = database.lifecycle?.preStop?.exec?.command?.at(-1) ?? '';
+  const bound = Number(/SECONDS \+ (\d+)/.exec(script)?.[1]);
+  const shutdown = durationSeconds(envOf(backupContainer(sts)).SHUTDOWN_TIMEOUT ?? '60s');
+
+  it('has a preStop hook bounded above SHUTDOWN_TIMEOUT and below terminationGracePeriodSeconds', () => {
+    expect(database.lifecycle?.preStop?.exec?.command?.slice(0, 2)).toEqual(['bash', '-c']);
+    expect(bound).toBeGreaterThan(shutdown);
+    // PostgreSQL's own shutdown (a checkpoint) needs what is left of the grace period.
+    expect(bound + 30).toBeLessThanOrEqual(pod.spec?.terminationGracePeriodSeconds ?? 30);
+  });
+
+  it('puts no sizeLimit on /tmp, where db-restore downloads (exceeding it evicts the database pod)', () => {
+    const tmp = (backupContainer(sts).volumeMounts ?? []).find((m) => m.mountPath === '/tmp');
+    const volume = pod.spec?.volumes?.find((v) => v.name === tmp?.name);
+    expect(volume?.emptyDir).toBeDefined();
+    expect(volume?.emptyDir?.sizeLimit).toBeUndefined();
+  });
+
+  describe('the hook, run against a real PostgreSQL', () => {
+    let pg: PostgresCluster;
+    let work: string;
+    beforeAll(async () => {
+      pg = await startPostgres();
+      work = await mkdtemp(join(tmpdir(), 'prestop-'));
+      // psql as the hook runs it, counting its calls (how many times the hook has looked).
+      await writeFile(join(work, 'psql'), `#!/bin/bash\necho >> "${join(work, 'calls')}"\nexec "${pgClientBin('psql')}" "$@"\n`, { mode: 0o755 });
+    });
+    afterAll(async () => {
+      await pg?.destroy();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    const calls = async () => (await readFile(join(work, 'calls'), 'utf8').catch(() => '')).length;
+    /** Runs the hook as the kubelet would (bash -c), PostgreSQL's libpq settings in its environment. */
+    const runHook = (hook: string, port = pg.port) => {
+      const child = spawn('bash', ['-c', hook], {
+        env: { ...pg.pgEnv(), PGPORT: String(port), PATH: `${work}:${process.env.PATH ?? ''}`, POSTGRES_USER: pg.user, POSTGRES_DB: pg.database },
+        stdio: 'ignore',
+      });
+      return new Promise<{ code: number | null; seconds: number }>((resolve) => {
+        const started = Date.now();
+        child.once('close', (code) => resolve({ code, seconds: (Date.now() - started) / 1000 }));
+      });
+    };
+    const db = () => ({ host: pg.host, port: pg.port, name: pg.database, user: pg.user, password: pg.password });
+
+    it('returns at once when no backup runs', async () => {
+      expect((await runHook(script)).code).toBe(0);
+    });
+
+    it('waits while the service holds its backup lock, and returns once it is released', async () => {
+      await rm(join(work, 'calls'), { force: true });
+      let hook: ReturnType<typeof runHook> | undefined;
+      let exited = false;
+      const held = await runExclusive(db(), async () => {
+        hook = runHook(script);
+        void hook.then(() => (exited = true));
+        // Two looks at the lock, and still waiting: it saw the backup.
+        await pollUntil(async () => ((await calls()) >= 2 ? true : undefined), { timeoutMs: 20_000, what: 'two checks by the hook' });
+        expect(exited).toBe(false);
+      });
+      expect(held).toBe(true);
+      expect((await hook!).code).toBe(0);
+    });
+
+    it('gives up at its bound, and when PostgreSQL cannot be asked', async () => {
+      const unreachable = await runHook(script, await freePort());
+      expect(unreachable.code).toBe(0);
+      expect(unreachable.seconds).toBeLessThan(bound);
+      await runExclusive(db(), async () => {
+        const short = await runHook(script.replace(`SECONDS + ${bound}`, 'SECONDS + 2'));
+        expect(short.code).toBe(0);
+      });
+    });
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiContract } from '@db-backup-service/contract';
 import { freePort, startPostgres, startService, type PostgresCluster, type ServiceProcess } from './harness/index.js';
 
 let pg: PostgresCluster;
@@ -44,11 +45,11 @@ describe('/docs', () => {
     await page.goto(`${svc.baseUrl}/docs`);
     await page.waitForSelector('.opblock', { timeout: 30_000 });
     const text = await page.locator('#swagger-ui').innerText();
-    for (const path of ['/api/v1/backups', '/api/v1/backups/jobs/{jobId}', '/api/v1/backups/latest', '/api/v1/backups/{id}/download', '/api/v1/backups/latest/download', '/health', '/info']) {
+    for (const path of ['/api/v1/backups', '/api/v1/backups/jobs/{jobId}', '/api/v1/backups/latest', '/api/v1/backups/{id}/download', '/api/v1/backups/latest/download', '/health', '/health/live', '/info']) {
       expect(text).toContain(path);
     }
     expect(text).toContain('db-backup-service');
-    expect(await page.locator('.opblock').count()).toBe(8);
+    expect(await page.locator('.opblock').count()).toBe(Object.keys(apiContract).length);
     expect(external).toEqual([]);
     await page.screenshot({ path: join(dir, 'docs.png') });
   });

@@ -36,9 +36,9 @@ export function serviceSource(serviceUrl: string, apiToken: string, opts: { fetc
         const down = health
           ? Object.entries(health.components)
               .filter(([, c]) => c.status === 'DOWN')
-              .map(([name, c]) => `${name} DOWN${c.detail ? ` (${c.detail})` : ''}`)
+              .map(([name]) => `${name} DOWN`)
           : [];
-        const state = down.length > 0 ? ` The service reports: ${down.join(', ')}.` : '';
+        const state = down.length > 0 ? ` The service reports: ${down.join(', ')} (its log says why).` : '';
         return new CliError(ExitCode.SERVICE_UNREACHABLE, `${err.message}.${state} ${howToFix}`, { cause: err, databaseState: 'untouched' });
       }
       default:

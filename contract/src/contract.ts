@@ -1,10 +1,14 @@
 import { initContract } from '@ts-rest/core';
 import { z } from 'zod';
-import { BackupSchema, HealthSchema, InfoSchema, JobConflictSchema, JobSchema, ProblemSchema } from './schemas.js';
+import { BackupSchema, HealthSchema, InfoSchema, JobConflictSchema, JobSchema, LivenessSchema, ProblemSchema } from './schemas.js';
 
 const c = initContract();
 
-/** Route metadata read by the server's auth middleware and by the OpenAPI generator. */
+/**
+ * Route metadata read by the server's auth middleware and by the OpenAPI generator. Every route
+ * must carry it: the server refuses to start on a route without `auth` (deny by default), so a
+ * public route says `auth: 'none'` on purpose.
+ */
 export interface RouteMetadata {
   readonly auth: 'bearer' | 'none';
   /** The 200 body is a gzip stream, not JSON. */
@@ -14,6 +18,13 @@ export interface RouteMetadata {
 const bearer = { auth: 'bearer' } as const satisfies RouteMetadata;
 const open = { auth: 'none' } as const satisfies RouteMetadata;
 const download = { auth: 'bearer', binary: true } as const satisfies RouteMetadata;
+
+/**
+ * Answers possible on every route: 413 from the body limit (no route takes a body), checked before
+ * routing. Routes with a path parameter can also answer 400 (a bad percent-encoding).
+ */
+const everyRoute = { 413: ProblemSchema } as const;
+const withPathParams = { 400: ProblemSchema, ...everyRoute } as const;
 
 /** Body of a download: a gzip stream (`application/gzip`). */
 const GzipBody = c.otherResponse({ contentType: 'application/gzip', body: z.unknown() });
@@ -25,8 +36,10 @@ export const apiContract = c.router(
       path: '/api/v1/backups',
       body: c.noBody(),
       summary: 'Trigger a backup now',
-      description: 'Starts a backup job and returns it (202). At most one backup runs at a time: while one runs, the answer is 409 with the running job\'s id.',
-      responses: { 202: JobSchema, 401: ProblemSchema, 409: JobConflictSchema },
+      description:
+        'Starts a backup job and returns it (202). At most one backup runs at a time: while one runs, the answer is 409 with the running job\'s id. ' +
+        '503 (SHUTTING_DOWN) while the service is stopping.',
+      responses: { 202: JobSchema, 401: ProblemSchema, 409: JobConflictSchema, 503: ProblemSchema, ...everyRoute },
       metadata: bearer,
     },
     getJob: {
@@ -34,21 +47,21 @@ export const apiContract = c.router(
       path: '/api/v1/backups/jobs/:jobId',
       pathParams: z.object({ jobId: z.string() }),
       summary: 'Status of a backup job',
-      responses: { 200: JobSchema, 401: ProblemSchema, 404: ProblemSchema },
+      responses: { 200: JobSchema, 401: ProblemSchema, 404: ProblemSchema, ...withPathParams },
       metadata: bearer,
     },
     listBackups: {
       method: 'GET',
       path: '/api/v1/backups',
       summary: 'List backups, newest first',
-      responses: { 200: z.array(BackupSchema), 401: ProblemSchema },
+      responses: { 200: z.array(BackupSchema), 401: ProblemSchema, ...everyRoute },
       metadata: bearer,
     },
     getLatestBackup: {
       method: 'GET',
       path: '/api/v1/backups/latest',
       summary: 'The latest successful backup',
-      responses: { 200: BackupSchema, 401: ProblemSchema, 404: ProblemSchema },
+      responses: { 200: BackupSchema, 401: ProblemSchema, 404: ProblemSchema, ...everyRoute },
       metadata: bearer,
     },
     downloadLatestBackup: {
@@ -58,7 +71,7 @@ export const apiContract = c.router(
       description:
         'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
         '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
-      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema },
+      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema, ...everyRoute },
       metadata: download,
     },
     downloadBackup: {
@@ -69,22 +82,34 @@ export const apiContract = c.router(
       description:
         'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
         '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
-      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema },
+      responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema, ...withPathParams },
       metadata: download,
     },
     health: {
       method: 'GET',
       path: '/health',
-      summary: 'Liveness and readiness (no auth)',
-      description: '200 when PostgreSQL accepts a connection and storage is reachable, else 503.',
-      responses: { 200: HealthSchema, 503: HealthSchema },
+      summary: 'Readiness: PostgreSQL and storage reachable (no auth)',
+      description:
+        '200 when PostgreSQL accepts a connection and storage is reachable, else 503. The body names each component UP or DOWN; ' +
+        'why one is DOWN is in the service log (the endpoint is unauthenticated).',
+      responses: { 200: HealthSchema, 503: HealthSchema, ...everyRoute },
+      metadata: open,
+    },
+    liveness: {
+      method: 'GET',
+      path: '/health/live',
+      summary: 'Liveness: the process answers (no auth)',
+      description:
+        '200 while the event loop runs; checks nothing else. For liveness probes, and for readiness where the service ' +
+        'shares a pod with the database (a storage outage must not take the database out of service).',
+      responses: { 200: LivenessSchema, ...everyRoute },
       metadata: open,
     },
     info: {
       method: 'GET',
       path: '/info',
       summary: 'Version, schedule, retention and backup age (no auth)',
-      responses: { 200: InfoSchema },
+      responses: { 200: InfoSchema, ...everyRoute },
       metadata: open,
     },
   },

@@ -13,7 +13,8 @@ export {
   JobConflictSchema,
   JobSchema,
   JobStatusSchema,
+  LivenessSchema,
   ProblemSchema,
   TriggerSchema,
 } from './schemas.js';
-export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './schemas.js';
+export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Liveness, Problem, Trigger } from './schemas.js';

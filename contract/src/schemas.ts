@@ -76,9 +76,9 @@ export const JobConflictSchema = ProblemSchema.extend({
 });
 export type JobConflict = z.infer<typeof JobConflictSchema>;
 
+/** A component's state only: why it is DOWN goes to the service log, not to this open endpoint. */
 export const ComponentHealthSchema = z.object({
   status: z.enum(['UP', 'DOWN']),
-  detail: z.string().optional(),
 });
 export const HealthSchema = z.object({
   status: z.enum(['UP', 'DOWN']),
@@ -88,6 +88,10 @@ export const HealthSchema = z.object({
   }),
 });
 export type Health = z.infer<typeof HealthSchema>;
+
+/** /health/live: the process answers; nothing else is checked. */
+export const LivenessSchema = z.object({ status: z.literal('UP') });
+export type Liveness = z.infer<typeof LivenessSchema>;
 
 export const InfoSchema = z.object({
   service: z.object({ name: z.string(), version: z.string() }),

@@ -42,10 +42,13 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
   });
   const metrics = new Metrics(engine.index, engine.jobs);
   engine.subscribe(metrics.engineEvents);
-  const health = new HealthCheck({
-    database: (signal) => checkDatabase(config.db, signal),
-    storage: (signal) => storage.check({ signal }),
-  });
+  const health = new HealthCheck(
+    {
+      database: (signal) => checkDatabase(config.db, signal),
+      storage: (signal) => storage.check({ signal }),
+    },
+    log,
+  );
   await engine.start();
 
   const app = createApp({ config, engine, storage, health, metrics, logger: log, pgDumpVersion: pgTools?.pgDumpVersion ?? null });

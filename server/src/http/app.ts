@@ -43,7 +43,14 @@ export function createApp(deps: AppDeps): express.Express {
   const s = initServer();
   const router = s.router(apiContract, {
     triggerBackup: async ({ res }) => {
-      const result = engine.trigger('api');
+      let result;
+      try {
+        result = engine.trigger('api');
+      } catch (error) {
+        if (!(error instanceof EngineStoppedError)) throw error;
+        res.type(PROBLEM_CONTENT_TYPE);
+        return { status: 503, body: problem(503, 'Service Unavailable', error.message, error.code) };
+      }
       if (!result.started) {
         res.type(PROBLEM_CONTENT_TYPE);
         return {
@@ -84,11 +91,14 @@ export function createApp(deps: AppDeps): express.Express {
       const health = await deps.health.get();
       return { status: health.status === 'UP' ? 200 : 503, body: health };
     },
+    // Answers as long as the event loop runs, which is all a liveness probe should ask: restarting
+    // the service does not bring back a database or a bucket. No check here, on purpose.
+    liveness: async () => ({ status: 200, body: { status: 'UP' as const } }),
     info: async () => ({ status: 200, body: info(deps) }),
   });
 
   createExpressEndpoints(apiContract, router, app, {
-    globalMiddleware: [bearerAuth(config.apiToken)],
+    globalMiddleware: [bearerAuth(apiContract, config.apiToken)],
     logInitialization: false,
     responseValidation: false,
     jsonQuery: false,
@@ -104,7 +114,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
   const swaggerDir = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
   app.use('/docs/assets', express.static(swaggerDir, { index: false, fallthrough: false }));
-  app.get(['/docs', '/docs/'], (_req, res) => {
+  // One pattern for /docs and /docs/ (routing is not strict), so the metrics label is "/docs".
+  app.get('/docs', (_req, res) => {
     res.type('html').send(renderDocsPage());
   });
   app.get('/docs/init.js', (_req, res) => {
@@ -155,15 +166,18 @@ const limitBody: RequestHandler = (req, res, next) => {
   next();
 };
 
+/** Probes and scrapes, every few seconds all day: logged at debug, or they drown the rest. */
+const PROBE_ROUTES: ReadonlySet<string> = new Set([apiContract.health.path, apiContract.liveness.path, '/metrics']);
+
 function accessLog({ logger, metrics }: AppDeps): RequestHandler {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     res.once('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       // The contract's route pattern, never the raw URL: ids and junk stay out of metric labels.
-      const route = (req as { tsRestRoute?: { path: string } }).tsRestRoute?.path ?? (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
-      metrics.observeRequest(req.method, String(route), res.statusCode, seconds);
-      logger.info('http request', {
+      const route = String((req as { tsRestRoute?: { path: string } }).tsRestRoute?.path ?? (req.route as { path?: string } | undefined)?.path ?? 'unmatched');
+      metrics.observeRequest(req.method, route, res.statusCode, seconds);
+      logger.log(PROBE_ROUTES.has(route) ? 'debug' : 'info', 'http request', {
         method: req.method,
         route,
         status: res.statusCode,
@@ -183,9 +197,6 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
       const code = typeof status === 'number' ? status : 400;
       const detail = code === 404 ? 'not found' : 'the request could not be parsed';
       return sendProblem(res, problem(code, STATUS_CODES[code] ?? 'Bad Request', detail, code === 404 ? 'NOT_FOUND' : 'INVALID_REQUEST'));
-    }
-    if (error instanceof EngineStoppedError) {
-      return sendProblem(res, problem(503, 'Service Unavailable', error.message, error.code));
     }
     logger.error('request failed', { method: req.method, path: req.path, error: (error as Error).message });
     sendProblem(res, problem(500, 'Internal Server Error', 'internal error', 'INTERNAL'));

@@ -38,6 +38,11 @@ export async function serveDownload(
   const ifRange = req.headers['if-range'];
   const range = ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, backup.sizeBytes) : { kind: 'none' as const };
 
+  if (range.kind === 'unsatisfiable') {
+    // Before the download headers: with them, `curl -OJ` would save this problem under the backup's name.
+    res.set({ 'Content-Range': `bytes */${backup.sizeBytes}`, 'Accept-Ranges': 'bytes' }).type(PROBLEM_CONTENT_TYPE);
+    return { status: 416, body: problem(416, 'Range Not Satisfiable', `the backup has ${backup.sizeBytes} bytes`, 'RANGE_NOT_SATISFIABLE') };
+  }
   res.set({
     'Content-Type': 'application/gzip',
     'Content-Disposition': `attachment; filename="${backup.id}"`,
@@ -47,11 +52,6 @@ export async function serveDownload(
     'Last-Modified': new Date(backup.createdAt).toUTCString(),
     'Cache-Control': 'private, no-transform',
   });
-
-  if (range.kind === 'unsatisfiable') {
-    res.set('Content-Range', `bytes */${backup.sizeBytes}`).type(PROBLEM_CONTENT_TYPE);
-    return { status: 416, body: problem(416, 'Range Not Satisfiable', `the backup has ${backup.sizeBytes} bytes`, 'RANGE_NOT_SATISFIABLE') };
-  }
   const status = range.kind === 'range' ? 206 : 200;
   const start = range.kind === 'range' ? range.start : 0;
   const end = range.kind === 'range' ? range.end : backup.sizeBytes - 1;

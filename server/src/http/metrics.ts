@@ -19,35 +19,14 @@ export class Metrics {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry });
     const latest = () => index.latest();
-    new Gauge({
-      name: 'dbbackup_last_success_timestamp_seconds',
-      help: 'Unix time of the newest successful backup (absent until one exists).',
-      registers: [registry],
-      collect() {
-        const b = latest();
-        this.reset();
-        if (b) this.set(Date.parse(b.createdAt) / 1000);
-      },
+    new LatestBackupGauge(registry, 'dbbackup_last_success_timestamp_seconds', 'Unix time of the newest successful backup (absent until one exists).', () => {
+      const b = latest();
+      return b ? Date.parse(b.createdAt) / 1000 : null;
     });
-    new Gauge({
-      name: 'dbbackup_last_success_size_bytes',
-      help: 'Size of the newest successful backup (.sql.gz).',
-      registers: [registry],
-      collect() {
-        const b = latest();
-        this.reset();
-        if (b) this.set(b.sizeBytes);
-      },
-    });
-    new Gauge({
-      name: 'dbbackup_last_success_duration_seconds',
-      help: 'Duration of the newest successful backup.',
-      registers: [registry],
-      collect() {
-        const b = latest();
-        this.reset();
-        if (b) this.set(b.durationMs / 1000);
-      },
+    new LatestBackupGauge(registry, 'dbbackup_last_success_size_bytes', 'Size of the newest successful backup (.sql.gz; absent until one exists).', () => latest()?.sizeBytes ?? null);
+    new LatestBackupGauge(registry, 'dbbackup_last_success_duration_seconds', 'Duration of the newest successful backup (absent until one exists).', () => {
+      const b = latest();
+      return b ? b.durationMs / 1000 : null;
     });
     new Gauge({
       name: 'dbbackup_backups_stored',
@@ -102,5 +81,24 @@ export class Metrics {
   observeRequest(method: string, route: string, status: number, seconds: number): void {
     this.#httpRequests.inc({ method, route, status: String(status) });
     this.#httpDuration.observe({ method, route }, seconds);
+  }
+}
+
+/**
+ * A gauge with no sample at all while `read` has no value. prom-client's unlabelled gauge always
+ * exports one (0 after reset()), and a 0 timestamp would keep `absent(...)` alerts from firing.
+ */
+class LatestBackupGauge extends Gauge {
+  readonly #read: () => number | null;
+
+  constructor(registry: Registry, name: string, help: string, read: () => number | null) {
+    super({ name, help, registers: [registry] });
+    this.#read = read;
+  }
+
+  override async get(): Promise<Awaited<ReturnType<Gauge['get']>>> {
+    const metric = await super.get();
+    const value = this.#read();
+    return { ...metric, values: value === null ? [] : [{ value, labels: {} }] };
   }
 }

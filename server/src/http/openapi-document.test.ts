@@ -25,7 +25,7 @@ describe('openapi.json', () => {
     expect(doc.components.securitySchemes).toEqual({ bearerAuth: expect.objectContaining({ type: 'http', scheme: 'bearer' }) });
     const secured = operations.filter((o) => (o.op.security ?? []).length > 0).map((o) => o.path).sort();
     const open = operations.filter((o) => (o.op.security ?? []).length === 0).map((o) => o.path).sort();
-    expect(open).toEqual(['/health', '/info']);
+    expect(open).toEqual(['/health', '/health/live', '/info']);
     expect(secured.every((p) => p.startsWith('/api/v1/'))).toBe(true);
     expect(secured).toHaveLength(6);
   });

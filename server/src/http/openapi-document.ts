@@ -39,6 +39,12 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
             responses[status] = { ...response, content: { 'application/problem+json': content['application/json'] } };
           }
         }
+        if (meta?.binary && responses['503']) {
+          responses['503'] = {
+            ...responses['503'],
+            headers: { 'Retry-After': { description: 'Seconds to wait before retrying (the SDK\'s downloadToFile does)', schema: { type: 'integer' } } },
+          };
+        }
         if (meta?.binary) {
           for (const status of ['200', '206']) {
             responses[status] = {

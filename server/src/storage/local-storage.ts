@@ -88,6 +88,9 @@ export class LocalStorage implements Storage {
     try {
       handle = await open(this.#path(name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     } catch (error) {
+      // A vanished directory (an unmounted volume) is an outage, not "no such backup": the caller
+      // must not forget the backup over it.
+      if (isCode(error, 'ENOENT') && !(await stat(this.#dir).then(() => true, () => false))) throw new StorageError(`backup directory ${this.#dir} is missing`, { cause: error });
       if (isCode(error, 'ENOENT') || isCode(error, 'ELOOP')) throw new StorageNotFoundError(name);
       throw error;
     }

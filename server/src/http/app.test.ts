@@ -1,0 +1,285 @@
+// The express app in process: real LocalStorage in a temp directory, the real engine (never
+// started, i.e. in the state it has while shutting down: it accepts no backups), the real health
+// probes against a port where no PostgreSQL listens, and a logger that keeps what it writes.
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, request, type Server } from 'node:http';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import winston from 'winston';
+import { afterEach, describe, expect, it } from 'vitest';
+import { apiContract, type BackupSidecar } from '@db-backup-service/contract';
+import { freePort, pollUntil } from '../../../test/harness/index.js';
+import { loadConfig } from '../config/config.js';
+import { checkDatabase } from '../db.js';
+import { BackupEngine } from '../engine.js';
+import { LocalStorage } from '../storage/local-storage.js';
+import { createApp } from './app.js';
+import { HealthCheck } from './health.js';
+import { Metrics } from './metrics.js';
+
+const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
+const DB_USER = 'backup_role_for_app_test';
+const BACKUP_ID = 'backup_20260510T010000Z.sql.gz';
+
+interface LogEntry {
+  level: string;
+  message: string;
+  [field: string]: unknown;
+}
+
+interface TestApp {
+  readonly url: string;
+  readonly dir: string;
+  readonly dbPort: number;
+  readonly logs: LogEntry[];
+  readonly engine: BackupEngine;
+  readonly probeCalls: () => number;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startApp(): Promise<TestApp> {
+  const root = await mkdtemp(join(tmpdir(), 'app-test-'));
+  const dir = join(root, 'backups');
+  await mkdir(dir);
+  const dbPort = await freePort();
+  const config = loadConfig({
+    DB_HOST: '127.0.0.1', DB_PORT: String(dbPort), DB_NAME: 'appdb', DB_USER, DB_PASSWORD: 'a-password-nobody-sees',
+    API_TOKEN: TOKEN, STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir, LOG_LEVEL: 'debug',
+  });
+  const logs: LogEntry[] = [];
+  const logger = winston.createLogger({
+    level: 'debug',
+    transports: [new winston.transports.Stream({ stream: new Writable({ objectMode: true, write: (entry: LogEntry, _enc, done) => done(void logs.push(entry)) }) })],
+  });
+  const storage = new LocalStorage(dir);
+  const engine = new BackupEngine({
+    config,
+    storage,
+    logger,
+    runBackup: () => Promise.reject(new Error('no backup runs in these tests')),
+    exclusive: (fn) => fn().then(() => true),
+  });
+  let calls = 0;
+  const health = new HealthCheck(
+    {
+      database: (signal) => {
+        calls++;
+        return checkDatabase(config.db, signal);
+      },
+      storage: (signal) => storage.check({ signal }),
+    },
+    logger,
+  );
+  const metrics = new Metrics(engine.index, engine.jobs);
+  const app = createApp({ config, engine, storage, health, metrics, logger, pgDumpVersion: '15.18' });
+  const server: Server = createServer(app).listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await rm(root, { recursive: true, force: true });
+  });
+  return { url: `http://127.0.0.1:${port}`, dir, dbPort, logs, engine, probeCalls: () => calls };
+}
+
+/** Stores one backup (dump + sidecar) the way the pipeline leaves it, and loads it into the index. */
+async function storeBackup(app: TestApp): Promise<{ body: Buffer; sidecar: BackupSidecar }> {
+  const body = gzipSync(Buffer.from('-- a dump\nSELECT 1;\n-- PostgreSQL database dump complete\n'));
+  const sidecar: BackupSidecar = {
+    id: BACKUP_ID, createdAt: '2026-05-10T01:00:00.000Z', sizeBytes: body.length, sha256: createHash('sha256').update(body).digest('hex'),
+    pgVersion: '15.18', durationMs: 1234, triggeredBy: 'api', pgDumpVersion: '15.18', uncompressedSizeBytes: 60,
+    compression: { format: 'gzip', level: 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain',
+  };
+  await writeFile(join(app.dir, BACKUP_ID), body);
+  await writeFile(join(app.dir, `${BACKUP_ID}.meta.json`), JSON.stringify(sidecar));
+  await app.engine.index.refresh();
+  return { body, sidecar };
+}
+
+const auth = { Authorization: `Bearer ${TOKEN}` };
+
+function withBody(url: string, method: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = request(url, { method, headers: { ...auth, 'Content-Type': 'text/plain', 'Content-Length': String(body.length) } }, (res) => {
+      answered = true;
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    // The service answers without reading the body and closes: a write error after the answer is expected.
+    req.on('error', (error) => answered || reject(error)).end(body);
+  });
+}
+const accessLines = (app: TestApp) => app.logs.filter((l) => l.message === 'http request');
+
+describe('/health and /health/live', () => {
+  it('/health names the DOWN component without the error text; the text goes to the log once per change', async () => {
+    const app = await startApp();
+    const answers: string[] = [];
+    // Several real checks (the 1.5 s cache must expire in between), all with the database down.
+    await pollUntil(
+      async () => {
+        const res = await fetch(`${app.url}/health`);
+        answers.push(await res.text());
+        expect(res.status).toBe(503);
+        return app.probeCalls() >= 3 ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200, what: 'three database checks' },
+    );
+    expect(JSON.parse(answers.at(-1)!)).toEqual({ status: 'DOWN', components: { database: { status: 'DOWN' }, storage: { status: 'UP' } } });
+    for (const answer of answers) {
+      for (const leak of [String(app.dbPort), '127.0.0.1', DB_USER, 'ECONNREFUSED', app.dir]) expect(answer).not.toContain(leak);
+    }
+    const databaseLines = app.logs.filter((l) => l.message === 'health: database DOWN');
+    expect(databaseLines).toHaveLength(1);
+    expect(databaseLines[0]).toMatchObject({ level: 'warn', error: expect.stringContaining(String(app.dbPort)) });
+
+    // The storage directory vanishes, then comes back: one DOWN line naming it, one UP line.
+    await rm(app.dir, { recursive: true });
+    await pollUntil(
+      async () => {
+        const body = (await (await fetch(`${app.url}/health`)).json()) as { components: { storage: { status: string } } };
+        return body.components.storage.status === 'DOWN' ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: 'storage DOWN' },
+    );
+    await mkdir(app.dir);
+    const up = await pollUntil(
+      async () => {
+        const res = await fetch(`${app.url}/health`);
+        const text = await res.text();
+        return (JSON.parse(text) as { components: { storage: { status: string } } }).components.storage.status === 'UP' ? text : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200, what: 'storage UP again' },
+    );
+    expect(up).not.toContain(app.dir);
+    const storageLines = app.logs.filter((l) => String(l.message).startsWith('health: storage'));
+    expect(storageLines.map((l) => [l.level, l.message])).toEqual([['warn', 'health: storage DOWN'], ['info', 'health: storage UP']]);
+    expect(String(storageLines[0]!.error)).toContain(app.dir);
+  });
+
+  it('/health/live answers 200 without auth and without asking the database or storage', async () => {
+    const app = await startApp();
+    await rm(app.dir, { recursive: true });
+    const res = await fetch(`${app.url}/health/live`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'UP' });
+    expect(app.probeCalls()).toBe(0);
+  });
+
+  it('logs probes and scrapes at debug, API requests at info', async () => {
+    const app = await startApp();
+    for (const path of ['/health', '/health/live', '/metrics', '/info']) await (await fetch(`${app.url}${path}`)).text();
+    await (await fetch(`${app.url}/api/v1/backups`, { headers: auth })).text();
+    await pollUntil(async () => (accessLines(app).length >= 5 ? true : undefined), { timeoutMs: 5_000, what: 'five access log lines' });
+    const levels = Object.fromEntries(accessLines(app).map((l) => [String(l.route), l.level]));
+    expect(levels).toEqual({ '/health': 'debug', '/health/live': 'debug', '/metrics': 'debug', '/info': 'info', '/api/v1/backups': 'info' });
+  });
+});
+
+describe('/metrics', () => {
+  it('has no dbbackup_last_success_* series before a successful backup, the right values after one', async () => {
+    const app = await startApp();
+    const before = await (await fetch(`${app.url}/metrics`)).text();
+    // absent(dbbackup_last_success_timestamp_seconds) alerts rely on this: a 0 would hide it.
+    expect(before).not.toMatch(/^dbbackup_last_success_\w+ /m);
+    expect(before).toMatch(/^dbbackup_backups_stored 0$/m);
+    const { sidecar } = await storeBackup(app);
+    const after = await (await fetch(`${app.url}/metrics`)).text();
+    expect(after).toMatch(new RegExp(`^dbbackup_last_success_timestamp_seconds ${Date.parse(sidecar.createdAt) / 1000}$`, 'm'));
+    expect(after).toMatch(new RegExp(`^dbbackup_last_success_size_bytes ${sidecar.sizeBytes}$`, 'm'));
+    expect(after).toMatch(/^dbbackup_last_success_duration_seconds 1.234$/m);
+  });
+
+  it('labels requests by route pattern, one plain label per route (not "/docs,/docs/")', async () => {
+    const app = await startApp();
+    for (const path of ['/docs', '/docs/', `/api/v1/backups/${BACKUP_ID}/download`]) await (await fetch(`${app.url}${path}`, { headers: auth })).text();
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    const routes = [...text.matchAll(/^dbbackup_http_requests_total\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]);
+    expect(new Set(routes)).toEqual(new Set(['/docs', '/api/v1/backups/:id/download']));
+    expect(text).toMatch(/^dbbackup_http_requests_total\{method="GET",route="\/docs",status="200"\} 2$/m);
+  });
+});
+
+describe('downloads', () => {
+  it('answers 416 with Content-Range but no download headers (curl -OJ must not save the problem as the backup)', async () => {
+    const app = await startApp();
+    const { body } = await storeBackup(app);
+    const res = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: { ...auth, Range: `bytes=${body.length}-` } });
+    expect(res.status).toBe(416);
+    expect(res.headers.get('content-range')).toBe(`bytes */${body.length}`);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    for (const header of ['content-disposition', 'etag', 'repr-digest', 'last-modified']) expect(res.headers.get(header), header).toBeNull();
+    expect(await res.json()).toMatchObject({ status: 416, code: 'RANGE_NOT_SATISFIABLE' });
+    const ok = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: { ...auth, Range: 'bytes=0-9' } });
+    expect(ok.status).toBe(206);
+    expect(ok.headers.get('content-disposition')).toBe(`attachment; filename="${BACKUP_ID}"`);
+    await ok.arrayBuffer();
+  });
+
+  it('answers 503 + Retry-After (not 404) while the backup directory is gone, and keeps the backup listed', async () => {
+    const app = await startApp();
+    const { body } = await storeBackup(app);
+    await rm(app.dir, { recursive: true });
+    for (const path of [`/api/v1/backups/${BACKUP_ID}/download`, '/api/v1/backups/latest/download']) {
+      const res = await fetch(`${app.url}${path}`, { headers: auth });
+      expect(res.status, path).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ status: 503, code: 'STORAGE_UNAVAILABLE' });
+      expect(text).not.toContain(app.dir);
+    }
+    expect(app.engine.index.get(BACKUP_ID)).toBeDefined();
+    // The directory is back (a remount): the same download works.
+    await mkdir(app.dir);
+    await writeFile(join(app.dir, BACKUP_ID), body);
+    const res = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: auth });
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer())).toEqual(body);
+  });
+});
+
+describe('the contract lists what the routes answer', () => {
+  const routes = Object.entries(apiContract);
+  const pathOf = (path: string) => path.replace(':jobId', '9b7c4a8e-0000-4000-8000-000000000000').replace(':id', BACKUP_ID);
+
+  it('413 BODY_TOO_LARGE on every route', async () => {
+    const app = await startApp();
+    for (const [name, route] of routes) {
+      // node:http, not fetch: fetch refuses a body on GET, and the limit applies to every method.
+      const res = await withBody(`${app.url}${pathOf(route.path)}`, route.method, 'x'.repeat(20_000));
+      expect(res.status, name).toBe(413);
+      expect(JSON.parse(res.body)).toMatchObject({ code: 'BODY_TOO_LARGE' });
+      expect(Object.keys(route.responses), name).toContain('413');
+    }
+  });
+
+  it('400 INVALID_REQUEST on every route with a path parameter (a bad percent-encoding)', async () => {
+    const app = await startApp();
+    const withParams = routes.filter(([, route]) => route.path.includes('/:'));
+    expect(withParams.length).toBeGreaterThan(0);
+    for (const [name, route] of withParams) {
+      const res = await fetch(`${app.url}${route.path.replace(/:\w+/, '%E0%A4%A')}`, { method: route.method, headers: auth });
+      expect(res.status, name).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'INVALID_REQUEST' });
+      expect(Object.keys(route.responses), name).toContain('400');
+    }
+  });
+
+  it('503 SHUTTING_DOWN for a trigger while the engine accepts no backups', async () => {
+    const app = await startApp();
+    const res = await fetch(`${app.url}/api/v1/backups`, { method: 'POST', headers: auth });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ status: 503, code: 'SHUTTING_DOWN' });
+    expect(Object.keys(apiContract.triggerBackup.responses)).toContain('503');
+  });
+});
