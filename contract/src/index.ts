@@ -16,3 +16,4 @@ export {
   TriggerSchema,
 } from './schemas.js';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './schemas.js';
+export { REDACTED, redact } from './redact.js';

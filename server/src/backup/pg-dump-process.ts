@@ -4,10 +4,20 @@ import type { Readable } from 'node:stream';
 import type { Config } from '../config/config.js';
 import { BackupError } from './backup-error.js';
 import { pgClientEnv } from './child-env.js';
-import { redact } from './redact.js';
+import { redact } from '@db-backup-service/contract';
 
 /** Portable plain SQL, restorable with stock psql by any role (as the reference service dumps). */
 export const PG_DUMP_ARGS: readonly string[] = ['--no-owner', '--no-privileges', '--format=plain', '--no-password'];
+
+/**
+ * pg_dump takes an ACCESS SHARE lock on every table it dumps. Behind a migration's ACCESS
+ * EXCLUSIVE lock it would wait indefinitely, and the application's own queries would queue up
+ * behind pg_dump's waiting request (the lock-queue pile-up): with a deadline it gives up instead
+ * and the job fails with pg_dump's "could not obtain lock" message (invariant 12).
+ */
+export function pgDumpArgs(lockWaitTimeoutMs: number): string[] {
+  return [...PG_DUMP_ARGS, `--lock-wait-timeout=${lockWaitTimeoutMs}`];
+}
 
 const STDERR_KEEP_BYTES = 8192;
 const KILL_GRACE_MS = 5_000;
@@ -32,13 +42,13 @@ export class PgDumpProcess {
   #exit: PgDumpExit | null = null;
   readonly exited: Promise<PgDumpExit>;
 
-  constructor(pgDumpPath: string, db: Config['db'], secrets: readonly string[]) {
+  constructor(pgDumpPath: string, config: Pick<Config, 'db' | 'backup' | 'runtime'>, secrets: readonly string[]) {
     this.#secrets = secrets;
     // Keep a little more than shown so that a secret cut at the start of the window is still
     // recognised (and redacted) before the window is trimmed.
     this.#stderrKeep = STDERR_KEEP_BYTES + Math.max(0, ...secrets.map((s) => Buffer.byteLength(encodeURIComponent(s))));
-    this.#child = spawn(pgDumpPath, [...PG_DUMP_ARGS], {
-      env: pgClientEnv(process.env, db),
+    this.#child = spawn(pgDumpPath, pgDumpArgs(config.backup.lockWaitTimeoutMs), {
+      env: pgClientEnv(config.runtime.childEnv, config.db),
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
