@@ -8,7 +8,6 @@ const PG_CONNECTION_VARIABLES = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PG
  * PGSSLMODE/PGSSLROOTCERT/PGSSLCERT/PGSSLKEY and friends an operator relies on, which libpq reads
  * itself) except the service's secrets, which a child has no business seeing (invariant 6), and
  * PostgreSQL connection settings, which would silently override or mix with the configured ones.
- * The AWS SDK's credentials stay with the service too (AWS_* secrets above).
  */
 export function inheritableEnv(base: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const env: Record<string, string> = {};
@@ -18,6 +17,9 @@ export function inheritableEnv(base: Readonly<Record<string, string | undefined>
     delete env[`${name}_FILE`];
   }
   for (const name of PG_CONNECTION_VARIABLES) delete env[name];
+  // Every AWS_* as well: besides keys, the default credential chain reads tokens and token files
+  // (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_AUTHORIZATION_TOKEN) that are nobody else's.
+  for (const name of Object.keys(env)) if (name.startsWith('AWS_')) delete env[name];
   return env;
 }
 
