@@ -462,7 +462,7 @@ describe('runBackup failures', () => {
       await sampler;
     }
     const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
-    expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password']);
+    expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000']);
     expect(argv).not.toContain(password);
     expect([...seen].some((c) => c.startsWith(tools.pgDumpPath) && c.includes('--no-owner'))).toBe(true);
     expect([...seen].join('\n')).not.toContain(password);
