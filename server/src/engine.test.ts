@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from './config/config.js';
-import { BackupEngine, EngineStoppedError, type ExclusiveRunner } from './engine.js';
+import { abortedError } from './backup/lock-session.js';
+import { BackupEngine, EngineStoppedError, type BackupRunner, type ExclusiveRunner } from './engine.js';
 import { silentLogger } from './logger.js';
 import { LocalStorage } from './storage/local-storage.js';
 
@@ -16,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), true)) {
+async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), true), runBackup: BackupRunner = () => Promise.reject(new Error('no database in this test'))) {
   // Each engine its own directory: no test sees another's clean-up.
   const own = await mkdtemp(path.join(dir, 'engine-'));
   const config = loadConfig({
@@ -27,7 +28,7 @@ async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), tr
     config,
     storage: await LocalStorage.open(own),
     logger: silentLogger(),
-    runBackup: () => Promise.reject(new Error('no database in this test')),
+    runBackup,
     exclusive,
   });
 }
@@ -76,5 +77,15 @@ describe('BackupEngine', () => {
     release();
     await stopping;
     expect(stopped).toBe(true);
+  });
+
+  it('a shutdown abort says "aborted" once (L6)', async () => {
+    // As the pipeline does: an abort rejects with abortedError(signal).
+    const e = await engine(undefined, ({ signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(abortedError(signal)))));
+    await e.start();
+    const started = e.trigger('api');
+    if (!started.started) throw new Error('not started');
+    await e.stop(10);
+    expect(e.jobs.get(started.job.jobId)?.errorMessage).toBe('backup aborted: the service is shutting down (SHUTDOWN_TIMEOUT reached)');
   });
 });
