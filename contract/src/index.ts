@@ -17,3 +17,5 @@ export {
 } from './schemas.js';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './schemas.js';
 export { REDACTED, redact } from './redact.js';
+export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption } from './pg-tls.js';
+export type { PgSslMode, PgTlsSettings } from './pg-tls.js';

@@ -15,6 +15,8 @@ export type { ContentRange } from './headers.js';
 
 // The contract's shapes, so callers (and db-restore) need no second dependency to name them.
 export { BACKUP_ID_PATTERN, BackupSidecarSchema, isBackupId, REDACTED, redact } from '@db-backup-service/contract';
+// PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
+export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from '@db-backup-service/contract';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from '@db-backup-service/contract';
 
 // Raw OpenAPI types generated from openapi.json at build time (for callers without the SDK runtime).

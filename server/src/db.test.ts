@@ -1,9 +1,10 @@
-// libpq's sslmode mapped onto node-postgres (review S2): the table, then the fallbacks against a
+// libpq's sslmode mapped onto node-postgres (review S2; contract/src/pg-tls.ts, shared with db-restore): the table, then the fallbacks against a
 // real server without TLS (the harness cluster), where prefer must fall back and require must not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type PostgresCluster } from '../../test/harness/index.js';
 import type { Config, PgSslMode, PgTlsSettings } from './config/config.js';
-import { checkDatabase, pgSslAttempts } from './db.js';
+import { pgSslAttempts } from '@db-backup-service/contract';
+import { checkDatabase } from './db.js';
 
 const files = (file: string) => `<${file}>`;
 const tls = (mode: PgSslMode, over: Partial<PgTlsSettings> = {}): PgTlsSettings => ({ mode, rootCert: null, cert: null, key: null, ...over });

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
+import { pgSslAttempts, refusedForEncryption } from '@db-backup-service/contract';
 import pg from 'pg';
-import type { Config, PgTlsSettings } from './config/config.js';
+import type { Config } from './config/config.js';
 
 type DbConfig = Config['db'];
 
@@ -14,38 +15,6 @@ export const APPLICATION_NAME = 'db-backup-service';
  * instances (and versions of this service) agree on it.
  */
 export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
-
-/**
- * How node-postgres should try one connection. libpq's sslmode (which pg_dump follows) means:
- * disable: plain; allow: plain, TLS if the server refuses plain; prefer (libpq's default): TLS,
- * plain if the server has no TLS; require: TLS without verification (but as verify-ca when a root
- * certificate is configured, as libpq does); verify-ca: TLS, certificate chain verified;
- * verify-full: chain and host name verified. node-postgres reads PGSSLMODE differently (prefer
- * forces TLS, require verifies), so the mode is mapped explicitly here, and the fallbacks of
- * allow/prefer are done by connecting a second time (see openClient).
- */
-export function pgSslAttempts(tls: PgTlsSettings, readFile: (file: string) => string = (f) => readFileSync(f, 'utf8')): (false | ConnectionOptions)[] {
-  const clientCert = tls.cert !== null && tls.key !== null ? { cert: readFile(tls.cert), key: readFile(tls.key) } : {};
-  // 'system' or unset: Node's bundled CAs (libpq would read ~/.postgresql/root.crt when unset).
-  const ca = tls.rootCert !== null && tls.rootCert !== 'system' ? { ca: readFile(tls.rootCert) } : {};
-  const unverified: ConnectionOptions = { ...clientCert, rejectUnauthorized: false };
-  // Chain verified, host name not: what libpq calls verify-ca.
-  const verifiedCa: ConnectionOptions = { ...clientCert, ...ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
-  switch (tls.mode) {
-    case 'disable':
-      return [false];
-    case 'allow':
-      return [false, unverified];
-    case 'prefer':
-      return [unverified, false];
-    case 'require':
-      return [tls.rootCert !== null && tls.rootCert !== 'system' ? verifiedCa : unverified];
-    case 'verify-ca':
-      return [verifiedCa];
-    case 'verify-full':
-      return [{ ...clientCert, ...ca, rejectUnauthorized: true }];
-  }
-}
 
 interface ConnectOptions {
   timeoutMs?: number;
@@ -76,7 +45,7 @@ function newClient(db: DbConfig, ssl: false | ConnectionOptions, opts: ConnectOp
  * process.
  */
 export async function openClient(db: DbConfig, onError: (error: Error) => void, opts: ConnectOptions = {}): Promise<pg.Client> {
-  const attempts = pgSslAttempts(db.tls);
+  const attempts = pgSslAttempts(db.tls, (file) => readFileSync(file, 'utf8'));
   for (let i = 0; ; i++) {
     const client = newClient(db, attempts[i] ?? false, opts);
     client.on('error', onError);
@@ -91,16 +60,6 @@ export async function openClient(db: DbConfig, onError: (error: Error) => void, 
       if (i + 1 >= attempts.length || !refusedForEncryption(error)) throw error;
     }
   }
-}
-
-/**
- * The server refused this attempt because of its encryption (no TLS on the server, or pg_hba.conf
- * wanting the other kind), not for a reason another attempt would not hit too.
- */
-function refusedForEncryption(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : '';
-  const code = (error as { code?: string }).code;
-  return message.includes('does not support SSL') || (code === '28000' && /pg_hba\.conf/.test(message));
 }
 
 /** /health's database probe: the configured role can connect and run `SELECT 1`. */

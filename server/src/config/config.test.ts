@@ -178,8 +178,8 @@ describe('PostgreSQL TLS', () => {
     expect(error.message).toMatch(/PGSSLROOTCERT: cannot read .*absent\.pem \(ENOENT\)/);
   });
 
-  it('passes PGSSL* to child processes, but no secret and no connection setting', () => {
-    const config = loadConfig({ ...base, PGSSLMODE: 'require', PGSSLROOTCERT: 'system', PGHOST: 'elsewhere', PATH: '/usr/bin', AWS_SECRET_ACCESS_KEY: AWS_SECRET });
+  it('passes PGSSL* to child processes, but no secret, no AWS_* and no connection setting', () => {
+    const config = loadConfig({ ...base, PGSSLMODE: 'require', PGSSLROOTCERT: 'system', PGHOST: 'elsewhere', PATH: '/usr/bin', AWS_SECRET_ACCESS_KEY: AWS_SECRET, AWS_WEB_IDENTITY_TOKEN_FILE: '/var/run/token' });
     expect(config.runtime.childEnv).toEqual({ ...base, PGSSLMODE: 'require', PGSSLROOTCERT: 'system', PATH: '/usr/bin', DB_PASSWORD: undefined, API_TOKEN: undefined });
     expect(config.runtime.path).toBe('/usr/bin');
   });

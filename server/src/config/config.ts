@@ -1,5 +1,5 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { BACKUP_NAME_PREFIX_PATTERN } from '@db-backup-service/contract';
+import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type PgTlsSettings } from '@db-backup-service/contract';
 import { validateCronExpression } from 'cron';
 import { inheritableEnv } from '../backup/child-env.js';
 import { usableCpus } from './cpu-limit.js';
@@ -7,6 +7,7 @@ import { formatIsoDuration, parseDuration } from './duration.js';
 import type { SECRET_VARIABLES } from './secret-variables.js';
 
 export { SECRET_VARIABLES } from './secret-variables.js';
+export type { PgSslMode, PgTlsSettings } from '@db-backup-service/contract';
 
 /** Where S3 backups go; also the options of storage/s3-storage.ts. */
 export interface S3Settings {
@@ -31,19 +32,6 @@ export interface S3Settings {
 }
 
 export type StorageConfig = { readonly backend: 'local'; readonly dir: string } | ({ readonly backend: 's3' } & S3Settings);
-
-/** libpq's sslmode values (PGSSLMODE); db.ts maps them onto node-postgres. */
-export const PG_SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
-export type PgSslMode = (typeof PG_SSL_MODES)[number];
-
-/** PostgreSQL TLS as libpq reads it from PGSSLMODE, PGSSLROOTCERT, PGSSLCERT and PGSSLKEY (paths, read at connect time). */
-export interface PgTlsSettings {
-  readonly mode: PgSslMode;
-  /** A CA bundle file, 'system' for the system's CAs (as libpq 16+), or null (libpq: ~/.postgresql/root.crt; here: Node's CAs). */
-  readonly rootCert: string | null;
-  readonly cert: string | null;
-  readonly key: string | null;
-}
 
 /** The service's whole configuration, parsed once from the environment and frozen. */
 export interface Config {
