@@ -40,7 +40,7 @@ export class BackupEngine {
   #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
   /** The running job's retention and clean-up (#afterJob), which stop() waits for. */
-  #afterJobs = new Set<Promise<void>>();
+  readonly #afterJobs = new Set<Promise<void>>();
 
   constructor(
     private readonly deps: {

@@ -11,9 +11,9 @@ export const RESERVED_POOL_THREADS = 2;
  * libuv's thread pool (same .gz format, one member). With one thread node's own gzip is used: it
  * already runs off the event loop (on the same pool), and blocks would only add overhead.
  *
- * `poolSize` is libuv's pool (config.runtime.threadPoolSize: UV_THREADPOOL_SIZE, which bin.ts sizes
- * from the usable CPUs). The backup needs two of its threads besides compression, for the gunzip check and file
- * I/O: more blocks at once would only queue there, ahead of those.
+ * `poolSize` is libuv's pool (config.runtime.threadPoolSize: UV_THREADPOOL_SIZE, which bin.ts
+ * sizes from the usable CPUs). The backup needs two of its threads besides compression, for the
+ * gunzip check and file I/O: more blocks at once would only queue there, ahead of those.
  */
 export function createCompressor(opts: { level: number; threads: number; poolSize: number }): Transform {
   const threads = Math.min(opts.threads, Math.max(1, opts.poolSize - RESERVED_POOL_THREADS));

@@ -226,6 +226,9 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       endpoint,
       region: raw('AWS_DEFAULT_REGION') ?? raw('AWS_REGION') ?? 'eu-central-1',
       credentials: staticCredentials(),
+      // 10 s to connect and 60 s without a byte either way: far beyond a healthy S3's pauses (it
+      // sends keep-alive whitespace during a slow CompleteMultipartUpload), and a stalled one
+      // fails a job within minutes, retries included (s3-storage.ts).
       connectTimeoutMs: durationVariable('S3_CONNECT_TIMEOUT', '10s'),
       requestTimeoutMs: durationVariable('S3_REQUEST_TIMEOUT', '60s'),
       partSizeBytes: raw('S3_PART_SIZE_MB') === undefined ? null
@@ -247,7 +250,11 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       compressionLevel: integer('BACKUP_COMPRESSION_LEVEL', 6, 1, 9, 'Use 1 (fastest) to 9 (smallest); default 6.'),
       compressionThreads: integer('BACKUP_COMPRESSION_THREADS', Math.min(64, usableCpus(opts.cgroupRoot)), 1, 64,
         'Use 1-64; default: the CPUs the container may use (its cgroup CPU quota, at most the CPUs it may run on).'),
+      // 6 h: several hundred GB of dump at single-thread gzip speed, with room; a larger database
+      // raises it. A backup is then aborted as at shutdown (engine.ts).
       timeoutMs: durationVariable('BACKUP_TIMEOUT', '6h'),
+      // 60 s: longer than ordinary DDL holds its lock, short enough that the application's queries
+      // queued behind pg_dump's waiting lock request do not pile up for long (pg-dump-process.ts).
       lockWaitTimeoutMs: durationVariable('BACKUP_LOCK_WAIT_TIMEOUT', '60s'),
     },
     retention: {
