@@ -49,4 +49,22 @@ describe('the service with invalid configuration', () => {
     expect(error.message).toContain('/nonexistent/backups');
     expect(await portOpen(port)).toBe(false);
   });
+
+  it('reports a missing backup directory together with the other problems', async () => {
+    const port = await freePort();
+    const error = await startService(
+      {
+        HTTP_PORT: String(port), API_TOKEN: 'x'.repeat(40), DB_HOST: '127.0.0.1', DB_NAME: 'app', DB_USER: 'app', DB_PASSWORD: 'pw',
+        STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/nonexistent/backups', BACKUP_INTERVAL: 'sometimes',
+      },
+      { timeoutMs: 15_000 },
+    ).then(
+      () => new Error('the service started'),
+      (e: unknown) => e as Error,
+    );
+    expect(error.message).toContain('(2 problems)');
+    expect(error.message).toContain('BACKUP_INTERVAL: "sometimes" is not a duration');
+    expect(error.message).toMatch(/BACKUP_LOCAL_DIR: backup directory \/nonexistent\/backups does not exist/);
+    expect(await portOpen(port)).toBe(false);
+  });
 });

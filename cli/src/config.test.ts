@@ -21,12 +21,19 @@ describe('loadCliConfig', () => {
   it('reads the local backend and the database settings', () => {
     const config = loadCliConfig({ ...DB, DB_PORT: ' 6543 ', STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/backups' }, { database: true, storage: true });
     expect(config).toEqual({
-      db: { host: 'db', port: 6543, user: 'app', password: 'pw-secret-value', database: 'app' },
+      db: { host: 'db', port: 6543, user: 'app', password: 'pw-secret-value', database: 'app', tls: { mode: 'prefer', rootCert: null, cert: null, key: null } },
       storage: { backend: 'local', dir: '/backups' },
       pgBinDir: null,
       namePrefix: 'backup',
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('reads PGSSLMODE and the certificate paths as libpq names them, refusing an unknown mode', () => {
+    const config = loadCliConfig({ ...DB, STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/b', PGSSLMODE: 'verify-full', PGSSLROOTCERT: '/ca.pem' }, { database: true, storage: true });
+    expect(config.db?.tls).toEqual({ mode: 'verify-full', rootCert: '/ca.pem', cert: null, key: null });
+    const err = problemsOf(() => loadCliConfig({ ...DB, STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/b', PGSSLMODE: 'on' }, { database: true, storage: true }));
+    expect(err.message).toContain('PGSSLMODE: "on" is not one of disable, allow, prefer, require, verify-ca, verify-full');
   });
 
   it('reports every problem at once (exit 2) and never a secret value', () => {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { PG_SSL_MODES, type PgSslMode, type PgTlsSettings } from '@db-backup-service/sdk';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /*
@@ -15,6 +16,8 @@ export interface DbSettings {
   readonly password: string;
   /** The target database (DB_NAME, or --database). */
   readonly database: string;
+  /** PGSSLMODE and friends, with libpq's meaning (as the service and psql read them). */
+  readonly tls: PgTlsSettings;
 }
 
 /** Where backups come from: the directory itself, or the running service's API (S3 backend). */
@@ -92,6 +95,14 @@ export function loadCliConfig(env: NodeJS.ProcessEnv, needs: ConfigNeeds): CliCo
     return Number(value);
   };
 
+  // libpq's default; the value is checked here so that a typo fails before anything is touched.
+  const sslMode = (): PgSslMode => {
+    const value = raw('PGSSLMODE') ?? 'prefer';
+    if ((PG_SSL_MODES as readonly string[]).includes(value)) return value as PgSslMode;
+    report('PGSSLMODE', `"${value}" is not one of ${PG_SSL_MODES.join(', ')}`, 'Use a libpq sslmode, or unset it for prefer.');
+    return 'prefer';
+  };
+
   let db: DbSettings | null = null;
   if (needs.database) {
     const override = needs.databaseOverride?.trim();
@@ -101,6 +112,7 @@ export function loadCliConfig(env: NodeJS.ProcessEnv, needs: ConfigNeeds): CliCo
       user: required('DB_USER', 'Set it to a role that owns the target database and has CREATEDB (or a superuser).'),
       password: secret('DB_PASSWORD', 'Set DB_PASSWORD, or DB_PASSWORD_FILE to a file holding it.'),
       database: override !== undefined && override !== '' ? override : required('DB_NAME', 'Set it to the database to restore into, or pass --database NAME.'),
+      tls: { mode: sslMode(), rootCert: raw('PGSSLROOTCERT') ?? null, cert: raw('PGSSLCERT') ?? null, key: raw('PGSSLKEY') ?? null },
     };
   }
 

@@ -26,7 +26,7 @@ describe('psql helpers', () => {
   });
 
   it('redacts the password, plain and URL-encoded', () => {
-    expect(redact('password=p@ss/word url=postgres://u:p%40ss%2Fword@h', 'p@ss/word')).toBe('password=*** url=postgres://u:***@h');
+    expect(redact('password=p@ss/word url=postgres://u:p%40ss%2Fword@h', 'p@ss/word')).toBe('password=[REDACTED] url=postgres://u:[REDACTED]@h');
     expect(redact('nothing', '')).toBe('nothing');
   });
 

@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { redact } from '@db-backup-service/sdk';
 
 /** How psql reaches the server. The password travels in PGPASSWORD, never in argv (invariant 6). */
 export interface PsqlConnection {
@@ -37,14 +38,8 @@ export class PsqlFailed extends Error {
 const STDERR_KEEP_BYTES = 64 * 1024;
 const STDERR_SHOW_LINES = 12;
 
-/** Replaces every occurrence of a secret (and its URL-encoded form) with `***`. */
-export function redact(text: string, secret: string): string {
-  if (secret === '') return text;
-  let out = text.split(secret).join('***');
-  const encoded = encodeURIComponent(secret);
-  if (encoded !== secret) out = out.split(encoded).join('***');
-  return out;
-}
+// The one redaction of the project (contract, via the SDK); restore.ts takes it from here.
+export { redact };
 
 /** The last non-empty lines of psql's stderr, for an error message. */
 export function lastLines(text: string, count = STDERR_SHOW_LINES): string {

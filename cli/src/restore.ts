@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
+import { pgSslAttempts, refusedForEncryption } from '@db-backup-service/sdk';
 import { Client, escapeIdentifier, escapeLiteral, type ClientConfig } from 'pg';
 import type { DbSettings } from './config.js';
 import { CliError, ExitCode, type DatabaseState } from './exit-codes.js';
@@ -91,14 +93,22 @@ function pgMessage(err: unknown, password: string): string {
 }
 
 async function connect(db: DbSettings, database: string): Promise<Client> {
-  const client = new Client(clientConfig(db, database));
-  // An idle connection dropping mid-restore must reach us as a failed query, not crash the process.
-  client.on('error', () => undefined);
+  // PGSSLMODE as libpq (and so psql) means it; allow/prefer fall back with a second attempt.
+  const attempts = pgSslAttempts(db.tls, (file) => readFileSync(file, 'utf8'));
   try {
-    await client.connect();
-    return client;
+    for (let i = 0; ; i++) {
+      const client = new Client({ ...clientConfig(db, database), ssl: attempts[i] ?? false });
+      // An idle connection dropping mid-restore must reach us as a failed query, not crash the process.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        return client;
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        if (i + 1 >= attempts.length || !refusedForEncryption(err)) throw err;
+      }
+    }
   } catch (err) {
-    await client.end().catch(() => undefined);
     const code = (err as { code?: string }).code;
     const login = code === '28P01' || code === '28000';
     throw new CliError(

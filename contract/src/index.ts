@@ -18,3 +18,6 @@ export {
   TriggerSchema,
 } from './schemas.js';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Liveness, Problem, Trigger } from './schemas.js';
+export { REDACTED, redact } from './redact.js';
+export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption } from './pg-tls.js';
+export type { PgSslMode, PgTlsSettings } from './pg-tls.js';

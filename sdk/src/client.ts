@@ -10,6 +10,7 @@ import {
   JobConflictSchema,
   JobSchema,
   ProblemSchema,
+  redact,
   type Backup,
   type Health,
   type Info,
@@ -171,7 +172,7 @@ export function createClient(options: ClientOptions): BackupServiceClient {
     fetch: options.fetch ?? globalThis.fetch,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     // Short strings would redact ordinary words; a real token is long (the service demands >= 32).
-    redact: (text) => (token.length >= 8 ? text.split(token).join('[redacted]') : text),
+    redact: (text) => (token.length >= 8 ? redact(text, token) : text),
   };
   const api = initClient(apiContract, {
     baseUrl,

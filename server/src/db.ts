@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import { pgSslAttempts, refusedForEncryption } from '@db-backup-service/contract';
 import pg from 'pg';
 import type { Config } from './config/config.js';
 
@@ -13,8 +16,14 @@ export const APPLICATION_NAME = 'db-backup-service';
  */
 export const ADVISORY_LOCK_KEY: bigint = createHash('sha256').update(APPLICATION_NAME).digest().readBigInt64BE(0);
 
-/** A connection with the configured credentials (the password in the client config, never argv). */
-export function connect(db: DbConfig, opts: { timeoutMs?: number; keepAlive?: boolean; queryTimeoutMs?: number } = {}): pg.Client {
+interface ConnectOptions {
+  timeoutMs?: number;
+  keepAlive?: boolean;
+  queryTimeoutMs?: number;
+}
+
+/** A client with the configured credentials (the password in the client config, never argv). */
+function newClient(db: DbConfig, ssl: false | ConnectionOptions, opts: ConnectOptions): pg.Client {
   return new pg.Client({
     host: db.host,
     port: db.port,
@@ -22,28 +31,53 @@ export function connect(db: DbConfig, opts: { timeoutMs?: number; keepAlive?: bo
     password: db.password,
     database: db.name,
     application_name: APPLICATION_NAME,
+    ssl,
     connectionTimeoutMillis: opts.timeoutMs ?? 10_000,
     keepAlive: opts.keepAlive ?? false,
     ...(opts.queryTimeoutMs === undefined ? {} : { query_timeout: opts.queryTimeoutMs }),
   });
 }
 
+/**
+ * A connected client, with the TLS semantics of libpq's sslmode (pgSslAttempts): for allow and
+ * prefer a refused first attempt is retried the other way, as libpq does. `onError` is attached
+ * before connecting: without a listener a dropped connection is an unhandled 'error' and kills the
+ * process.
+ */
+export async function openClient(db: DbConfig, onError: (error: Error) => void, opts: ConnectOptions = {}): Promise<pg.Client> {
+  const attempts = pgSslAttempts(db.tls, (file) => readFileSync(file, 'utf8'));
+  for (let i = 0; ; i++) {
+    const client = newClient(db, attempts[i] ?? false, opts);
+    client.on('error', onError);
+    try {
+      await client.connect();
+      return client;
+    } catch (error) {
+      // A failed attempt is not the caller's connection: its late errors are not theirs either.
+      client.removeListener('error', onError);
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+      if (i + 1 >= attempts.length || !refusedForEncryption(error)) throw error;
+    }
+  }
+}
+
 /** /health's database probe: the configured role can connect and run `SELECT 1`. */
 export async function checkDatabase(db: DbConfig, signal: AbortSignal): Promise<void> {
-  const client = connect(db, { timeoutMs: 3_000 });
-  client.on('error', () => {
-    // An idle-connection error after the check is irrelevant; without a listener it would crash.
-  });
+  let client: pg.Client | null = null;
   const aborted = new Promise<never>((_, reject) => {
     signal.addEventListener('abort', () => reject(new Error('database check timed out')), { once: true });
   });
+  const check = (async () => {
+    // An idle-connection error after the check is irrelevant.
+    client = await openClient(db, () => undefined, { timeoutMs: 3_000 });
+    await client.query('SELECT 1');
+  })();
   try {
-    await Promise.race([(async () => {
-      await client.connect();
-      await client.query('SELECT 1');
-    })(), aborted]);
+    await Promise.race([check, aborted]);
   } finally {
-    void client.end().catch(() => undefined);
+    // The check may still be connecting when the signal fires: close whatever it opens.
+    void check.catch(() => undefined).finally(() => void (client as pg.Client | null)?.end().catch(() => undefined));
   }
 }
 
@@ -53,11 +87,9 @@ export async function checkDatabase(db: DbConfig, signal: AbortSignal): Promise<
  * `fn`, when the lock is taken; throws when the database cannot be reached.
  */
 export async function runExclusive(db: DbConfig, fn: () => Promise<void>): Promise<boolean> {
-  const client = connect(db);
-  client.on('error', () => {
-    // A dropped connection releases the lock by itself; `fn`'s own errors surface below.
-  });
-  await client.connect();
+  // A dropped connection releases the lock by itself; `fn`'s own errors surface below. The
+  // queries are bounded: a server that stops answering must not hold the caller (invariant 12).
+  const client = await openClient(db, () => undefined, { queryTimeoutMs: 30_000 });
   try {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [ADVISORY_LOCK_KEY.toString()]);
     if (!rows[0]?.locked) return false;

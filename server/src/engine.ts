@@ -1,6 +1,7 @@
 import type { BackupSidecar, Job, Trigger } from '@db-backup-service/contract';
 import { BackupIndex } from './backup-index.js';
 import type { Config } from './config/config.js';
+import { formatIsoDuration } from './config/duration.js';
 import { JobRegistry, type StartResult } from './jobs.js';
 import { addLogContext, withLogContext, type Logger } from './logger.js';
 import { pruneBackups } from './retention.js';
@@ -36,7 +37,10 @@ export class BackupEngine {
   readonly #listeners: EngineEvents[] = [];
   #accepting = false;
   #cleaning: Promise<void> | null = null;
+  #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
+  /** The running job's retention and clean-up (#afterJob), which stop() waits for. */
+  readonly #afterJobs = new Set<Promise<void>>();
 
   constructor(
     private readonly deps: {
@@ -70,8 +74,16 @@ export class BackupEngine {
     for (const listener of this.#listeners) (listener[event] as ((...a: typeof args) => void) | undefined)?.(...args);
   }
 
-  /** Loads the index, cleans leftovers of crashes, starts the scheduler and housekeeping timers. */
-  async start(): Promise<void> {
+  /**
+   * Loads the index, cleans leftovers of crashes, starts the scheduler and housekeeping timers.
+   * Idempotent: a second call shares the first (no second set of timers).
+   */
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
     const { logger, config } = this.deps;
     try {
       await this.index.refresh();
@@ -80,6 +92,8 @@ export class BackupEngine {
       // Storage may come up after us: /health reports it, the periodic refresh retries.
       logger.error('could not list backups at start; will retry', { error: (error as Error).message });
     }
+    // stop() may have come first (e.g. the port was taken while the index loaded): stay stopped.
+    if (this.#stopping !== null) return;
     this.#accepting = true;
     void this.cleanupLeftovers();
     this.scheduler.start();
@@ -103,9 +117,17 @@ export class BackupEngine {
     return result;
   }
 
-  async #runJob(jobId: string, triggeredBy: Trigger, signal: AbortSignal): Promise<{ backupId: string }> {
-    const { logger } = this.deps;
+  async #runJob(jobId: string, triggeredBy: Trigger, stopSignal: AbortSignal): Promise<{ backupId: string }> {
+    const { logger, config } = this.deps;
     let sidecar: BackupSidecar | null = null;
+    // The overall deadline (invariant 12): a backup stuck anywhere is aborted as a shutdown would
+    // abort it (the pipeline removes what it stored), so it cannot block later backups for ever.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(new Error(`BACKUP_TIMEOUT (${formatIsoDuration(config.backup.timeoutMs)}) reached; raise BACKUP_TIMEOUT if the database needs longer`));
+    }, config.backup.timeoutMs);
+    timer.unref();
+    const signal = AbortSignal.any([stopSignal, deadline.signal]);
     try {
       // Clean-up holds the cross-instance lock briefly; a backup waits for it rather than
       // mistaking it for another instance's backup.
@@ -123,8 +145,12 @@ export class BackupEngine {
       logger.error('backup failed', { error: (error as Error).message });
       throw error;
     } finally {
+      clearTimeout(timer);
       // After the registry has recorded the outcome (next microtask), report it and tidy up.
-      queueMicrotask(() => void this.#afterJob(jobId, sidecar));
+      queueMicrotask(() => {
+        const after = this.#afterJob(jobId, sidecar).finally(() => this.#afterJobs.delete(after));
+        this.#afterJobs.add(after);
+      });
     }
   }
 
@@ -194,16 +220,23 @@ export class BackupEngine {
       this.#accepting = false;
       this.scheduler.stop();
       for (const timer of this.#timers) clearInterval(timer);
-      if (!this.jobs.running()) return;
-      this.deps.logger.info('waiting for the running backup to finish', { timeoutMs });
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      if ((await Promise.race([this.jobs.idle(), timedOut])) === 'timeout') {
-        this.deps.logger.warn('shutdown timeout reached: aborting the running backup');
-        this.jobs.abortRunning(new Error('aborted: the service is shutting down (SHUTDOWN_TIMEOUT reached)'));
-        await this.jobs.idle();
+      if (this.jobs.running()) {
+        this.deps.logger.info('waiting for the running backup to finish', { timeoutMs });
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+        if ((await Promise.race([this.jobs.idle(), timedOut])) === 'timeout') {
+          this.deps.logger.warn('shutdown timeout reached: aborting the running backup');
+          // The job's message reads "backup aborted: <this>".
+          this.jobs.abortRunning(new Error('the service is shutting down (SHUTDOWN_TIMEOUT reached)'));
+          await this.jobs.idle();
+        }
+        clearTimeout(timer);
       }
-      clearTimeout(timer);
+      // The last job's retention and clean-up, so that the process does not exit half-way through
+      // them: each step is idempotent, but the last retention before a restart would be skipped.
+      // It is queued a microtask after the job settles, hence the yield first.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await Promise.all([...this.#afterJobs]);
     })();
     return this.#stopping;
   }

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { runBackup, discoverPgTools, type PgTools } from './backup/index.js';
-import { ConfigError, loadConfig, type Config } from './config/config.js';
+import { ConfigError, parseConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
 import { BackupEngine } from './engine.js';
 import { createApp } from './http/app.js';
@@ -9,6 +9,7 @@ import { HealthCheck } from './http/health.js';
 import { Metrics } from './http/metrics.js';
 import { createLogger, type Logger } from './logger.js';
 import { createStorage } from './storage/create-storage.js';
+import { StorageError, type Storage } from './storage/storage.js';
 import { SERVICE_VERSION } from './version.js';
 
 /** A running service: `stop()` drains and closes; it is idempotent. */
@@ -20,12 +21,11 @@ export interface Service {
 
 /** Wires the service together and starts listening. Throws ConfigError / startup errors. */
 export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Promise<Service> {
-  const config = loadConfig(env);
+  const { config, storage } = await loadConfigAndStorage(env);
   const log = logger ?? createLogger(config.log);
-  const storage = await createStorage(config.storage);
   let pgTools: PgTools | null = null;
   try {
-    pgTools = await discoverPgTools(config.pgBinDir);
+    pgTools = await discoverPgTools(config.pgBinDir, config.runtime);
   } catch (error) {
     // The API, downloads and /health still work; every backup will fail with this message.
     log.error('pg_dump not usable', { error: (error as Error).message });
@@ -35,7 +35,7 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     storage,
     logger: log,
     runBackup: async ({ triggeredBy, signal, existingIds }) => {
-      const tools = pgTools ?? (pgTools = await discoverPgTools(config.pgBinDir));
+      const tools = pgTools ?? (pgTools = await discoverPgTools(config.pgBinDir, config.runtime));
       return runBackup({ config, storage, pgTools: tools, logger: log, existingIds }, { triggeredBy, signal });
     },
     exclusive: (fn) => runExclusive(config.db, fn),
@@ -60,7 +60,13 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     { headersTimeout: 20_000, requestTimeout: 30_000, connectionsCheckingInterval: 5_000, keepAliveTimeout: 5_000 },
     app,
   ).listen(config.http.port, config.http.host);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    // E.g. EADDRINUSE: the engine started above must not go on running backups without an API.
+    await engine.stop(0);
+    throw error;
+  }
   log.info('db-backup-service listening', {
     version: SERVICE_VERSION,
     port: config.http.port,
@@ -86,6 +92,25 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
   return { config, server, stop };
 }
 
+/**
+ * The configuration and the storage. A local backup directory that is missing or not writable is
+ * a configuration problem like any other, reported in the same list (one round of fixes).
+ */
+async function loadConfigAndStorage(env: NodeJS.ProcessEnv): Promise<{ config: Config; storage: Storage }> {
+  const { config, problems } = parseConfig(env);
+  // With a problem in the storage settings themselves the directory (or bucket) is not known yet.
+  const storageKnown = !problems.some((p) => ['STORAGE_BACKEND', 'BACKUP_LOCAL_DIR'].includes(p.variable));
+  if (problems.length > 0 && !(storageKnown && config.storage.backend === 'local')) throw new ConfigError(problems);
+  try {
+    const storage = await createStorage(config.storage);
+    if (problems.length > 0) throw new ConfigError(problems);
+    return { config, storage };
+  } catch (error) {
+    if (config.storage.backend !== 'local' || !(error instanceof StorageError)) throw error;
+    throw new ConfigError([...problems, { variable: 'BACKUP_LOCAL_DIR', problem: error.message, fix: '' }]);
+  }
+}
+
 /** The process entry: config errors print one message and exit 1; signals drain and exit 0. */
 export async function main(): Promise<void> {
   let service: Service;
@@ -99,6 +124,8 @@ export async function main(): Promise<void> {
     }
     process.exit(1);
   }
+  // process.on, not once: a second SIGTERM (or Ctrl-C) awaits the same drain (stop() is
+  // idempotent) instead of killing the process, and with it the running backup, at once.
   const shutdown = (signal: string) => {
     service.stop().then(
       () => process.exit(0),
@@ -108,6 +135,6 @@ export async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -53,7 +53,7 @@ const BACKENDS: { name: string; create(): Promise<{ storage: Storage; cleanup():
     async create() {
       const prefix = `retention-${Math.random().toString(36).slice(2)}`;
       const storage = new S3Storage({
-        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000, partSizeBytes: null,
       });
       return { storage, cleanup: async () => undefined };
     },
@@ -107,7 +107,7 @@ for (const backend of BACKENDS) {
 describe('retention when the listing fails', () => {
   it('deletes nothing while S3 is down, and prunes once it is back', async () => {
     const storage = new S3Storage({
-      bucket: s3.bucket, prefix: 'retention-down', endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+      bucket: s3.bucket, prefix: 'retention-down', endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000, partSizeBytes: null,
     });
     const newest = await putBackup(storage, 1);
     const old = await putBackup(storage, 30);

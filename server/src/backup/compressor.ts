@@ -11,17 +11,11 @@ export const RESERVED_POOL_THREADS = 2;
  * libuv's thread pool (same .gz format, one member). With one thread node's own gzip is used: it
  * already runs off the event loop (on the same pool), and blocks would only add overhead.
  *
- * `poolSize` is libuv's pool (UV_THREADPOOL_SIZE, 4 unless set; bin.ts sizes it from the CPU
- * count). The backup needs two of its threads besides compression, for the gunzip check and file
- * I/O: more blocks at once would only queue there, ahead of those.
+ * `poolSize` is libuv's pool (config.runtime.threadPoolSize: UV_THREADPOOL_SIZE, which bin.ts
+ * sizes from the usable CPUs). The backup needs two of its threads besides compression, for the
+ * gunzip check and file I/O: more blocks at once would only queue there, ahead of those.
  */
-export function createCompressor(opts: { level: number; threads: number; poolSize?: number }): Transform {
-  const threads = Math.min(opts.threads, Math.max(1, (opts.poolSize ?? libuvPoolSize()) - RESERVED_POOL_THREADS));
+export function createCompressor(opts: { level: number; threads: number; poolSize: number }): Transform {
+  const threads = Math.min(opts.threads, Math.max(1, opts.poolSize - RESERVED_POOL_THREADS));
   return threads > 1 ? createParallelGzip({ level: opts.level, threads }) : createGzip({ level: opts.level });
-}
-
-/** libuv's own rule: UV_THREADPOOL_SIZE if it is a positive integer (capped at 1024), else 4. */
-function libuvPoolSize(): number {
-  const size = Number(process.env.UV_THREADPOOL_SIZE);
-  return Number.isInteger(size) && size > 0 ? Math.min(size, 1024) : 4;
 }

@@ -9,7 +9,7 @@ export { ADVISORY_LOCK_KEY, APPLICATION_NAME } from '../db.js';
 export { PG_DUMP_ARGS } from './pg-dump-process.js';
 export { checkVersionCompatibility, discoverPgTools, majorOfVersionNum, parsePgDumpVersion, readServerVersion } from './pg-tools.js';
 export type { DiscoverOptions, PgTools, ServerVersion } from './pg-tools.js';
-export { redact, REDACTED } from './redact.js';
+export { redact, REDACTED } from '@db-backup-service/contract';
 export { runBackup } from './run-backup.js';
 export type { BackupStage, RunBackupDeps, RunBackupOptions } from './run-backup.js';
 export { verifyStoredBackup } from './verify-backup.js';

@@ -2,12 +2,23 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import type { Config } from '../config/config.js';
+import { formatIsoDuration } from '../config/duration.js';
 import { BackupError } from './backup-error.js';
 import { pgClientEnv } from './child-env.js';
-import { redact } from './redact.js';
+import { redact } from '@db-backup-service/contract';
 
 /** Portable plain SQL, restorable with stock psql by any role (as the reference service dumps). */
 export const PG_DUMP_ARGS: readonly string[] = ['--no-owner', '--no-privileges', '--format=plain', '--no-password'];
+
+/**
+ * pg_dump takes an ACCESS SHARE lock on every table it dumps. Behind a migration's ACCESS
+ * EXCLUSIVE lock it would wait indefinitely, and the application's own queries would queue up
+ * behind pg_dump's waiting request (the lock-queue pile-up): with a deadline it gives up instead
+ * and the job fails with pg_dump's "could not obtain lock" message (invariant 12).
+ */
+export function pgDumpArgs(lockWaitTimeoutMs: number): string[] {
+  return [...PG_DUMP_ARGS, `--lock-wait-timeout=${lockWaitTimeoutMs}`];
+}
 
 const STDERR_KEEP_BYTES = 8192;
 const KILL_GRACE_MS = 5_000;
@@ -28,17 +39,19 @@ export class PgDumpProcess {
   readonly #child: ChildProcess;
   readonly #secrets: readonly string[];
   readonly #stderrKeep: number;
+  readonly #lockWaitTimeoutMs: number;
   #stderr: Buffer = Buffer.alloc(0);
   #exit: PgDumpExit | null = null;
   readonly exited: Promise<PgDumpExit>;
 
-  constructor(pgDumpPath: string, db: Config['db'], secrets: readonly string[]) {
+  constructor(pgDumpPath: string, config: Pick<Config, 'db' | 'backup' | 'runtime'>, secrets: readonly string[]) {
     this.#secrets = secrets;
+    this.#lockWaitTimeoutMs = config.backup.lockWaitTimeoutMs;
     // Keep a little more than shown so that a secret cut at the start of the window is still
     // recognised (and redacted) before the window is trimmed.
     this.#stderrKeep = STDERR_KEEP_BYTES + Math.max(0, ...secrets.map((s) => Buffer.byteLength(encodeURIComponent(s))));
-    this.#child = spawn(pgDumpPath, [...PG_DUMP_ARGS], {
-      env: pgClientEnv(process.env, db),
+    this.#child = spawn(pgDumpPath, pgDumpArgs(config.backup.lockWaitTimeoutMs), {
+      env: pgClientEnv(config.runtime.childEnv, config.db),
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -113,7 +126,12 @@ export class PgDumpProcess {
           ? `was killed by signal ${exit.signal}`
           : `exited with code ${exit.code}`;
     const stderr = this.stderrTail();
-    return new BackupError('PG_DUMP_FAILED', redact(`pg_dump ${how}${stderr ? `: ${stderr}` : ''}`, this.#secrets), {
+    // pg_dump enforces --lock-wait-timeout with a statement timeout on its LOCK TABLE, so its own
+    // words ("canceling statement due to statement timeout") do not say what happened.
+    const hint = /statement timeout[\s\S]*LOCK TABLE/.test(stderr)
+      ? ` (a table stayed locked by another session, e.g. a migration, for longer than BACKUP_LOCK_WAIT_TIMEOUT, ${formatIsoDuration(this.#lockWaitTimeoutMs)})`
+      : '';
+    return new BackupError('PG_DUMP_FAILED', redact(`pg_dump ${how}${hint}${stderr ? `: ${stderr}` : ''}`, this.#secrets), {
       cause: exit.error ?? undefined,
     });
   }

@@ -30,7 +30,7 @@ afterAll(async () => {
 
 describe('discoverPgTools', () => {
   it('uses PG_BIN_DIR when set', async () => {
-    const tools = await discoverPgTools(path.join(root, 'versioned', '14', 'bin'), { versionedRoot: path.join(root, 'versioned'), pathEnv: '' });
+    const tools = await discoverPgTools(path.join(root, 'versioned', '14', 'bin'), { path: '', childEnv: {} }, { versionedRoot: path.join(root, 'versioned') });
     expect(tools).toEqual({
       pgDumpPath: path.join(root, 'versioned', '14', 'bin', 'pg_dump'),
       psqlPath: null,
@@ -42,13 +42,13 @@ describe('discoverPgTools', () => {
 
   it('names PG_BIN_DIR when it holds no pg_dump, without falling back', async () => {
     const dir = path.join(root, 'versioned', '17', 'bin');
-    const attempt = discoverPgTools(dir, { versionedRoot: path.join(root, 'versioned') });
+    const attempt = discoverPgTools(dir, { path: '', childEnv: {} }, { versionedRoot: path.join(root, 'versioned') });
     await expect(attempt).rejects.toBeInstanceOf(BackupError);
     await expect(attempt).rejects.toMatchObject({ code: 'PG_DUMP_NOT_FOUND', message: expect.stringContaining(dir) });
   });
 
   it('otherwise takes the newest versioned bin dir that has pg_dump', async () => {
-    const tools = await discoverPgTools(null, { versionedRoot: path.join(root, 'versioned'), pathEnv: path.join(root, 'onpath') });
+    const tools = await discoverPgTools(null, { path: path.join(root, 'onpath'), childEnv: {} }, { versionedRoot: path.join(root, 'versioned') });
     expect(tools.pgDumpPath).toBe(path.join(root, 'versioned', '16', 'bin', 'pg_dump'));
     expect(tools.psqlPath).toBe(path.join(root, 'versioned', '16', 'bin', 'psql'));
     expect(tools.pgDumpVersion).toBe('16.4');
@@ -56,20 +56,20 @@ describe('discoverPgTools', () => {
   });
 
   it('falls back to PATH', async () => {
-    const tools = await discoverPgTools(null, { versionedRoot: path.join(root, 'none'), pathEnv: `/nonexistent:${path.join(root, 'onpath')}` });
+    const tools = await discoverPgTools(null, { path: `/nonexistent:${path.join(root, 'onpath')}`, childEnv: {} }, { versionedRoot: path.join(root, 'none') });
     expect(tools.pgDumpPath).toBe(path.join(root, 'onpath', 'pg_dump'));
     expect(tools.pgDumpMajor).toBe(13);
   });
 
   it('fails clearly when there is no pg_dump anywhere', async () => {
-    await expect(discoverPgTools(null, { versionedRoot: path.join(root, 'none'), pathEnv: '/nonexistent' })).rejects.toMatchObject({
+    await expect(discoverPgTools(null, { path: '/nonexistent', childEnv: {} }, { versionedRoot: path.join(root, 'none') })).rejects.toMatchObject({
       code: 'PG_DUMP_NOT_FOUND',
       message: expect.stringMatching(/pg_dump not found.*PG_BIN_DIR/),
     });
   });
 
   it('finds the real pg_dump of this machine', async () => {
-    const tools = await discoverPgTools(null);
+    const tools = await discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} });
     expect(tools.pgDumpMajor).toBeGreaterThanOrEqual(15);
     expect(tools.pgDumpVersion).toMatch(/^\d+\.\d+$/);
   });

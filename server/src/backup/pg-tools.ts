@@ -4,6 +4,7 @@ import { access, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { ClientBase } from 'pg';
+import type { Config } from '../config/config.js';
 import { BackupError } from './backup-error.js';
 import { pgClientEnv } from './child-env.js';
 
@@ -33,9 +34,10 @@ export interface ServerVersion {
 export interface DiscoverOptions {
   /** Where distribution packages install versioned client tools. */
   readonly versionedRoot?: string;
-  /** The PATH to search last. */
-  readonly pathEnv?: string;
 }
+
+/** From config.runtime: the PATH searched last, and the environment `pg_dump --version` runs in. */
+export type PgToolsRuntime = Pick<Config['runtime'], 'path' | 'childEnv'>;
 
 const DEFAULT_VERSIONED_ROOT = '/usr/lib/postgresql';
 // pg_dump 15-17 refuse servers older than 9.2.
@@ -46,7 +48,7 @@ const OLDEST_DUMPABLE_SERVER_NUM = 90200;
  * `/usr/lib/postgresql/<major>/bin`, else PATH. Newest first because pg_dump must be at least the
  * server's major version and newer clients dump older servers fine.
  */
-export async function discoverPgTools(pgBinDir: string | null, opts: DiscoverOptions = {}): Promise<PgTools> {
+export async function discoverPgTools(pgBinDir: string | null, runtime: PgToolsRuntime, opts: DiscoverOptions = {}): Promise<PgTools> {
   let pgDumpPath: string | null = null;
   if (pgBinDir !== null) {
     pgDumpPath = path.join(pgBinDir, 'pg_dump');
@@ -60,7 +62,7 @@ export async function discoverPgTools(pgBinDir: string | null, opts: DiscoverOpt
   } else {
     pgDumpPath =
       (await findNewestVersioned(opts.versionedRoot ?? DEFAULT_VERSIONED_ROOT)) ??
-      (await findOnPath('pg_dump', opts.pathEnv ?? process.env.PATH ?? ''));
+      (await findOnPath('pg_dump', runtime.path));
     if (pgDumpPath === null) {
       throw new BackupError(
         'PG_DUMP_NOT_FOUND',
@@ -71,15 +73,15 @@ export async function discoverPgTools(pgBinDir: string | null, opts: DiscoverOpt
   }
   const binDir = path.dirname(pgDumpPath);
   const siblingPsql = path.join(binDir, 'psql');
-  const psqlPath = (await isExecutable(siblingPsql)) ? siblingPsql : await findOnPath('psql', opts.pathEnv ?? process.env.PATH ?? '');
-  const { version, major } = await readPgDumpVersion(pgDumpPath);
+  const psqlPath = (await isExecutable(siblingPsql)) ? siblingPsql : await findOnPath('psql', runtime.path);
+  const { version, major } = await readPgDumpVersion(pgDumpPath, runtime.childEnv);
   return { pgDumpPath, psqlPath, binDir, pgDumpVersion: version, pgDumpMajor: major };
 }
 
-async function readPgDumpVersion(pgDumpPath: string): Promise<{ version: string; major: number }> {
+async function readPgDumpVersion(pgDumpPath: string, childEnv: Readonly<Record<string, string>>): Promise<{ version: string; major: number }> {
   let stdout: string;
   try {
-    ({ stdout } = await execFileAsync(pgDumpPath, ['--version'], { timeout: 10_000, env: pgClientEnv(process.env) }));
+    ({ stdout } = await execFileAsync(pgDumpPath, ['--version'], { timeout: 10_000, env: pgClientEnv(childEnv) }));
   } catch (error) {
     throw new BackupError('PG_DUMP_NOT_FOUND', `cannot run ${pgDumpPath} --version: ${(error as Error).message}`, { cause: error });
   }

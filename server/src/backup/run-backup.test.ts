@@ -49,7 +49,7 @@ beforeAll(async () => {
     startPostgres({ major: 16 }),
     startPostgres({ major: 14 }),
     startS3(),
-    discoverPgTools(null),
+    discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} }),
   ]);
   await pg15.createDatabase('varied');
   await fillVaried(pg15, 'varied');
@@ -111,8 +111,9 @@ const BACKENDS: { name: 'local' | 's3'; create(): Promise<TestStorage> }[] = [
         prefix,
         endpoint: s3.endpoint,
         region: s3.region,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
+        credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null },
+        connectTimeoutMs: 10_000,
+        requestTimeoutMs: 60_000,
         partSizeBytes: null,
         onEvent: (event) => s3Events.push(event),
       });
@@ -257,7 +258,7 @@ for (const backend of BACKENDS) {
       const { storage, leftovers } = await backend.create();
       // Cuts the dump short but exits 0, as a pg_dump crashing without a useful status might.
       const wrapper = await wrapperTools('"$REAL" "$@" | head -c 300000\nexit 0');
-      const wrapped = await discoverPgTools(wrapper.dir);
+      const wrapped = await discoverPgTools(wrapper.dir, { path: process.env.PATH ?? '', childEnv: {} });
       expect(wrapped.pgDumpPath).toBe(path.join(wrapper.dir, 'pg_dump'));
       const error = await failureOf(backup(configFor(pg15, 'varied'), storage, { pgTools: wrapped }));
       expect(error.code).toBe('DUMP_INCOMPLETE');
@@ -461,7 +462,7 @@ describe('runBackup failures', () => {
       await sampler;
     }
     const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
-    expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password']);
+    expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000']);
     expect(argv).not.toContain(password);
     expect([...seen].some((c) => c.startsWith(tools.pgDumpPath) && c.includes('--no-owner'))).toBe(true);
     expect([...seen].join('\n')).not.toContain(password);

@@ -18,7 +18,7 @@ import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
 import { checkVersionCompatibility } from './pg-tools.js';
 import type { PgTools } from './pg-tools.js';
-import { redact } from './redact.js';
+import { redact } from '@db-backup-service/contract';
 import { createEndGate, StreamMeter } from './stream-meter.js';
 import { verifyStoredBackup } from './verify-backup.js';
 import type { StreamedDigest } from './verify-backup.js';
@@ -73,14 +73,17 @@ export async function runBackup(deps: RunBackupDeps, opts: RunBackupOptions): Pr
 
 async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: readonly string[]): Promise<BackupSidecar> {
   const { config, storage, pgTools, logger } = deps;
-  const { signal } = opts;
   const now = opts.now ?? (() => new Date());
   const startedAt = now();
   const started = performance.now();
-  if (signal.aborted) throw abortedError(signal);
+  if (opts.signal.aborted) throw abortedError(opts.signal);
   logger.info('backup started', { triggeredBy: opts.triggeredBy, database: config.db.name, storage: storage.location });
 
-  const session = await LockSession.open(config.db, { signal, secrets, logger });
+  const outer = opts.signal;
+  const session = await LockSession.open(config.db, { signal: outer, secrets, logger });
+  // Losing the lock's connection stops the backup like an abort, but fails it with its own message.
+  const signal = AbortSignal.any([outer, session.lost]);
+  opts = { ...opts, signal };
   let id: string | null = null;
   let sidecarAttempted = false;
   try {
@@ -130,7 +133,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     return sidecar;
   } catch (error) {
     if (id !== null) await discard(storage, id, sidecarAttempted, logger, secrets);
-    throw error;
+    throw session.lost.aborted && !outer.aborted ? session.lost.reason : error;
   } finally {
     await session.close();
   }
@@ -164,7 +167,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   const { id, secrets } = ctx;
   signal.throwIfAborted();
 
-  const dump = new PgDumpProcess(pgTools.pgDumpPath, config.db, secrets);
+  const dump = new PgDumpProcess(pgTools.pgDumpPath, config, secrets);
   // The first failure wins: once storage has failed, pg_dump dying of our kill is not the story.
   let failure: unknown = null;
   const fail = (error: unknown) => {
@@ -191,7 +194,11 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
   const check = new GzipCheck(() => trailer.bytes, fail);
 
   try {
-    const compressor = createCompressor({ level: config.backup.compressionLevel, threads: config.backup.compressionThreads });
+    const compressor = createCompressor({
+      level: config.backup.compressionLevel,
+      threads: config.backup.compressionThreads,
+      poolSize: config.runtime.threadPoolSize,
+    });
     // The trailer observer counts the uncompressed bytes too: no stage of its own for that.
     const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
@@ -280,6 +287,8 @@ function storageFailure(what: string, error: unknown, storage: Storage, secrets:
 
 function secretsOf(config: Config): string[] {
   const secrets = [config.db.password, config.apiToken];
-  if (config.storage.backend === 's3') secrets.push(config.storage.secretAccessKey);
+  if (config.storage.backend === 's3' && config.storage.credentials !== null) {
+    secrets.push(config.storage.credentials.secretAccessKey, config.storage.credentials.sessionToken ?? '');
+  }
   return secrets.filter((s) => s !== '');
 }

@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, MAX_TIMER_MS } from './config.js';
+import { cgroupCpuQuota, usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
 
 const TOKEN = 'a'.repeat(64);
@@ -23,7 +24,7 @@ function problems(env: Record<string, string>): ConfigError {
 describe('loadConfig', () => {
   it('applies every default', () => {
     const config = loadConfig(base);
-    expect(config.db).toEqual({ host: 'db', port: 5432, name: 'app', user: 'app', password: PASSWORD });
+    expect(config.db).toEqual({ host: 'db', port: 5432, name: 'app', user: 'app', password: PASSWORD, tls: { mode: 'prefer', rootCert: null, cert: null, key: null } });
     expect(config.schedule).toEqual({ intervalMs: 86_400_000, intervalIso: 'PT24H', cron: null });
     expect(config.backup.namePrefix).toBe('backup');
     expect(config.backup.compressionLevel).toBe(6);
@@ -33,6 +34,8 @@ describe('loadConfig', () => {
     expect(config.http).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(config.log).toEqual({ format: 'json', level: 'info' });
     expect(config.shutdownTimeoutMs).toBe(60_000);
+    expect(config.backup.timeoutMs).toBe(6 * 3600_000);
+    expect(config.backup.lockWaitTimeoutMs).toBe(60_000);
     expect(config.pgBinDir).toBeNull();
     expect(Object.isFrozen(config) && Object.isFrozen(config.db)).toBe(true);
   });
@@ -40,7 +43,8 @@ describe('loadConfig', () => {
   it('applies the S3 defaults', () => {
     const config = loadConfig({ ...base, STORAGE_BACKEND: 's3', S3_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: AWS_SECRET });
     expect(config.storage).toEqual({
-      backend: 's3', bucket: 'b', prefix: 'backups', endpoint: null, region: 'eu-central-1', accessKeyId: 'k', secretAccessKey: AWS_SECRET, partSizeBytes: null,
+      backend: 's3', bucket: 'b', prefix: 'backups', endpoint: null, region: 'eu-central-1', partSizeBytes: null,
+      credentials: { accessKeyId: 'k', secretAccessKey: AWS_SECRET, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000,
     });
   });
 
@@ -52,7 +56,7 @@ describe('loadConfig', () => {
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
-    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000 });
+    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000 });
     expect(config.retention).toEqual({ days: 30, minCount: 3 });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');
@@ -70,7 +74,7 @@ describe('loadConfig', () => {
 
   it('requires the backend-specific variables', () => {
     expect(problems({ ...base, BACKUP_LOCAL_DIR: '' }).problems.map((p) => p.variable)).toEqual(['BACKUP_LOCAL_DIR']);
-    expect(problems({ ...base, STORAGE_BACKEND: 's3' }).problems.map((p) => p.variable).sort()).toEqual(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'S3_BUCKET']);
+    expect(problems({ ...base, STORAGE_BACKEND: 's3' }).problems.map((p) => p.variable)).toEqual(['S3_BUCKET']);
     expect(problems({ ...base, STORAGE_BACKEND: 'ftp' }).message).toMatch(/STORAGE_BACKEND: "ftp" is not one of local, s3/);
   });
 
@@ -100,7 +104,7 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...rest, ...files, STORAGE_BACKEND: 's3', S3_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k' });
     expect(config.db.password).toBe(PASSWORD);
     expect(config.apiToken).toBe(TOKEN);
-    expect(config.storage.backend === 's3' && config.storage.secretAccessKey).toBe(AWS_SECRET);
+    expect(config.storage.backend === 's3' && config.storage.credentials?.secretAccessKey).toBe(AWS_SECRET);
 
     const both = problems({ ...base, DB_PASSWORD_FILE: files.DB_PASSWORD_FILE });
     expect(both.message).toContain('both DB_PASSWORD and DB_PASSWORD_FILE are set');
@@ -111,6 +115,102 @@ describe('loadConfig', () => {
     for (const secret of [PASSWORD, TOKEN, AWS_SECRET, 'tiny-token-value']) {
       expect(both.message + missing.message + short.message).not.toContain(secret);
     }
+  });
+});
+
+describe('timeouts', () => {
+  it('reads every timeout variable', () => {
+    const config = loadConfig({
+      ...base, STORAGE_BACKEND: 's3', S3_BUCKET: 'b', BACKUP_TIMEOUT: '2h', BACKUP_LOCK_WAIT_TIMEOUT: '5s', S3_CONNECT_TIMEOUT: '3s', S3_REQUEST_TIMEOUT: '2m',
+    });
+    expect(config.backup.timeoutMs).toBe(7_200_000);
+    expect(config.backup.lockWaitTimeoutMs).toBe(5_000);
+    expect(config.storage.backend === 's3' && [config.storage.connectTimeoutMs, config.storage.requestTimeoutMs]).toEqual([3_000, 120_000]);
+  });
+
+  it('refuses every timer duration a Node timer cannot hold, all at once', () => {
+    const names = ['BACKUP_TIMEOUT', 'BACKUP_LOCK_WAIT_TIMEOUT', 'SHUTDOWN_TIMEOUT', 'INDEX_REFRESH_INTERVAL', 'S3_CONNECT_TIMEOUT', 'S3_REQUEST_TIMEOUT'];
+    const env: Record<string, string> = { ...base, STORAGE_BACKEND: 's3', S3_BUCKET: 'b' };
+    for (const name of names) env[name] = '25d';
+    const error = problems(env);
+    expect(error.problems.map((p) => p.variable).sort()).toEqual([...names].sort());
+    expect(error.message).toContain('INDEX_REFRESH_INTERVAL: "25d" is longer than a timer can wait');
+    // The largest value that fits is accepted (24 days fit, 2^31-1 ms is 24.86 days).
+    expect(loadConfig({ ...base, INDEX_REFRESH_INTERVAL: '24d' }).indexRefreshMs).toBeLessThanOrEqual(MAX_TIMER_MS);
+    // BACKUP_INTERVAL is not one: the scheduler re-arms its timer in steps (scheduler.ts).
+    expect(loadConfig({ ...base, BACKUP_INTERVAL: '30d' }).schedule.intervalMs).toBe(30 * 86_400_000);
+  });
+});
+
+describe('S3 credentials', () => {
+  const s3 = { ...base, STORAGE_BACKEND: 's3', S3_BUCKET: 'b' };
+
+  it('leaves them to the AWS default chain without static keys', () => {
+    const config = loadConfig(s3);
+    expect(config.storage.backend === 's3' && config.storage.credentials).toBeNull();
+  });
+
+  it('takes a session token with static keys, as a secret', () => {
+    const config = loadConfig({ ...s3, AWS_ACCESS_KEY_ID: 'AKIA1', AWS_SECRET_ACCESS_KEY: AWS_SECRET, AWS_SESSION_TOKEN: 'session-token-value' });
+    expect(config.storage.backend === 's3' && config.storage.credentials).toEqual({ accessKeyId: 'AKIA1', secretAccessKey: AWS_SECRET, sessionToken: 'session-token-value' });
+    expect(config.runtime.childEnv.AWS_SESSION_TOKEN).toBeUndefined();
+  });
+
+  it('refuses one key without the other, naming both', () => {
+    for (const env of [{ ...s3, AWS_ACCESS_KEY_ID: 'AKIA1' }, { ...s3, AWS_SECRET_ACCESS_KEY: AWS_SECRET }]) {
+      const error = problems(env);
+      expect(error.problems).toHaveLength(1);
+      expect(error.message).toContain('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together');
+      expect(error.message).not.toContain(AWS_SECRET);
+    }
+  });
+});
+
+describe('PostgreSQL TLS', () => {
+  it('reads PGSSLMODE and the certificate paths, checking the files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'config-tls-'));
+    writeFileSync(join(dir, 'ca.pem'), 'ca');
+    const config = loadConfig({ ...base, PGSSLMODE: 'verify-full', PGSSLROOTCERT: join(dir, 'ca.pem') });
+    expect(config.db.tls).toEqual({ mode: 'verify-full', rootCert: join(dir, 'ca.pem'), cert: null, key: null });
+    expect(loadConfig({ ...base, PGSSLROOTCERT: 'system' }).db.tls.rootCert).toBe('system');
+    const error = problems({ ...base, PGSSLMODE: 'on', PGSSLROOTCERT: join(dir, 'absent.pem'), PGSSLCERT: join(dir, 'ca.pem') });
+    expect(error.problems.map((p) => p.variable).sort()).toEqual(['PGSSLKEY', 'PGSSLMODE', 'PGSSLROOTCERT']);
+    expect(error.message).toMatch(/PGSSLROOTCERT: cannot read .*absent\.pem \(ENOENT\)/);
+  });
+
+  it('passes PGSSL* to child processes, but no secret, no AWS_* and no connection setting', () => {
+    const config = loadConfig({ ...base, PGSSLMODE: 'require', PGSSLROOTCERT: 'system', PGHOST: 'elsewhere', PATH: '/usr/bin', AWS_SECRET_ACCESS_KEY: AWS_SECRET, AWS_WEB_IDENTITY_TOKEN_FILE: '/var/run/token' });
+    expect(config.runtime.childEnv).toEqual({ ...base, PGSSLMODE: 'require', PGSSLROOTCERT: 'system', PATH: '/usr/bin', DB_PASSWORD: undefined, API_TOKEN: undefined });
+    expect(config.runtime.path).toBe('/usr/bin');
+  });
+});
+
+describe('compression threads', () => {
+  const cgroup = (files: Record<string, string>) => {
+    const dir = mkdtempSync(join(tmpdir(), 'cgroup-'));
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(dir, name)), { recursive: true });
+      writeFileSync(join(dir, name), text);
+    }
+    return dir;
+  };
+
+  it('reads the cgroup v2 and v1 CPU quota', () => {
+    expect(cgroupCpuQuota(cgroup({ 'cpu.max': '150000 100000\n' }))).toBe(1.5);
+    expect(cgroupCpuQuota(cgroup({ 'cpu.max': 'max 100000\n' }))).toBeNull();
+    expect(cgroupCpuQuota(cgroup({ 'cpu/cpu.cfs_quota_us': '200000\n', 'cpu/cpu.cfs_period_us': '100000\n' }))).toBe(2);
+    expect(cgroupCpuQuota(cgroup({ 'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n' }))).toBeNull();
+    expect(cgroupCpuQuota(cgroup({}))).toBeNull();
+  });
+
+  it('defaults to the CPUs the container may use, not the host\'s cores', () => {
+    const limited = cgroup({ 'cpu.max': '100000 100000\n' });
+    expect(usableCpus(limited)).toBe(1);
+    expect(loadConfig(base, { cgroupRoot: limited }).backup.compressionThreads).toBe(1);
+    const unlimited = cgroup({ 'cpu.max': 'max 100000\n' });
+    expect(loadConfig(base, { cgroupRoot: unlimited }).backup.compressionThreads).toBe(Math.min(64, availableParallelism()));
+    // A fractional quota rounds up: 1.5 CPUs can keep 2 threads busy part of the time.
+    expect(usableCpus(cgroup({ 'cpu.max': '150000 100000' }))).toBe(Math.min(2, availableParallelism()));
   });
 });
 

@@ -1,8 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { BACKUP_NAME_PREFIX_PATTERN } from '@db-backup-service/contract';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type PgTlsSettings } from '@db-backup-service/contract';
 import { validateCronExpression } from 'cron';
+import { inheritableEnv } from '../backup/child-env.js';
+import { usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
+import type { SECRET_VARIABLES } from './secret-variables.js';
+
+export { SECRET_VARIABLES } from './secret-variables.js';
+export type { PgSslMode, PgTlsSettings } from '@db-backup-service/contract';
 
 /** Where S3 backups go; also the options of storage/s3-storage.ts. */
 export interface S3Settings {
@@ -12,8 +17,16 @@ export interface S3Settings {
   /** Custom endpoint (MinIO, Ceph, fauxqs...); null for AWS S3. Implies path-style addressing. */
   readonly endpoint: string | null;
   readonly region: string;
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
+  /**
+   * Static credentials (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, optionally AWS_SESSION_TOKEN);
+   * null: the AWS SDK's default provider chain (web identity/IRSA, EKS Pod Identity, ECS/EC2
+   * roles, shared config files).
+   */
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken: string | null } | null;
+  /** S3_CONNECT_TIMEOUT: connecting to S3 may take this long. */
+  readonly connectTimeoutMs: number;
+  /** S3_REQUEST_TIMEOUT: a request fails once its connection has carried no byte either way for this long. */
+  readonly requestTimeoutMs: number;
   /** null: sized per upload from the database size (see choosePartSize in storage/s3-storage.ts). */
   readonly partSizeBytes: number | null;
 }
@@ -22,7 +35,14 @@ export type StorageConfig = { readonly backend: 'local'; readonly dir: string } 
 
 /** The service's whole configuration, parsed once from the environment and frozen. */
 export interface Config {
-  readonly db: { readonly host: string; readonly port: number; readonly name: string; readonly user: string; readonly password: string };
+  readonly db: {
+    readonly host: string;
+    readonly port: number;
+    readonly name: string;
+    readonly user: string;
+    readonly password: string;
+    readonly tls: PgTlsSettings;
+  };
   readonly pgBinDir: string | null;
   readonly schedule: { readonly intervalMs: number; readonly intervalIso: string; readonly cron: string | null };
   readonly backup: {
@@ -31,6 +51,8 @@ export interface Config {
     readonly compressionThreads: number;
     /** BACKUP_TIMEOUT: a backup running longer is aborted; also the age below which clean-up leaves another writer's leftovers alone. */
     readonly timeoutMs: number;
+    /** BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout, how long it waits for each table's ACCESS SHARE lock. */
+    readonly lockWaitTimeoutMs: number;
   };
   readonly retention: { readonly days: number; readonly minCount: number };
   readonly storage: StorageConfig;
@@ -39,10 +61,16 @@ export interface Config {
   readonly log: { readonly format: 'json' | 'plain'; readonly level: string };
   readonly shutdownTimeoutMs: number;
   readonly indexRefreshMs: number;
+  /** What the service takes from its process environment besides its own variables. */
+  readonly runtime: {
+    /** PATH, searched last for pg_dump and psql. */
+    readonly path: string;
+    /** libuv's thread-pool size (UV_THREADPOOL_SIZE, which bin.ts sets before anything uses the pool; libuv's rule otherwise). */
+    readonly threadPoolSize: number;
+    /** The environment child processes start from: this process's without its secrets (backup/child-env.ts). */
+    readonly childEnv: Readonly<Record<string, string>>;
+  };
 }
-
-/** Variables whose values are never echoed back, and which also accept `<NAME>_FILE`. */
-export const SECRET_VARIABLES = ['DB_PASSWORD', 'API_TOKEN', 'AWS_SECRET_ACCESS_KEY'] as const;
 
 export interface ConfigProblem {
   readonly variable: string;
@@ -59,18 +87,34 @@ export class ConfigError extends Error {
 }
 
 export function formatProblems(problems: readonly ConfigProblem[]): string {
-  const lines = problems.map((p) => `  - ${p.variable}: ${p.problem}. ${p.fix}`);
+  const lines = problems.map((p) => `  - ${p.variable}: ${p.problem}.${p.fix === '' ? '' : ` ${p.fix}`}`);
   return `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;
 }
 
 const MIN_TOKEN_LENGTH = 32;
 const MIB = 1024 * 1024;
+/**
+ * The longest delay a Node timer holds: a larger one fires after 1 ms (with only a warning), so
+ * e.g. INDEX_REFRESH_INTERVAL=30d would list the storage every millisecond.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Parses the environment into a Config. Collects every problem before failing, so an operator
  * fixes them all in one round; never includes a secret's value in a message.
  */
-export function loadConfig(env: NodeJS.ProcessEnv): Config {
+export function loadConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string } = {}): Config {
+  const { config, problems } = parseConfig(env, opts);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * loadConfig without the throw: the config (with fallbacks where a value was wrong) and every
+ * problem, so that start-up can add the checks only it can make (the backup directory) to the
+ * same list.
+ */
+export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string } = {}): { config: Config; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
   const report = (variable: string, problem: string, fix: string) => problems.push({ variable, problem, fix });
 
@@ -136,7 +180,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     name: required('DB_NAME', 'Set it to the name of the database to back up.'),
     user: required('DB_USER', 'Set it to a PostgreSQL role that may read every schema to back up.'),
     password: secret('DB_PASSWORD', true, 'Set DB_PASSWORD, or DB_PASSWORD_FILE to a file holding it.'),
+    tls: {
+      // libpq's default is prefer, and pg_dump follows libpq: the service's own connections follow it too.
+      mode: oneOf('PGSSLMODE', PG_SSL_MODES, 'prefer') ?? 'prefer',
+      rootCert: readableFile('PGSSLROOTCERT', ['system']),
+      cert: readableFile('PGSSLCERT'),
+      key: readableFile('PGSSLKEY'),
+    },
   };
+  if ((db.tls.cert === null) !== (db.tls.key === null)) {
+    report(db.tls.cert === null ? 'PGSSLCERT' : 'PGSSLKEY', 'PGSSLCERT and PGSSLKEY must be set together', 'Set both (a client certificate and its key) or neither.');
+  }
 
   const intervalText = raw('BACKUP_INTERVAL') ?? '24h';
   let intervalMs = parseDuration(intervalText);
@@ -171,8 +225,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       prefix,
       endpoint,
       region: raw('AWS_DEFAULT_REGION') ?? raw('AWS_REGION') ?? 'eu-central-1',
-      accessKeyId: required('AWS_ACCESS_KEY_ID', 'Set it to the S3 access key id.'),
-      secretAccessKey: secret('AWS_SECRET_ACCESS_KEY', true, 'Set AWS_SECRET_ACCESS_KEY, or AWS_SECRET_ACCESS_KEY_FILE to a file holding it.'),
+      credentials: staticCredentials(),
+      // 10 s to connect and 60 s without a byte either way: far beyond a healthy S3's pauses (it
+      // sends keep-alive whitespace during a slow CompleteMultipartUpload), and a stalled one
+      // fails a job within minutes, retries included (s3-storage.ts).
+      connectTimeoutMs: durationVariable('S3_CONNECT_TIMEOUT', '10s'),
+      requestTimeoutMs: durationVariable('S3_REQUEST_TIMEOUT', '60s'),
       partSizeBytes: raw('S3_PART_SIZE_MB') === undefined ? null
         : integer('S3_PART_SIZE_MB', 16, 5, 5120, 'Set the multipart part size in MiB (5-5120), or unset it to size parts from the database size.') * MIB,
     };
@@ -190,8 +248,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     backup: {
       namePrefix,
       compressionLevel: integer('BACKUP_COMPRESSION_LEVEL', 6, 1, 9, 'Use 1 (fastest) to 9 (smallest); default 6.'),
-      compressionThreads: integer('BACKUP_COMPRESSION_THREADS', Math.max(1, cpus().length), 1, 64, 'Use 1-64; default: the number of CPU cores.'),
+      compressionThreads: integer('BACKUP_COMPRESSION_THREADS', Math.min(64, usableCpus(opts.cgroupRoot)), 1, 64,
+        'Use 1-64; default: the CPUs the container may use (its cgroup CPU quota, at most the CPUs it may run on).'),
+      // 6 h: several hundred GB of dump at single-thread gzip speed, with room; a larger database
+      // raises it. A backup is then aborted as at shutdown (engine.ts).
       timeoutMs: durationVariable('BACKUP_TIMEOUT', '6h'),
+      // 60 s: longer than ordinary DDL holds its lock, short enough that the application's queries
+      // queued behind pg_dump's waiting lock request do not pile up for long (pg-dump-process.ts).
+      lockWaitTimeoutMs: durationVariable('BACKUP_LOCK_WAIT_TIMEOUT', '60s'),
     },
     retention: {
       days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
@@ -209,8 +273,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     },
     shutdownTimeoutMs: durationVariable('SHUTDOWN_TIMEOUT', '60s'),
     indexRefreshMs: durationVariable('INDEX_REFRESH_INTERVAL', '5m'),
+    runtime: {
+      path: env.PATH ?? '',
+      threadPoolSize: libuvPoolSize(env.UV_THREADPOOL_SIZE),
+      childEnv: inheritableEnv(env),
+    },
   };
 
+  /** A duration that drives a Node timer, so at most MAX_TIMER_MS (~24.8 days). */
   function durationVariable(name: string, fallback: string): number {
     const text = raw(name) ?? fallback;
     const ms = parseDuration(text);
@@ -218,11 +288,47 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       report(name, `"${text}" is not a duration of at least one second`, `Use e.g. ${fallback} or an ISO-8601 duration.`);
       return parseDuration(fallback) ?? 60_000;
     }
+    if (ms > MAX_TIMER_MS) {
+      report(name, `"${text}" is longer than a timer can wait (24 days 20 hours, 2^31-1 ms)`, `Use at most 24d, e.g. ${fallback}.`);
+      return parseDuration(fallback) ?? 60_000;
+    }
     return ms;
   }
 
-  if (problems.length > 0) throw new ConfigError(problems);
-  return deepFreeze(config);
+  /** A file path libpq would read; `keywords` are values that name no file. */
+  function readableFile(name: string, keywords: readonly string[] = []): string | null {
+    const file = raw(name) ?? null;
+    if (file === null || keywords.includes(file)) return file;
+    try {
+      accessSync(file, fsConstants.R_OK);
+    } catch (error) {
+      report(name, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Point it at a readable PEM file, or unset it.');
+    }
+    return file;
+  }
+
+  /** Both keys or neither: one without the other is a typo, not a request for the provider chain. */
+  function staticCredentials(): S3Settings['credentials'] {
+    const accessKeyId = raw('AWS_ACCESS_KEY_ID') ?? '';
+    const secretAccessKey = secret('AWS_SECRET_ACCESS_KEY', false, '');
+    const sessionToken = secret('AWS_SESSION_TOKEN', false, '');
+    if (accessKeyId === '' && secretAccessKey === '') return null;
+    if (accessKeyId === '' || secretAccessKey === '') {
+      report(accessKeyId === '' ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY',
+        'AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together',
+        'Set both (or AWS_SECRET_ACCESS_KEY_FILE), or neither to use the AWS default credential chain (IRSA, EKS Pod Identity, instance roles, shared config files).');
+      return null;
+    }
+    return { accessKeyId, secretAccessKey, sessionToken: sessionToken === '' ? null : sessionToken };
+  }
+
+  return { config: deepFreeze(config), problems };
+}
+
+/** libuv's own rule: UV_THREADPOOL_SIZE if it is a positive integer (capped at 1024), else 4. */
+function libuvPoolSize(value: string | undefined): number {
+  const size = Number(value);
+  return Number.isInteger(size) && size > 0 ? Math.min(size, 1024) : 4;
 }
 
 function deepFreeze<T extends object>(value: T): T {

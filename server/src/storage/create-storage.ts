@@ -21,8 +21,9 @@ export async function createStorage(config: StorageConfig, options: { onS3Event?
         prefix: config.prefix,
         endpoint: config.endpoint,
         region: config.region,
-        accessKeyId: config.accessKeyId,
-        secretAccessKey: config.secretAccessKey,
+        credentials: config.credentials,
+        connectTimeoutMs: config.connectTimeoutMs,
+        requestTimeoutMs: config.requestTimeoutMs,
         partSizeBytes: config.partSizeBytes,
         ...(options.onS3Event ? { onEvent: options.onS3Event } : {}),
       });

@@ -12,6 +12,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { redact } from '@db-backup-service/contract';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Settings } from '../config/config.js';
@@ -63,21 +64,37 @@ export class S3Storage implements Storage {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #endpointText: string;
-  readonly #secret: string;
+  readonly #secrets: readonly (string | null)[];
   readonly #partSize: number | null;
   readonly #onEvent: (event: S3StorageEvent) => void;
 
   constructor(options: S3StorageOptions) {
     this.#bucket = options.bucket;
     this.#prefix = options.prefix.replace(/^\/+|\/+$/g, '');
-    this.#secret = options.secretAccessKey;
+    this.#secrets = options.credentials === null ? [] : [options.credentials.secretAccessKey, options.credentials.sessionToken];
     this.#partSize = options.partSizeBytes;
     this.#onEvent = options.onEvent ?? (() => undefined);
     this.#endpointText = options.endpoint === null ? `AWS S3 (${options.region})` : withoutUserInfo(options.endpoint);
     this.location = `s3://${this.#bucket}${this.#prefix === '' ? '' : `/${this.#prefix}`}`;
     this.#client = new S3Client({
       region: options.region,
-      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+      // Without static keys the SDK's default provider chain applies: environment, shared
+      // config/credentials files (AWS_PROFILE), web identity (IRSA), EKS Pod Identity, ECS and EC2
+      // instance roles, each refreshed before it expires.
+      ...(options.credentials === null
+        ? {}
+        : {
+            credentials: {
+              accessKeyId: options.credentials.accessKeyId,
+              secretAccessKey: options.credentials.secretAccessKey,
+              ...(options.credentials.sessionToken === null ? {} : { sessionToken: options.credentials.sessionToken }),
+            },
+          }),
+      // Nothing waits forever (invariant 12): the SDK sets no timeout of its own, so a proxy or load
+      // balancer that accepts a connection and never answers would hang an upload, a listing or a
+      // delete (and with it the job and the lock) until TCP gives up, or for ever. The socket
+      // timeout is an idle timeout: a long part upload or download that keeps moving is not cut.
+      requestHandler: { connectionTimeout: options.connectTimeoutMs, socketTimeout: options.requestTimeoutMs },
       ...(options.endpoint === null
         ? {}
         : {
@@ -356,7 +373,9 @@ export class S3Storage implements Storage {
   }
 
   #wrap(what: string, error: unknown): StorageError {
-    return new StorageError(`${what} failed: ${this.#reason(error)}`, { cause: error });
+    // The SDK's timeout text names its own option; say which of ours to change.
+    const hint = errorName(error) === 'TimeoutError' ? ' (see S3_CONNECT_TIMEOUT and S3_REQUEST_TIMEOUT)' : '';
+    return new StorageError(`${what} failed: ${this.#reason(error)}${hint}`, { cause: error });
   }
 
   /** A one-line reason from an SDK or network error, never containing the secret key. */
@@ -373,12 +392,8 @@ export class S3Storage implements Storage {
     } else {
       text = String(error);
     }
-    return redact(text, this.#secret);
+    return redact(text, this.#secrets);
   }
-}
-
-function redact(text: string, secret: string): string {
-  return secret.length === 0 ? text : text.split(secret).join('***');
 }
 
 function errorName(error: unknown): string | undefined {

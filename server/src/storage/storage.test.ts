@@ -73,8 +73,9 @@ function s3Storage(harness: S3Harness, prefix: string, events: S3StorageEvent[] 
     prefix,
     endpoint: harness.endpoint,
     region: harness.region,
-    accessKeyId: harness.accessKeyId,
-    secretAccessKey: harness.secretAccessKey,
+    credentials: { accessKeyId: harness.accessKeyId, secretAccessKey: harness.secretAccessKey, sessionToken: null },
+    connectTimeoutMs: 10_000,
+    requestTimeoutMs: 60_000,
     partSizeBytes: TEST_PART_SIZE,
     onEvent: (event) => events.push(event),
   });
@@ -531,8 +532,9 @@ function optionsFor(harness: S3Harness) {
     prefix: 'p',
     endpoint: harness.endpoint,
     region: harness.region,
-    accessKeyId: harness.accessKeyId,
-    secretAccessKey: harness.secretAccessKey,
+    credentials: { accessKeyId: harness.accessKeyId, secretAccessKey: harness.secretAccessKey, sessionToken: null },
+    connectTimeoutMs: 10_000,
+    requestTimeoutMs: 60_000,
     partSizeBytes: null,
   };
 }

@@ -1,0 +1,91 @@
+// The engine's own lifecycle (STYLE habit 7, review section 3 and L7) on a real backup directory.
+// The backup runner is the engine's injection point: these tests are about start/stop, not backups.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from './config/config.js';
+import { abortedError } from './backup/lock-session.js';
+import { BackupEngine, EngineStoppedError, type BackupRunner, type ExclusiveRunner } from './engine.js';
+import { silentLogger } from './logger.js';
+import { LocalStorage } from './storage/local-storage.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'engine-test-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), true), runBackup: BackupRunner = () => Promise.reject(new Error('no database in this test'))) {
+  // Each engine its own directory: no test sees another's clean-up.
+  const own = await mkdtemp(path.join(dir, 'engine-'));
+  const config = loadConfig({
+    DB_HOST: '127.0.0.1', DB_NAME: 'app', DB_USER: 'app', DB_PASSWORD: 'pw', STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: own,
+    API_TOKEN: randomBytes(24).toString('hex'),
+  });
+  return new BackupEngine({
+    config,
+    storage: await LocalStorage.open(own),
+    logger: silentLogger(),
+    runBackup,
+    exclusive,
+  });
+}
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('BackupEngine', () => {
+  it('start() is idempotent: a second call shares the first', async () => {
+    const e = await engine();
+    const first = e.start();
+    expect(e.start()).toBe(first);
+    await first;
+    expect(e.start()).toBe(first);
+    await e.stop(1_000);
+  });
+
+  it('stays stopped when stop() comes while start() is still loading', async () => {
+    const e = await engine();
+    const starting = e.start();
+    await e.stop(1_000);
+    await starting;
+    expect(() => e.trigger('api')).toThrow(EngineStoppedError);
+  });
+
+  it("stop() waits for the last job's clean-up before it resolves", async () => {
+    let gate: Promise<void> = Promise.resolve();
+    let cleanups = 0;
+    const e = await engine(async (fn) => {
+      cleanups++;
+      await gate;
+      await fn();
+      return true;
+    });
+    await e.start();
+    // Wait for the start-up clean-up to pass, then hold the next one (the job's, in #afterJob).
+    while (cleanups === 0) await turn();
+    let release!: () => void;
+    gate = new Promise<void>((resolve) => (release = resolve));
+    expect(e.trigger('api').started).toBe(true);
+    await e.jobs.idle();
+    while (cleanups < 2) await turn();
+    let stopped = false;
+    const stopping = e.stop(1_000).then(() => (stopped = true));
+    for (let i = 0; i < 5; i++) await turn();
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(stopped).toBe(true);
+  });
+
+  it('a shutdown abort says "aborted" once (L6)', async () => {
+    // As the pipeline does: an abort rejects with abortedError(signal).
+    const e = await engine(undefined, ({ signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(abortedError(signal)))));
+    await e.start();
+    const started = e.trigger('api');
+    if (!started.started) throw new Error('not started');
+    await e.stop(10);
+    expect(e.jobs.get(started.job.jobId)?.errorMessage).toBe('backup aborted: the service is shutting down (SHUTDOWN_TIMEOUT reached)');
+  });
+});
