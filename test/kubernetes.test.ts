@@ -265,7 +265,7 @@ describe('sidecar.yaml: PostgreSQL waits for a running backup before it stops', 
         child.once('close', (code) => resolve({ code, seconds: (Date.now() - started) / 1000 }));
       });
     };
-    const db = () => ({ host: pg.host, port: pg.port, name: pg.database, user: pg.user, password: pg.password });
+    const db = () => ({ host: pg.host, port: pg.port, name: pg.database, user: pg.user, password: pg.password, tls: { mode: 'disable' as const, rootCert: null, cert: null, key: null } });
 
     it('returns at once when no backup runs', async () => {
       expect((await runHook(script)).code).toBe(0);
