@@ -14,5 +14,16 @@ export {
   JobStatusSchema,
   ProblemSchema,
   TriggerSchema,
+  UNKNOWN,
 } from './schemas.js';
+export {
+  backupIdOfSidecar,
+  compareNewestFirst,
+  isOfDatabase,
+  parseSidecar,
+  SIDECAR_SUFFIX,
+  sidecarName,
+  toBackup,
+  type ParsedSidecar,
+} from './sidecar.js';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './schemas.js';

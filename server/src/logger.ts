@@ -17,7 +17,19 @@ export function addLogContext(fields: LogContext): void {
   if (store) Object.assign(store, fields);
 }
 
-const attachContext = winston.format((info) => Object.assign(info, context.getStore()));
+/** Runs `fn` (and what it awaits) outside any job's context: work that is not the job's, such as retention. */
+export function withoutLogContext<T>(fn: () => T): T {
+  return context.exit(fn);
+}
+
+// The line's own fields win over the context's: a retention line names the backup it deletes, not
+// the job's backup (winston has already merged the call's fields into `info` here).
+const attachContext = winston.format((info) => {
+  for (const [key, value] of Object.entries(context.getStore() ?? {})) {
+    if (!(key in info)) info[key] = value;
+  }
+  return info;
+});
 
 export type Logger = winston.Logger;
 

@@ -1,14 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { BackupSidecarSchema } from '@db-backup-service/contract';
+import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
 import type { BackupSidecar, Trigger } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { addLogContext } from '../logger.js';
 import type { Logger } from '../logger.js';
-import type { Storage } from '../storage/storage.js';
+import { StorageExistsError, type Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
 import { BackupError } from './backup-error.js';
-import { newBackupId, sidecarName } from './backup-id.js';
+import { newBackupId } from './backup-id.js';
 import { createCompressor } from './compressor.js';
 import { describeError, findErrorCode } from './describe-error.js';
 import { DumpTrailerObserver } from './dump-trailer.js';
@@ -129,7 +129,8 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('backup finished', { durationMs: sidecar.durationMs, sizeBytes: sidecar.sizeBytes });
     return sidecar;
   } catch (error) {
-    if (id !== null) await discard(storage, id, sidecarAttempted, logger, secrets);
+    // ID_TAKEN: what is stored under this id is another writer's (writes are create-only), not ours to remove.
+    if (id !== null && !(error instanceof BackupError && error.code === 'ID_TAKEN')) await discard(storage, id, sidecarAttempted, logger, secrets);
     throw error;
   } finally {
     await session.close();
@@ -258,19 +259,37 @@ async function chooseBackupId(
   }
 }
 
-/** Removes a failed backup: sidecar first, so that a dump is never listed without being whole (invariant 1). */
-async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
+/**
+ * Removes a failed backup: sidecar first, so that a dump is never listed without being whole
+ * (invariant 1). When the sidecar cannot be deleted, the dump stays: a sidecar that may still be
+ * there must not end up describing a missing dump (L2); clean-up leaves a dump with a sidecar alone.
+ */
+export async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
   const names = sidecarAttempted ? [sidecarName(id), id] : [id];
   for (const name of names) {
     try {
       await storage.delete(name);
     } catch (error) {
-      logger.warn('could not delete the remains of a failed backup', { object: name, error: redact(describeError(error), secrets) });
+      logger.warn('could not delete the remains of a failed backup', {
+        object: name,
+        error: redact(describeError(error), secrets),
+        ...(name === id ? {} : { kept: `${id} (its sidecar may still exist)` }),
+      });
+      return;
     }
   }
 }
 
 function storageFailure(what: string, error: unknown, storage: Storage, secrets: readonly string[]): BackupError {
+  if (error instanceof StorageExistsError) {
+    // Two writers chose the same id in the same second (another service sharing this location and
+    // name prefix): theirs stays whole; this backup fails and the next one picks a free id.
+    return new BackupError(
+      'ID_TAKEN',
+      redact(`${what} failed: ${error.objectName} was written by another service at the same time (same name prefix in ${storage.location}); nothing was replaced, the next backup picks a new id`, secrets),
+      { cause: error },
+    );
+  }
   const diskFull = findErrorCode(error, (code) => code === 'ENOSPC') !== null;
   const message = diskFull
     ? `${what} failed: no space left on ${storage.location} (ENOSPC)`
