@@ -107,8 +107,13 @@ export class BackupIndex {
   #listJson: Buffer | null = null;
   /** The refresh in flight (or the last one): refreshes run one after another. */
   #refreshing: Promise<unknown> = Promise.resolve();
-  /** add()/remove() made while a refresh reads storage, by id (null: removed); they win over its listing. */
-  #changes: Map<string, BackupSidecar | null> | null = null;
+  #pendingRefreshes = 0;
+  /**
+   * add()/remove() made while refreshes are pending, by id (sidecar null: removed), numbered: a
+   * refresh applies those made after it was requested on top of its listing, which may predate them.
+   */
+  readonly #changes = new Map<string, { readonly sidecar: BackupSidecar | null; readonly seq: number }>();
+  #seq = 0;
 
   constructor(storage: Storage, owner: Owner, logger: Logger) {
     this.#storage = storage;
@@ -119,52 +124,59 @@ export class BackupIndex {
   /**
    * Replaces the index with a fresh read of storage; on failure the previous index stays.
    * Serialised, so an older read never finishes after a newer one and wins; and a backup added
-   * while the read was under way stays, even though the listing may predate its sidecar (L1).
+   * after the refresh was requested stays, even though the listing may predate its sidecar (L1).
    */
   refresh(): Promise<StorageSnapshot> {
-    const run = this.#refreshing.then(() => this.#refreshOnce());
+    const since = this.#seq;
+    this.#pendingRefreshes++;
+    const run = this.#refreshing.then(() => this.#refreshOnce(since)).finally(() => {
+      if (--this.#pendingRefreshes === 0) this.#changes.clear();
+    });
     this.#refreshing = run.catch(() => undefined);
     return run;
   }
 
-  async #refreshOnce(): Promise<StorageSnapshot> {
-    const changes = new Map<string, BackupSidecar | null>();
-    this.#changes = changes;
-    try {
-      const snapshot = await readSnapshot(this.#storage, this.#owner, this.#known, this.#logger);
-      const byId = new Map(snapshot.backups.map((b) => [b.id, b]));
-      for (const [id, sidecar] of changes) {
-        if (sidecar) byId.set(id, sidecar);
-        else byId.delete(id);
-      }
-      this.#byId = byId;
-      this.#known = snapshot.known;
-      this.#foreign = snapshot.foreign;
-      this.#resort();
-      if (snapshot.foreign > 0 && !this.#warnedForeign) {
-        this.#warnedForeign = true;
-        this.#logger.warn('backups of another database share this location and name prefix: they are ignored (not listed, pruned or cleaned up)', {
-          foreignBackups: snapshot.foreign,
-          database: this.#owner.database,
-          storage: this.#storage.location,
-          fix: 'give each database its own BACKUP_NAME_PREFIX, S3_PREFIX or BACKUP_LOCAL_DIR',
-        });
-      }
-      return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(o.name)) };
-    } finally {
-      this.#changes = null;
+  async #refreshOnce(since: number): Promise<StorageSnapshot> {
+    // What the index holds counts as known: a backup added by this service whose sidecar read
+    // fails for a moment stays listed (its read is retried on the next refresh).
+    const known = new Map(this.#known);
+    for (const [id, sidecar] of this.#byId) if (!known.has(id)) known.set(id, { version: '', entry: { kind: 'own', sidecar } });
+    const snapshot = await readSnapshot(this.#storage, this.#owner, known, this.#logger);
+    const byId = new Map(snapshot.backups.map((b) => [b.id, b]));
+    for (const [id, change] of this.#changes) {
+      if (change.seq <= since) continue;
+      if (change.sidecar) byId.set(id, change.sidecar);
+      else byId.delete(id);
     }
+    this.#byId = byId;
+    this.#known = snapshot.known;
+    this.#foreign = snapshot.foreign;
+    this.#resort();
+    if (snapshot.foreign > 0 && !this.#warnedForeign) {
+      this.#warnedForeign = true;
+      this.#logger.warn('backups of another database share this location and name prefix: they are ignored (not listed, pruned or cleaned up)', {
+        foreignBackups: snapshot.foreign,
+        database: this.#owner.database,
+        storage: this.#storage.location,
+        fix: 'give each database its own BACKUP_NAME_PREFIX, S3_PREFIX or BACKUP_LOCAL_DIR',
+      });
+    }
+    return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(o.name)) };
   }
 
   add(sidecar: BackupSidecar): void {
     this.#byId.set(sidecar.id, sidecar);
-    this.#changes?.set(sidecar.id, sidecar);
+    this.#record(sidecar.id, sidecar);
     this.#resort();
   }
 
   remove(id: string): void {
-    this.#changes?.set(id, null);
+    this.#record(id, null);
     if (this.#byId.delete(id)) this.#resort();
+  }
+
+  #record(id: string, sidecar: BackupSidecar | null): void {
+    if (this.#pendingRefreshes > 0) this.#changes.set(id, { sidecar, seq: ++this.#seq });
   }
 
   /** Newest first. */

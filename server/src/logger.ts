@@ -33,7 +33,8 @@ const attachContext = winston.format((info) => {
 
 export type Logger = winston.Logger;
 
-export function createLogger(opts: { format: 'json' | 'plain'; level: string }): Logger {
+/** JSON or plain lines on the console; `stream` instead (tests read what the service would log). */
+export function createLogger(opts: { format: 'json' | 'plain'; level: string; stream?: NodeJS.WritableStream }): Logger {
   const base = [winston.format.timestamp(), attachContext()];
   return winston.createLogger({
     level: opts.level,
@@ -47,7 +48,7 @@ export function createLogger(opts: { format: 'json' | 'plain'; level: string }):
               return `${String(timestamp)} ${level.toUpperCase().padEnd(5)} ${String(message)}${extra}`;
             }),
           ),
-    transports: [new winston.transports.Console()],
+    transports: [opts.stream ? new winston.transports.Stream({ stream: opts.stream }) : new winston.transports.Console()],
   });
 }
 
