@@ -89,7 +89,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
         const own = await listOwn();
         const newest = own[0];
         if (!newest) throw new CliError(ExitCode.NOT_FOUND, `no backups in ${dir} (with prefix "${namePrefix}"${database === null ? '' : ` of database ${database}`})`);
-        const databases = [...new Set(own.map((b) => b.database).filter((d) => d !== UNKNOWN))];
+        const databases = [...new Set(own.map((b) => b.database).filter((d) => d !== UNKNOWN))].sort();
         if (database === null && databases.length > 1) {
           throw new CliError(ExitCode.USAGE, `${dir} holds backups of several databases (${databases.join(', ')}) under prefix "${namePrefix}": set DB_NAME to the database the service backs up, or name a backup id.`);
         }
