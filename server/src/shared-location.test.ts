@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSidecar, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
@@ -101,6 +102,30 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('s3: a store that ignores If-None-Match (fauxqs)', () => {
+  // Both writers' lookups found the id free and both committed: the later one's dump replaced the
+  // earlier's. Forced here by replacing the object behind the earlier writer's back once stored.
+  it('the writer whose dump was replaced fails with ID_TAKEN, writes no sidecar and deletes nothing', async () => {
+    const prefix = `shared-${++counter}`;
+    const storage = new S3Storage({
+      bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+    });
+    const theirs = Buffer.from('the other service\'s dump');
+    const failure = await runBackup(
+      { config: configFor('alpha', work), storage, pgTools: tools, logger: silentLogger(), existingIds: () => new Set<string>() },
+      {
+        triggeredBy: 'api', signal: AbortSignal.timeout(60_000), now: () => new Date('2026-06-02T03:00:00Z'),
+        onStage: async (stage) => {
+          if (stage === 'stored') await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/backup_20260602T030000Z.sql.gz`, Body: theirs }));
+        },
+      },
+    ).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'ID_TAKEN' });
+    expect((await storage.list()).map((o) => o.name)).toEqual(['backup_20260602T030000Z.sql.gz']);
+    expect(await storage.getSmall('backup_20260602T030000Z.sql.gz')).toEqual(theirs);
+  });
+});
 
 describe('local: clean-up of leftovers in a shared directory', () => {
   const HOUR = 3600_000;

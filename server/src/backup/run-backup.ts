@@ -99,7 +99,14 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
     await opts.onStage?.('stored');
 
-    await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
+    try {
+      await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
+    } catch (error) {
+      // A read-back that differs may be another writer's object, not a corrupt one of ours.
+      await assertStillOurs(storage, id, streamed.etag, secrets);
+      throw error;
+    }
+    await assertStillOurs(storage, id, streamed.etag, secrets);
     logger.info('dump verified', { sha256: streamed.sha256 });
     await opts.onStage?.('verified');
 
@@ -159,7 +166,7 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
  * there, the check until the compressed stream has inflated to exactly the dump; otherwise the
  * stream errors and the storage discards the upload instead of committing a partial dump.
  */
-async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
+async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined }> {
   const { config, storage, pgTools, logger } = ctx.deps;
   const { signal, onStage } = ctx.opts;
   const { id, secrets } = ctx;
@@ -226,7 +233,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
         `storage reports ${putResult.value.sizeBytes} bytes for backup ${id}, but ${compressed.bytes} were streamed`,
       );
     }
-    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes };
+    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes, etag: putResult.value.etag };
   } finally {
     signal.removeEventListener('abort', onAbort);
     // Never leave a pg_dump behind, whatever happened above.
@@ -257,6 +264,24 @@ async function chooseBackupId(
     if (!present) return id;
     taken.add(id);
   }
+}
+
+/**
+ * Throws ID_TAKEN when the dump under `id` is no longer the object this backup stored (its ETag
+ * changed): on an S3 store that ignores If-None-Match (the fauxqs emulator, some gateways), two
+ * writers whose lookups both found the id free both commit, and the later replaces the earlier.
+ * The earlier one must then neither write a sidecar for the other's dump nor delete it. Local
+ * storage publishes with link(), which cannot replace, and reports no ETag.
+ */
+async function assertStillOurs(storage: Storage, id: string, etag: string | undefined, secrets: readonly string[]): Promise<void> {
+  if (etag === undefined) return;
+  let current: string | undefined;
+  try {
+    current = (await storage.stat(id))?.etag;
+  } catch (error) {
+    throw storageFailure(`checking backup ${id} after storing it`, error, storage, secrets);
+  }
+  if (current !== etag) throw storageFailure(`storing backup ${id}`, new StorageExistsError(id), storage, secrets);
 }
 
 /**

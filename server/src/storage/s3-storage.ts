@@ -91,7 +91,7 @@ export class S3Storage implements Storage {
     });
   }
 
-  async putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }> {
+  async putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number; etag?: string }> {
     const { signal } = opts;
     try {
       assertSafeName(name);
@@ -140,7 +140,10 @@ export class S3Storage implements Storage {
       throw error;
     });
     const [piped, uploaded] = await Promise.allSettled([piping, uploading]);
-    if (piped.status === 'fulfilled' && uploaded.status === 'fulfilled') return { sizeBytes };
+    if (piped.status === 'fulfilled' && uploaded.status === 'fulfilled') {
+      const etag = uploaded.value.ETag;
+      return etag === undefined ? { sizeBytes } : { sizeBytes, etag };
+    }
 
     body.destroy();
     // The id is known only once CreateMultipartUpload answered; it was sent without the signal so
@@ -199,7 +202,7 @@ export class S3Storage implements Storage {
     const key = this.#key(name);
     try {
       const out = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
-      return { name, sizeBytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+      return { name, sizeBytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), ...(out.ETag === undefined ? {} : { etag: out.ETag }) };
     } catch (error) {
       if (isNotFound(error)) return null;
       throw this.#wrap(`reading the metadata of ${this.#describe(key)}`, error);

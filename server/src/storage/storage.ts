@@ -5,6 +5,8 @@ export interface StoredObject {
   readonly name: string;
   readonly sizeBytes: number;
   readonly lastModified: Date;
+  /** S3's ETag: changes when the object is replaced (stat only; absent on local storage). */
+  readonly etag?: string;
 }
 
 export interface ReadRange {
@@ -33,7 +35,7 @@ export interface Storage {
    * under `name` or in a temporary place (local temp file removed, S3 multipart upload aborted)
    * and the error is rethrown. Resolves once the object is durably stored.
    */
-  putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }>;
+  putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number; etag?: string }>;
 
   /**
    * Atomically writes a small object (a sidecar) that must not exist yet (StorageExistsError):
