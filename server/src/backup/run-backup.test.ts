@@ -294,6 +294,14 @@ for (const backend of BACKENDS) {
             },
           }),
         );
+        if (backend.name === 's3') {
+          // On S3 the rewrite is a new object (its ETag changed): another writer's, as when two
+          // services chose one id on a store that ignores If-None-Match. It is not ours to delete,
+          // and no sidecar is written for it.
+          expect(error.code).toBe('ID_TAKEN');
+          expect((await storage.list()).map((o) => o.name)).toEqual([expect.stringMatching(/\.sql\.gz$/)]);
+          return;
+        }
         expect(error.code).toBe('VERIFY_FAILED');
         expect(error.message).toMatch(/^(reading backup \S+ back from storage failed|backup \S+ reads back differently)/);
         expect(await leftovers()).toEqual([]);
