@@ -21,7 +21,6 @@ export {
   compareNewestFirst,
   isOfDatabase,
   parseSidecar,
-  SIDECAR_SUFFIX,
   sidecarName,
   toBackup,
   type ParsedSidecar,

@@ -22,7 +22,6 @@ export {
   isBackupId,
   isOfDatabase,
   parseSidecar,
-  SIDECAR_SUFFIX,
   sidecarName,
   toBackup,
   UNKNOWN,
