@@ -84,7 +84,8 @@ async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdA
     pgDumpVersion: pg.version.split(' ')[0],
     uncompressedSizeBytes: opts.uncompressed,
     compression: { format: 'gzip', level: 6 },
-    database: 'src',
+    // The service that wrote these backs up DB_NAME (app): db-restore picks only its backups.
+    database: 'app',
     serviceVersion: '0.1.0',
     format: 'plain',
   };
@@ -345,7 +346,7 @@ describe('db-restore (built CLI, real PostgreSQL, local backups)', () => {
     await pg.query(`DROP ROLE IF EXISTS app_owner`, [], 'postgres').catch(() => undefined);
     await pg.query(`CREATE ROLE app_owner LOGIN CREATEDB PASSWORD '${password}'`, [], 'postgres');
     await seedTarget('owned', 'app_owner');
-    const res = await cli(['--force', 'latest'], cliEnv({ DB_USER: 'app_owner', DB_PASSWORD: password, DB_NAME: 'owned' }));
+    const res = await cli(['--force', '--database', 'owned', 'latest'], cliEnv({ DB_USER: 'app_owner', DB_PASSWORD: password }));
     expect(res.code, res.stderr).toBe(0);
     expect(await snapshot('owned')).toEqual(stateB);
     const { rows } = await pg.query<{ owner: string }>(`SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'owned'`, [], 'postgres');

@@ -459,12 +459,14 @@ exec "${real}/pg_dump" "$@"
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     await svc.kill();
-    const again = await start({});
+    // Clean-up removes only leftovers older than BACKUP_TIMEOUT (a younger one may be another
+    // service's write in progress); it runs at start and after every backup.
+    const again = await start({ BACKUP_TIMEOUT: '1s' });
     expect((await api(again.baseUrl, TOKEN).json<Backup[]>('/api/v1/backups')).length).toBe(sizeBefore);
     const deadline = Date.now() + 30_000;
     while ((await leftovers()).length > 0 || (await readdir(setup.dir)).some((f) => f.startsWith('.tmp-'))) {
       if (Date.now() > deadline) throw new Error(`leftovers not cleaned: ${(await readdir(setup.dir)).join(', ')}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await api(again.baseUrl, TOKEN).backup();
     }
     await again.stop();
   });

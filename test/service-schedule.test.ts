@@ -88,7 +88,16 @@ describe('retention and the index inside the service', () => {
     expect(list).toHaveLength(2);
     const metrics = await (await fetch(`${svc.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(/dbbackup_retention_deleted_total [1-9]/);
-    expect(svc.logs.some((l) => l.includes('retention deleted a backup'))).toBe(true);
+    // Each deletion line names the backup it deleted, and carries no job's fields: retention runs
+    // outside the finished job's log context (M2).
+    const deletions = svc.logs.filter((l) => l.includes('retention deleted a backup')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(deletions.length).toBeGreaterThan(0);
+    for (const line of deletions) {
+      expect(line.deletedBackupId).toMatch(/^backup_\d{8}T\d{6}Z/);
+      expect(list.map((b) => b.id)).not.toContain(line.deletedBackupId);
+      expect(line).not.toHaveProperty('jobId');
+      expect(line).not.toHaveProperty('backupId');
+    }
   });
 
   it('picks up backups added and removed by others on its periodic refresh', async () => {

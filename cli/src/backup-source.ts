@@ -34,8 +34,3 @@ export interface BackupSource {
   /** Makes the dump available as a local file (downloading it where needed). */
   fetch(backup: ResolvedBackup, opts: { signal: AbortSignal; progress: Progress }): Promise<LocalDump>;
 }
-
-/** Newest first; ties (same second) by id, whose `_<n>` suffix orders same-second backups. */
-export function newestFirst(a: Backup, b: Backup): number {
-  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
-}

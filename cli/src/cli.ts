@@ -151,7 +151,7 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
 }
 
 function sourceFor(storage: StorageSettings, config: CliConfig, warn: (m: string) => void): BackupSource {
-  return storage.backend === 'local' ? localSource(storage.dir, config.namePrefix, warn) : serviceSource(storage.serviceUrl, storage.apiToken, { warn });
+  return storage.backend === 'local' ? localSource(storage.dir, { namePrefix: config.namePrefix, database: config.serviceDatabase }, warn) : serviceSource(storage.serviceUrl, storage.apiToken, { warn });
 }
 
 async function listBackups(ctx: CliContext, opts: Options, warn: (m: string) => void): Promise<Backup[]> {

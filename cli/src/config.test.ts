@@ -25,8 +25,14 @@ describe('loadCliConfig', () => {
       storage: { backend: 'local', dir: '/backups' },
       pgBinDir: null,
       namePrefix: 'backup',
+      serviceDatabase: 'app',
     });
     expect(Object.isFrozen(config)).toBe(true);
+    // --database changes the target, not whose backups these are (the service's DB_NAME).
+    expect(loadCliConfig({ ...DB, STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/b' }, { database: true, storage: true, databaseOverride: 'staging' })).toMatchObject({
+      db: { database: 'staging' },
+      serviceDatabase: 'app',
+    });
   });
 
   it('reads PGSSLMODE and the certificate paths as libpq names them, refusing an unknown mode', () => {
@@ -82,6 +88,7 @@ describe('loadCliConfig', () => {
     expect(loadCliConfig({ STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: '/b', BACKUP_NAME_PREFIX: 'prod-db' }, { database: false, storage: true })).toMatchObject({
       db: null,
       namePrefix: 'prod-db',
+      serviceDatabase: null,
     });
   });
 });

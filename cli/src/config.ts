@@ -32,6 +32,11 @@ export interface CliConfig {
   readonly storage: StorageSettings | null;
   readonly pgBinDir: string | null;
   readonly namePrefix: string;
+  /**
+   * DB_NAME as the service has it (whatever --database says): whose backups db-restore picks from
+   * a shared directory (invariant 11). null when unset.
+   */
+  readonly serviceDatabase: string | null;
 }
 
 export interface ConfigNeeds {
@@ -147,5 +152,5 @@ export function loadCliConfig(env: NodeJS.ProcessEnv, needs: ConfigNeeds): CliCo
     const s = problems.length === 1 ? '' : 's';
     throw new CliError(ExitCode.USAGE, `Invalid configuration (${problems.length} problem${s}):\n${problems.join('\n')}`);
   }
-  return Object.freeze({ db: db && Object.freeze(db), storage: storage && Object.freeze(storage), pgBinDir: raw('PG_BIN_DIR') ?? null, namePrefix });
+  return Object.freeze({ db: db && Object.freeze(db), storage: storage && Object.freeze(storage), pgBinDir: raw('PG_BIN_DIR') ?? null, namePrefix, serviceDatabase: raw('DB_NAME') ?? null });
 }

@@ -1,8 +1,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
+import { parseSidecar, sidecarName } from '@db-backup-service/sdk';
 import type { BackupSource, ResolvedBackup } from './backup-source.js';
 import { CliError, ExitCode } from './exit-codes.js';
-import { parseSidecar } from './local-source.js';
 
 /**
  * `--file PATH`: a .sql.gz on local disk (e.g. one downloaded with curl -OJ). When `<PATH>.meta.json`
@@ -27,13 +27,13 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
       }
       let text: string | null = null;
       try {
-        text = await readFile(`${file}.meta.json`, 'utf8');
+        text = await readFile(sidecarName(file), 'utf8');
       } catch {
         warn(`no ${basename(file)}.meta.json beside the file: only its gzip integrity can be verified, not its checksum`);
       }
       if (text !== null) {
         const parsed = parseSidecar(text, null);
-        if ('problem' in parsed) {
+        if (!parsed.ok) {
           throw new CliError(ExitCode.VERIFICATION_FAILED, `${file}.meta.json is ${parsed.problem}; remove it to restore without a checksum check. Nothing was changed in the database.`, {
             databaseState: 'untouched',
           });

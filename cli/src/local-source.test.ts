@@ -47,7 +47,7 @@ describe('localSource', () => {
     await put('other_20260515T010000Z.sql.gz', '2026-05-15T01:00:05Z'); // another prefix
     await put('backup_20260516T010000Z.sql.gz', '2026-05-16T01:00:05Z', { meta: { id: 'broken' } });
     const warnings: string[] = [];
-    const list = await localSource(dir, 'backup', (m) => warnings.push(m)).list({});
+    const list = await localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m)).list({});
     expect(list.map((b) => b.id)).toEqual(['backup_20260512T010000Z_1.sql.gz', 'backup_20260512T010000Z.sql.gz', 'backup_20260510T010000Z.sql.gz']);
     expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'durationMs', 'id', 'pgVersion', 'sha256', 'sizeBytes', 'triggeredBy']);
     expect(warnings).toHaveLength(2);
@@ -57,7 +57,7 @@ describe('localSource', () => {
     await put('backup_20260510T010000Z.sql.gz', '2026-05-10T01:00:05Z');
     await put('backup_20260511T010000Z.sql.gz', '2026-05-11T01:00:05Z');
     await put('backup_20260512T010000Z.sql.gz', '2026-05-12T01:00:05Z', { meta: null });
-    const source = localSource(dir, 'backup', () => undefined);
+    const source = localSource(dir, { namePrefix: 'backup', database: 'app' }, () => undefined);
     expect(await source.resolve('latest', {})).toMatchObject({ id: 'backup_20260511T010000Z.sql.gz', sha256: 'a'.repeat(64), sizeBytes: 3 });
     expect(await source.resolve('backup_20260510T010000Z.sql.gz', {})).toMatchObject({ id: 'backup_20260510T010000Z.sql.gz' });
     await expect(source.resolve('backup_20260512T010000Z.sql.gz', {})).rejects.toMatchObject({ exitCode: ExitCode.NOT_FOUND, message: expect.stringMatching(/without a sidecar/) });
@@ -65,6 +65,24 @@ describe('localSource', () => {
   });
 
   it('says so when the directory cannot be read (exit 2)', async () => {
-    await expect(localSource(join(dir, 'missing'), 'backup', () => undefined).list({})).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/ENOENT/) });
+    await expect(localSource(join(dir, 'missing'), { namePrefix: 'backup', database: 'app' }, () => undefined).list({})).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/ENOENT/) });
+  });
+
+  it("lists the reference service's backups and only this database's; latest never picks another database's", async () => {
+    const reference = { id: 'backup_20260509T010000Z.sql.gz', createdAt: '2026-05-09T01:00:05Z', sizeBytes: 3, sha256: 'b'.repeat(64), pgVersion: '17.2', durationMs: 7, triggeredBy: 'api' };
+    await put(reference.id, reference.createdAt, { meta: reference });
+    await put('backup_20260510T010000Z.sql.gz', '2026-05-10T01:00:05Z');
+    await put('backup_20260511T010000Z.sql.gz', '2026-05-11T01:00:05Z', { meta: sidecar('backup_20260511T010000Z.sql.gz', '2026-05-11T01:00:05Z', { database: 'billing' }) });
+    const warnings: string[] = [];
+    const source = localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m));
+    expect((await source.list({})).map((b) => b.id)).toEqual(['backup_20260510T010000Z.sql.gz', reference.id]);
+    expect(warnings).toEqual([expect.stringMatching(/1 backup in .* belong to another database than app: not listed/)]);
+    expect(await source.resolve('latest', {})).toMatchObject({ id: 'backup_20260510T010000Z.sql.gz' });
+    expect(await source.resolve(reference.id, {})).toMatchObject({ id: reference.id, sha256: 'b'.repeat(64) });
+    await expect(source.resolve('backup_20260511T010000Z.sql.gz', {})).rejects.toMatchObject({ exitCode: ExitCode.NOT_FOUND, message: expect.stringMatching(/of database billing, not app/) });
+    // Without DB_NAME it cannot tell whose the newest is: it refuses to choose.
+    await expect(localSource(dir, { namePrefix: 'backup', database: null }, () => undefined).resolve('latest', {})).rejects.toMatchObject({
+      exitCode: ExitCode.USAGE, message: expect.stringMatching(/several databases \(app, billing\).*set DB_NAME/),
+    });
   });
 });

@@ -1,58 +1,36 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BackupSidecarSchema, isBackupId, type Backup, type BackupSidecar } from '@db-backup-service/sdk';
-import { newestFirst, type BackupSource, type LocalDump, type ResolvedBackup } from './backup-source.js';
+import { backupIdOfSidecar, compareNewestFirst, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
+import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { CliError, ExitCode } from './exit-codes.js';
 
-const SIDECAR_SUFFIX = '.meta.json';
-
-/** The public fields of a sidecar: what the API lists for a backup. */
-function toBackup(s: BackupSidecar): Backup {
-  return {
-    id: s.id,
-    createdAt: s.createdAt,
-    sizeBytes: s.sizeBytes,
-    sha256: s.sha256,
-    pgVersion: s.pgVersion,
-    durationMs: s.durationMs,
-    triggeredBy: s.triggeredBy,
-  };
-}
-
-/** Parses a sidecar's text; the reason when it is not one. */
-export function parseSidecar(text: string, expectedId: string | null): { sidecar: BackupSidecar } | { problem: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { problem: 'not valid JSON' };
-  }
-  const parsed = BackupSidecarSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { problem: `not a backup sidecar (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'})` };
-  }
-  if (expectedId !== null && parsed.data.id !== expectedId) return { problem: `it describes ${parsed.data.id}` };
-  return { sidecar: parsed.data };
+/** Whose backups db-restore may pick: the service's name prefix and, when DB_NAME is set, its database. */
+export interface LocalOwner {
+  readonly namePrefix: string;
+  /** DB_NAME as the service has it; null when unset (then `latest` refuses to choose between databases). */
+  readonly database: string | null;
 }
 
 /**
  * Backups in BACKUP_LOCAL_DIR, read directly (the service need not run). Like the service, only
- * dumps with a sidecar count: a dump without one was never completed (invariant 1).
+ * dumps with a sidecar count (a dump without one was never completed, invariant 1), and only this
+ * service's: its name prefix and a sidecar naming its database (invariant 11).
  */
-export function localSource(dir: string, namePrefix: string, warn: (message: string) => void): BackupSource {
+export function localSource(dir: string, owner: LocalOwner, warn: (message: string) => void): BackupSource {
   const description = `local directory ${dir}`;
+  const { namePrefix, database } = owner;
 
   const readSidecar = async (id: string): Promise<BackupSidecar | null> => {
+    const path = join(dir, sidecarName(id));
     let text: string;
     try {
-      text = await readFile(join(dir, `${id}${SIDECAR_SUFFIX}`), 'utf8');
+      text = await readFile(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw new CliError(ExitCode.USAGE, `cannot read ${join(dir, `${id}${SIDECAR_SUFFIX}`)}: ${(err as Error).message}`, { cause: err });
+      throw new CliError(ExitCode.USAGE, `cannot read ${path}: ${(err as Error).message}`, { cause: err });
     }
     const result = parseSidecar(text, id);
-    if ('problem' in result) {
+    if (!result.ok) {
       warn(`ignoring ${id}: its sidecar is ${result.problem}`);
       return null;
     }
@@ -67,40 +45,55 @@ export function localSource(dir: string, namePrefix: string, warn: (message: str
     }
   };
 
+  /** Our complete backups, newest first; another database's are counted and left out. */
+  const listOwn = async (): Promise<BackupSidecar[]> => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new CliError(ExitCode.USAGE, `BACKUP_LOCAL_DIR ${dir} cannot be read (${code}). Set it to the directory the service writes backups to (inside the container, its mount point).`, { cause: err });
+    }
+    const own: BackupSidecar[] = [];
+    let foreign = 0;
+    for (const name of names) {
+      const id = backupIdOfSidecar(name);
+      // The service's own names only: nothing else in the directory is a backup of ours.
+      if (id === null || !id.startsWith(`${namePrefix}_`)) continue;
+      const sidecar = await readSidecar(id);
+      if (sidecar === null) continue;
+      if (database !== null && !isOfDatabase(sidecar, database)) {
+        foreign++;
+        continue;
+      }
+      if (!(await dumpExists(id))) {
+        warn(`ignoring ${id}: its sidecar exists but the dump is missing`);
+        continue;
+      }
+      own.push(sidecar);
+    }
+    if (foreign > 0) warn(`${foreign} backup${foreign === 1 ? '' : 's'} in ${dir} under prefix "${namePrefix}" belong to another database than ${database ?? ''}: not listed`);
+    return own.sort(compareNewestFirst);
+  };
+
   const source: BackupSource = {
     description,
 
     async list() {
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
-        throw new CliError(ExitCode.USAGE, `BACKUP_LOCAL_DIR ${dir} cannot be read (${code}). Set it to the directory the service writes backups to (inside the container, its mount point).`, { cause: err });
-      }
-      const backups: Backup[] = [];
-      for (const name of names) {
-        if (!name.endsWith(SIDECAR_SUFFIX)) continue;
-        const id = name.slice(0, -SIDECAR_SUFFIX.length);
-        // The service's own names only: nothing else in the directory is a backup of ours.
-        if (!isBackupId(id) || !id.startsWith(`${namePrefix}_`)) continue;
-        const sidecar = await readSidecar(id);
-        if (sidecar === null) continue;
-        if (!(await dumpExists(id))) {
-          warn(`ignoring ${id}: its sidecar exists but the dump is missing`);
-          continue;
-        }
-        backups.push(toBackup(sidecar));
-      }
-      return backups.sort(newestFirst);
+      return (await listOwn()).map(toBackup);
     },
 
     async resolve(idOrLatest) {
       let sidecar: BackupSidecar | null;
       if (idOrLatest === 'latest') {
-        const newest = (await source.list({}))[0];
-        if (!newest) throw new CliError(ExitCode.NOT_FOUND, `no backups in ${dir} (with prefix "${namePrefix}")`);
-        sidecar = await readSidecar(newest.id);
+        const own = await listOwn();
+        const newest = own[0];
+        if (!newest) throw new CliError(ExitCode.NOT_FOUND, `no backups in ${dir} (with prefix "${namePrefix}"${database === null ? '' : ` of database ${database}`})`);
+        const databases = [...new Set(own.map((b) => b.database).filter((d) => d !== UNKNOWN))].sort();
+        if (database === null && databases.length > 1) {
+          throw new CliError(ExitCode.USAGE, `${dir} holds backups of several databases (${databases.join(', ')}) under prefix "${namePrefix}": set DB_NAME to the database the service backs up, or name a backup id.`);
+        }
+        sidecar = newest;
       } else {
         // Checked before touching the file system: an id never names a path (invariant 7).
         if (!isBackupId(idOrLatest)) {
@@ -111,8 +104,11 @@ export function localSource(dir: string, namePrefix: string, warn: (message: str
           const hint = (await dumpExists(idOrLatest)) ? ' (the dump exists without a sidecar: it was never completed and verified)' : '';
           throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} not found in ${dir}${hint}. Run db-restore without arguments to list backups.`);
         }
+        if (database !== null && !isOfDatabase(sidecar, database)) {
+          throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} in ${dir} is of database ${sidecar.database}, not ${database} (DB_NAME): not restoring another database's backup. Restore it with --file if that is really meant.`);
+        }
       }
-      if (sidecar === null || !(await dumpExists(sidecar.id))) {
+      if (!(await dumpExists(sidecar.id))) {
         throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} not found in ${dir}`);
       }
       return {

@@ -16,7 +16,17 @@ export {
   LivenessSchema,
   ProblemSchema,
   TriggerSchema,
+  UNKNOWN,
 } from './schemas.js';
+export {
+  backupIdOfSidecar,
+  compareNewestFirst,
+  isOfDatabase,
+  parseSidecar,
+  sidecarName,
+  toBackup,
+  type ParsedSidecar,
+} from './sidecar.js';
 export type { Backup, BackupSidecar, Health, Info, Job, JobConflict, JobStatus, Liveness, Problem, Trigger } from './schemas.js';
 export { REDACTED, redact } from './redact.js';
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption } from './pg-tls.js';

@@ -48,13 +48,22 @@ export type Backup = z.infer<typeof BackupSchema>;
 /**
  * The sidecar (`<id>.meta.json`): the public Backup fields plus what an operator needs to restore
  * it elsewhere. Written last, only after the dump is stored and verified (invariant 1).
+ *
+ * The reference service writes only the Backup fields; the defaults below describe its backups
+ * (gzipped plain SQL) and say `unknown` (or null) for what it does not record, so its backups list,
+ * download, restore and expire like ours. A sidecar without a database counts as this service's.
  */
+/** What a sidecar says for a field it does not carry (the reference service's sidecars). */
+export const UNKNOWN = 'unknown';
+
 export const BackupSidecarSchema = BackupSchema.extend({
-  pgDumpVersion: z.string(),
-  uncompressedSizeBytes: z.number().int().nonnegative(),
-  compression: z.object({ format: z.literal('gzip'), level: z.number().int().min(1).max(9) }),
-  database: z.string(),
-  serviceVersion: z.string(),
+  pgDumpVersion: z.string().default(UNKNOWN),
+  uncompressedSizeBytes: z.number().int().nonnegative().nullable().default(null).describe('null: not recorded.'),
+  compression: z
+    .object({ format: z.literal('gzip'), level: z.number().int().min(1).max(9).nullable().default(null) })
+    .default({ format: 'gzip', level: null }),
+  database: z.string().default(UNKNOWN),
+  serviceVersion: z.string().default(UNKNOWN),
   format: z.literal('plain').default('plain'),
 });
 export type BackupSidecar = z.infer<typeof BackupSidecarSchema>;
@@ -107,6 +116,11 @@ export const InfoSchema = z.object({
   backup: z.object({
     lastSuccessfulBackupAgeSeconds: z.number().int().nullable(),
     lastSuccessfulBackupId: z.string().nullable(),
+    foreignBackups: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe("Backups under this service's name prefix whose sidecar names another database: ignored (not listed, pruned or cleaned). Non-zero means two services share a location."),
   }),
 });
 export type Info = z.infer<typeof InfoSchema>;

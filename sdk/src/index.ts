@@ -14,8 +14,25 @@ export { BackupServiceError, type BackupServiceErrorCode } from './errors.js';
 export type { ContentRange } from './headers.js';
 
 // The contract's shapes, so callers (and db-restore) need no second dependency to name them; its
-// dump-trailer check, so db-restore accepts exactly the dumps the service does; and its redact.
-export { BACKUP_ID_PATTERN, BackupSidecarSchema, checkDumpEnding, DUMP_ENDS_KEEP_BYTES, isBackupId, REDACTED, redact } from '@db-backup-service/contract';
+// sidecar parser and dump-trailer check, so db-restore accepts exactly the backups and dumps the
+// service does; and its redact.
+export {
+  BACKUP_ID_PATTERN,
+  backupIdOfSidecar,
+  BackupSidecarSchema,
+  checkDumpEnding,
+  compareNewestFirst,
+  DUMP_ENDS_KEEP_BYTES,
+  isBackupId,
+  isOfDatabase,
+  parseSidecar,
+  REDACTED,
+  redact,
+  sidecarName,
+  toBackup,
+  UNKNOWN,
+  type ParsedSidecar,
+} from '@db-backup-service/contract';
 // PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from '@db-backup-service/contract';
 export type { Backup, BackupSidecar, DumpEndingCheck, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from '@db-backup-service/contract';

@@ -1,68 +1,92 @@
-import { BackupSidecarSchema, isBackupId, type Backup, type BackupSidecar } from '@db-backup-service/contract';
+import { compareNewestFirst, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, type BackupSidecar } from '@db-backup-service/contract';
 import type { Logger } from './logger.js';
-import type { Storage, StoredObject } from './storage/storage.js';
+import { StorageNotFoundError, type Storage, type StoredObject } from './storage/storage.js';
 
-const SIDECAR_SUFFIX = '.meta.json';
-
-/** The public Backup fields of a sidecar (the sidecar carries more for restores). */
-export function toBackup(sidecar: BackupSidecar): Backup {
-  const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy } = sidecar;
-  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy };
-}
-
-/** Newest first by creation time; the id (which embeds the time) breaks ties deterministically. */
-export function compareNewestFirst(a: BackupSidecar, b: BackupSidecar): number {
-  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id);
-}
-
-/** Does `id` belong to this service (its name prefix)? Retention and clean-up act on nothing else. */
+/** Does `id` carry this service's name prefix? Retention and clean-up act on nothing else. */
 export function isOwnBackupId(id: string, namePrefix: string): boolean {
   return isBackupId(id) && id.startsWith(`${namePrefix}_`);
 }
 
+/** Whose backups these are (invariant 11): this name prefix, and a sidecar naming this database. */
+export interface Owner {
+  readonly namePrefix: string;
+  readonly database: string;
+}
+
+/** What one sidecar said: our backup, another database's, or not a sidecar (with why). */
+export type SidecarEntry =
+  | { readonly kind: 'own' | 'foreign'; readonly sidecar: BackupSidecar }
+  | { readonly kind: 'invalid'; readonly problem: string };
+
+/** A sidecar as last read, with the size and date it had in the listing (a change means: read it again). */
+export interface KnownSidecar {
+  readonly version: string;
+  readonly entry: SidecarEntry;
+}
+
 export interface StorageSnapshot {
-  /** Dumps with a valid sidecar: the backups. */
+  /** Our dumps with a valid sidecar of our database: the backups. */
   readonly backups: BackupSidecar[];
-  /** Own-prefix dump objects without a sidecar (interrupted or unverified). */
+  /** Own-prefix dump objects without a sidecar in this listing (interrupted, unverified, or in flight). */
   readonly orphans: StoredObject[];
+  /** Own-prefix backups whose sidecar names another database: never listed, pruned or cleaned. */
+  readonly foreign: number;
+  /** Every sidecar read, by backup id: what the next snapshot need not read again. */
+  readonly known: ReadonlyMap<string, KnownSidecar>;
+}
+
+function versionOf(object: StoredObject): string {
+  return `${object.sizeBytes}:${object.lastModified.getTime()}`;
 }
 
 /**
- * Reads one complete listing and the sidecars it needs. `known` lets the index skip sidecars it
- * has already parsed, so a refresh reads only what changed. Throws when the listing fails: callers
- * must never act on a partial view (invariant 4).
+ * Reads one complete listing and the sidecars it needs. A sidecar already in `known` at the same
+ * size and date is not read again, so a refresh reads only what changed and an invalid sidecar is
+ * reported once, not on every refresh. Invalid and foreign sidecars still mark their dump as
+ * someone's (never an orphan). Throws when the listing fails: callers must never act on a partial
+ * view (invariant 4).
  */
-export async function readSnapshot(
-  storage: Storage,
-  namePrefix: string,
-  known: ReadonlyMap<string, BackupSidecar>,
-  logger: Logger,
-): Promise<StorageSnapshot> {
+export async function readSnapshot(storage: Storage, owner: Owner, known: ReadonlyMap<string, KnownSidecar>, logger: Logger): Promise<StorageSnapshot> {
   const objects = await storage.list();
   const names = new Map(objects.map((o) => [o.name, o]));
   const backups: BackupSidecar[] = [];
   const orphans: StoredObject[] = [];
+  const read = new Map<string, KnownSidecar>();
+  let foreign = 0;
   for (const object of objects) {
-    if (!isOwnBackupId(object.name, namePrefix)) continue;
-    if (!names.has(object.name + SIDECAR_SUFFIX)) {
+    if (!isOwnBackupId(object.name, owner.namePrefix)) continue;
+    const sidecarObject = names.get(sidecarName(object.name));
+    if (!sidecarObject) {
       orphans.push(object);
       continue;
     }
-    const cached = known.get(object.name);
-    if (cached) {
-      backups.push(cached);
-      continue;
+    const version = versionOf(sidecarObject);
+    const previous = known.get(object.name);
+    let current: KnownSidecar | undefined = previous?.version === version ? previous : undefined;
+    if (!current) {
+      try {
+        const parsed = parseSidecar((await storage.getSmall(sidecarName(object.name))).toString('utf8'), object.name);
+        if (parsed.ok) {
+          current = { version, entry: { kind: isOfDatabase(parsed.sidecar, owner.database) ? 'own' : 'foreign', sidecar: parsed.sidecar } };
+        } else {
+          current = { version, entry: { kind: 'invalid', problem: parsed.problem } };
+          // Once per version of the file: the next refresh finds it in `known` and stays quiet.
+          logger.warn('ignoring a backup whose sidecar is not valid (it is left as it is)', { sidecar: sidecarName(object.name), reason: parsed.problem });
+        }
+      } catch (error) {
+        // Deleted between list and read (retention elsewhere): simply gone.
+        if (error instanceof StorageNotFoundError) continue;
+        // A transient read failure must not make a known backup disappear (L1): keep what we had.
+        current = previous;
+        logger.warn('could not read a sidecar; keeping what was known of it', { sidecar: sidecarName(object.name), error: (error as Error).message });
+        if (!current) continue;
+      }
     }
-    try {
-      const parsed = BackupSidecarSchema.safeParse(JSON.parse((await storage.getSmall(object.name + SIDECAR_SUFFIX)).toString('utf8')));
-      if (parsed.success && parsed.data.id === object.name) backups.push(parsed.data);
-      else logger.warn('ignoring a backup whose sidecar is invalid', { backupId: object.name });
-    } catch (error) {
-      // A sidecar deleted between list and read (retention elsewhere) is not an error.
-      logger.warn('could not read a sidecar', { backupId: object.name, error: (error as Error).message });
-    }
+    read.set(object.name, current);
+    if (current.entry.kind === 'own') backups.push(current.entry.sidecar);
+    else if (current.entry.kind === 'foreign') foreign++;
   }
-  return { backups, orphans };
+  return { backups, orphans, foreign, known: read };
 }
 
 /**
@@ -71,43 +95,98 @@ export async function readSnapshot(
  * reads sidecars.
  */
 export class BackupIndex {
+  readonly #storage: Storage;
+  readonly #owner: Owner;
+  readonly #logger: Logger;
   #byId = new Map<string, BackupSidecar>();
+  #known: ReadonlyMap<string, KnownSidecar> = new Map();
+  #foreign = 0;
+  #warnedForeign = false;
   #sorted: BackupSidecar[] = [];
   /** The listing as the API sends it, built on first use after a change. */
   #listJson: Buffer | null = null;
-  #lastRefresh: Date | null = null;
+  /** The refresh in flight (or the last one): refreshes run one after another. */
+  #refreshing: Promise<unknown> = Promise.resolve();
+  #pendingRefreshes = 0;
+  /**
+   * add()/remove() made while refreshes are pending, by id (sidecar null: removed), numbered: a
+   * refresh applies those made after it was requested on top of its listing, which may predate them.
+   */
+  readonly #changes = new Map<string, { readonly sidecar: BackupSidecar | null; readonly seq: number }>();
+  #seq = 0;
 
-  constructor(
-    private readonly storage: Storage,
-    private readonly namePrefix: string,
-    private readonly logger: Logger,
-  ) {}
-
-  /** Replaces the index with a fresh read of storage; on failure the previous index stays. */
-  async refresh(): Promise<StorageSnapshot> {
-    const snapshot = await readSnapshot(this.storage, this.namePrefix, this.#byId, this.logger);
-    this.#byId = new Map(snapshot.backups.map((b) => [b.id, b]));
-    this.#resort();
-    this.#lastRefresh = new Date();
-    return snapshot;
+  constructor(storage: Storage, owner: Owner, logger: Logger) {
+    this.#storage = storage;
+    this.#owner = owner;
+    this.#logger = logger;
   }
 
-  get lastRefresh(): Date | null {
-    return this.#lastRefresh;
+  /**
+   * Replaces the index with a fresh read of storage; on failure the previous index stays.
+   * Serialised, so an older read never finishes after a newer one and wins; and a backup added
+   * after the refresh was requested stays, even though the listing may predate its sidecar (L1).
+   */
+  refresh(): Promise<StorageSnapshot> {
+    const since = this.#seq;
+    this.#pendingRefreshes++;
+    const run = this.#refreshing.then(() => this.#refreshOnce(since)).finally(() => {
+      if (--this.#pendingRefreshes === 0) this.#changes.clear();
+    });
+    this.#refreshing = run.catch(() => undefined);
+    return run;
+  }
+
+  async #refreshOnce(since: number): Promise<StorageSnapshot> {
+    // What the index holds counts as known: a backup added by this service whose sidecar read
+    // fails for a moment stays listed (its read is retried on the next refresh).
+    const known = new Map(this.#known);
+    for (const [id, sidecar] of this.#byId) if (!known.has(id)) known.set(id, { version: '', entry: { kind: 'own', sidecar } });
+    const snapshot = await readSnapshot(this.#storage, this.#owner, known, this.#logger);
+    const byId = new Map(snapshot.backups.map((b) => [b.id, b]));
+    for (const [id, change] of this.#changes) {
+      if (change.seq <= since) continue;
+      if (change.sidecar) byId.set(id, change.sidecar);
+      else byId.delete(id);
+    }
+    this.#byId = byId;
+    this.#known = snapshot.known;
+    this.#foreign = snapshot.foreign;
+    this.#resort();
+    if (snapshot.foreign > 0 && !this.#warnedForeign) {
+      this.#warnedForeign = true;
+      this.#logger.warn('backups of another database share this location and name prefix: they are ignored (not listed, pruned or cleaned up)', {
+        foreignBackups: snapshot.foreign,
+        database: this.#owner.database,
+        storage: this.#storage.location,
+        fix: 'give each database its own BACKUP_NAME_PREFIX, S3_PREFIX or BACKUP_LOCAL_DIR',
+      });
+    }
+    return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(o.name)) };
   }
 
   add(sidecar: BackupSidecar): void {
     this.#byId.set(sidecar.id, sidecar);
+    this.#record(sidecar.id, sidecar);
     this.#resort();
   }
 
   remove(id: string): void {
+    this.#record(id, null);
     if (this.#byId.delete(id)) this.#resort();
+  }
+
+  #record(id: string, sidecar: BackupSidecar | null): void {
+    if (this.#pendingRefreshes > 0) this.#changes.set(id, { sidecar, seq: ++this.#seq });
   }
 
   /** Newest first. */
   list(): readonly BackupSidecar[] {
     return this.#sorted;
+  }
+
+  /** Own-prefix backups of another database seen in the last refresh (/info). */
+  get foreignCount(): number {
+    return this.#foreign;
   }
 
   /**
@@ -136,5 +215,3 @@ export class BackupIndex {
     this.#listJson = null;
   }
 }
-
-export { SIDECAR_SUFFIX };

@@ -1,9 +1,9 @@
-import type { BackupSidecar, Job, Trigger } from '@db-backup-service/contract';
-import { BackupIndex } from './backup-index.js';
+import { backupIdOfSidecar, sidecarName, type BackupSidecar, type Job, type Trigger } from '@db-backup-service/contract';
+import { BackupIndex, isOwnBackupId } from './backup-index.js';
 import type { Config } from './config/config.js';
 import { formatIsoDuration } from './config/duration.js';
 import { JobRegistry, type StartResult } from './jobs.js';
-import { addLogContext, withLogContext, type Logger } from './logger.js';
+import { addLogContext, withLogContext, withoutLogContext, type Logger } from './logger.js';
 import { pruneBackups } from './retention.js';
 import { Scheduler } from './scheduler.js';
 import type { Storage } from './storage/storage.js';
@@ -52,7 +52,7 @@ export class BackupEngine {
     },
   ) {
     const { config, storage, logger } = deps;
-    this.index = new BackupIndex(storage, config.backup.namePrefix, logger);
+    this.index = new BackupIndex(storage, { namePrefix: config.backup.namePrefix, database: config.db.name }, logger);
     this.scheduler = new Scheduler({
       intervalMs: config.schedule.intervalMs,
       cron: config.schedule.cron,
@@ -146,11 +146,14 @@ export class BackupEngine {
       throw error;
     } finally {
       clearTimeout(timer);
-      // After the registry has recorded the outcome (next microtask), report it and tidy up.
-      queueMicrotask(() => {
-        const after = this.#afterJob(jobId, sidecar).finally(() => this.#afterJobs.delete(after));
-        this.#afterJobs.add(after);
-      });
+      // After the registry has recorded the outcome (next microtask), report it and tidy up;
+      // outside the job's log context, so retention lines are not stamped with its backupId (M2).
+      withoutLogContext(() =>
+        queueMicrotask(() => {
+          const after = this.#afterJob(jobId, sidecar).finally(() => this.#afterJobs.delete(after));
+          this.#afterJobs.add(after);
+        }),
+      );
     }
   }
 
@@ -192,22 +195,30 @@ export class BackupEngine {
   }
 
   async #cleanup(): Promise<void> {
-    const { storage, logger } = this.deps;
+    const { storage, logger, config } = this.deps;
+    const { namePrefix, timeoutMs } = config.backup;
+    const owns = (name: string) => isOwnBackupId(backupIdOfSidecar(name) ?? name, namePrefix);
     try {
-      await this.deps.exclusive(async () => {
-        const cutoff = new Date();
+      const ran = await this.deps.exclusive(async () => {
+        // Our lock does not cover another service sharing this location (another database), whose
+        // backup may be writing right now, under any prefix. A backup gives up at its deadline
+        // (BACKUP_TIMEOUT), so only what is older than that is a leftover (M1, invariant 11).
+        const cutoff = new Date(Date.now() - timeoutMs);
         const snapshot = await this.index.refresh();
         for (const orphan of snapshot.orphans) {
           if (orphan.lastModified >= cutoff) continue;
+          // A listing may lag writes (M8): only a fresh look that finds no sidecar makes it an orphan.
+          if ((await storage.stat(sidecarName(orphan.name))) !== null) continue;
           await storage.delete(orphan.name);
-          logger.warn('removed an unfinished backup (no sidecar)', { backupId: orphan.name });
+          logger.warn('removed an unfinished backup (a dump without a sidecar)', { deletedBackupId: orphan.name, lastModified: orphan.lastModified.toISOString() });
         }
-        for (const name of await storage.cleanupIncomplete(cutoff)) {
+        for (const name of await storage.cleanupIncomplete(cutoff, owns)) {
           logger.warn('removed an interrupted upload', { object: name });
         }
       });
+      if (!ran) logger.info('clean-up of leftovers postponed: another instance is backing up this database; will retry after the next backup');
     } catch (error) {
-      logger.warn('clean-up of leftovers skipped', { error: (error as Error).message });
+      logger.warn('clean-up of leftovers did not finish (the database or storage failed; see error); what is left is retried after the next backup', { error: (error as Error).message });
     }
   }
 

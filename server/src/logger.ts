@@ -17,11 +17,24 @@ export function addLogContext(fields: LogContext): void {
   if (store) Object.assign(store, fields);
 }
 
-const attachContext = winston.format((info) => Object.assign(info, context.getStore()));
+/** Runs `fn` (and what it awaits) outside any job's context: work that is not the job's, such as retention. */
+export function withoutLogContext<T>(fn: () => T): T {
+  return context.exit(fn);
+}
+
+// The line's own fields win over the context's: a retention line names the backup it deletes, not
+// the job's backup (winston has already merged the call's fields into `info` here).
+const attachContext = winston.format((info) => {
+  for (const [key, value] of Object.entries(context.getStore() ?? {})) {
+    if (!(key in info)) info[key] = value;
+  }
+  return info;
+});
 
 export type Logger = winston.Logger;
 
-export function createLogger(opts: { format: 'json' | 'plain'; level: string }): Logger {
+/** JSON or plain lines on the console; `stream` instead (tests read what the service would log). */
+export function createLogger(opts: { format: 'json' | 'plain'; level: string; stream?: NodeJS.WritableStream }): Logger {
   const base = [winston.format.timestamp(), attachContext()];
   return winston.createLogger({
     level: opts.level,
@@ -35,7 +48,7 @@ export function createLogger(opts: { format: 'json' | 'plain'; level: string }):
               return `${String(timestamp)} ${level.toUpperCase().padEnd(5)} ${String(message)}${extra}`;
             }),
           ),
-    transports: [new winston.transports.Console()],
+    transports: [opts.stream ? new winston.transports.Stream({ stream: opts.stream }) : new winston.transports.Console()],
   });
 }
 

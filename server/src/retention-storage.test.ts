@@ -75,7 +75,7 @@ for (const backend of BACKENDS) {
       const orphan = idAt(new Date(NOW.getTime() - 90 * DAY));
       await storage.putSmall(orphan, Buffer.from('orphan'));
 
-      const index = new BackupIndex(storage, 'backup', logger);
+      const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
       const deleted: string[] = [];
       const result = await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW, onDeleted: (id) => deleted.push(id) });
       expect(result.sort()).toEqual([old1, old2].sort());
@@ -95,7 +95,7 @@ for (const backend of BACKENDS) {
       const newest = await putBackup(storage, 30);
       const second = await putBackup(storage, 31);
       const third = await putBackup(storage, 32);
-      const index = new BackupIndex(storage, 'backup', logger);
+      const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
       expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 2 }, logger, now: NOW })).toEqual([third]);
       expect(await pruneBackups({ storage, index, policy: { days: 0, minCount: 1 }, logger, now: NOW })).toEqual([second]);
       expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`]);
@@ -111,7 +111,7 @@ describe('retention when the listing fails', () => {
     });
     const newest = await putBackup(storage, 1);
     const old = await putBackup(storage, 30);
-    const index = new BackupIndex(storage, 'backup', logger);
+    const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
     await index.refresh();
     await s3.stop();
     await expect(pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).rejects.toThrow();

@@ -1,5 +1,5 @@
-import type { BackupSidecar } from '@db-backup-service/contract';
-import { compareNewestFirst, SIDECAR_SUFFIX, type BackupIndex } from './backup-index.js';
+import { compareNewestFirst, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
+import type { BackupIndex } from './backup-index.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 
@@ -22,7 +22,8 @@ export function selectExpired(backups: readonly BackupSidecar[], policy: Retenti
 /**
  * Prunes expired backups. Acts only on a fresh, complete listing (the index refresh throws on a
  * failed or truncated listing, and then nothing is deleted) and only on this service's own
- * backup ids. The sidecar goes first, so a backup stops listing before its dump disappears.
+ * backups: its name prefix and its database (invariant 11; the index holds nothing else). The
+ * sidecar goes first, so a backup stops listing before its dump disappears.
  */
 export async function pruneBackups(deps: {
   storage: Storage;
@@ -38,14 +39,15 @@ export async function pruneBackups(deps: {
   const deleted: string[] = [];
   for (const backup of expired) {
     try {
-      await storage.delete(backup.id + SIDECAR_SUFFIX);
+      await storage.delete(sidecarName(backup.id));
       index.remove(backup.id);
       await storage.delete(backup.id);
       deleted.push(backup.id);
       deps.onDeleted?.(backup.id);
-      logger.info('retention deleted a backup', { backupId: backup.id, createdAt: backup.createdAt, retentionDays: policy.days });
+      // Not `backupId`: the line names what it acts on, whatever job context it runs in (M2).
+      logger.info('retention deleted a backup', { deletedBackupId: backup.id, createdAt: backup.createdAt, retentionDays: policy.days });
     } catch (error) {
-      logger.error('retention could not delete a backup', { backupId: backup.id, error: (error as Error).message });
+      logger.error('retention could not delete a backup', { expiredBackupId: backup.id, error: (error as Error).message });
     }
   }
   return deleted;

@@ -7,6 +7,7 @@ export type BackupErrorCode =
   | 'VERIFY_FAILED'
   | 'STORAGE_FAILED'
   | 'DISK_FULL'
+  | 'ID_TAKEN'
   | 'LOCKED_BY_OTHER_INSTANCE'
   | 'DB_UNREACHABLE'
   | 'ABORTED'

@@ -1,6 +1,6 @@
 import { BACKUP_ID_PATTERN } from '@db-backup-service/contract';
 import { describe, expect, it } from 'vitest';
-import { backupIdOfSidecar, formatBackupTimestamp, isSidecarName, newBackupId, sidecarName } from './backup-id.js';
+import { formatBackupTimestamp, newBackupId } from './backup-id.js';
 
 const AT = new Date('2026-05-10T01:00:00.999Z');
 
@@ -25,21 +25,5 @@ describe('newBackupId', () => {
 
   it('gives up after the largest suffix the pattern allows', () => {
     expect(() => newBackupId('db', AT, () => true)).toThrow(/more than 9999/);
-  });
-});
-
-describe('sidecar names', () => {
-  it('round-trips an id', () => {
-    const id = 'backup_20260510T010000Z_2.sql.gz';
-    expect(sidecarName(id)).toBe('backup_20260510T010000Z_2.sql.gz.meta.json');
-    expect(isSidecarName(sidecarName(id))).toBe(true);
-    expect(backupIdOfSidecar(sidecarName(id))).toBe(id);
-  });
-
-  it('rejects names that are not a sidecar of a valid id', () => {
-    for (const name of ['backup_20260510T010000Z.sql.gz', 'x.meta.json', '.tmp-backup_20260510T010000Z.sql.gz.meta.json', 'backup_2026.sql.gz.meta.json']) {
-      expect(isSidecarName(name)).toBe(false);
-      expect(backupIdOfSidecar(name)).toBeNull();
-    }
   });
 });

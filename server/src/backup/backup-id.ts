@@ -1,6 +1,5 @@
 import { isBackupId } from '@db-backup-service/contract';
 
-const SIDECAR_SUFFIX = '.meta.json';
 // BACKUP_ID_PATTERN allows a suffix of at most four digits.
 const MAX_SUFFIX = 9999;
 
@@ -26,21 +25,4 @@ export function newBackupId(prefix: string, now: Date, exists: (id: string) => b
     if (!exists(id)) return id;
   }
   throw new Error(`more than ${MAX_SUFFIX} backups named ${base}*`);
-}
-
-/** The sidecar object name of a backup: `<id>.meta.json`. */
-export function sidecarName(id: string): string {
-  return `${id}${SIDECAR_SUFFIX}`;
-}
-
-/** True for `<valid backup id>.meta.json`. */
-export function isSidecarName(name: string): boolean {
-  return backupIdOfSidecar(name) !== null;
-}
-
-/** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */
-export function backupIdOfSidecar(name: string): string | null {
-  if (!name.endsWith(SIDECAR_SUFFIX)) return null;
-  const id = name.slice(0, -SIDECAR_SUFFIX.length);
-  return isBackupId(id) ? id : null;
 }

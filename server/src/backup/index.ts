@@ -1,7 +1,7 @@
 // Public surface of the backup engine; the rest of the server imports from here only.
 export { BackupError, isBackupError } from './backup-error.js';
 export type { BackupErrorCode } from './backup-error.js';
-export { backupIdOfSidecar, formatBackupTimestamp, isSidecarName, newBackupId, sidecarName } from './backup-id.js';
+export { formatBackupTimestamp, newBackupId } from './backup-id.js';
 export { pgClientEnv } from './child-env.js';
 export { createCompressor } from './compressor.js';
 export { DumpTrailerObserver } from './dump-trailer.js';

@@ -1,14 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { BackupSidecarSchema } from '@db-backup-service/contract';
+import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
 import type { BackupSidecar, Trigger } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { addLogContext } from '../logger.js';
 import type { Logger } from '../logger.js';
-import type { Storage } from '../storage/storage.js';
+import { StorageExistsError, type Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
 import { BackupError } from './backup-error.js';
-import { newBackupId, sidecarName } from './backup-id.js';
+import { newBackupId } from './backup-id.js';
 import { createCompressor } from './compressor.js';
 import { describeError, findErrorCode } from './describe-error.js';
 import { DumpTrailerObserver } from './dump-trailer.js';
@@ -102,7 +102,14 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
     await opts.onStage?.('stored');
 
-    await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
+    try {
+      await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
+    } catch (error) {
+      // A read-back that differs may be another writer's object, not a corrupt one of ours.
+      await assertStillOurs(storage, id, streamed.etag, secrets);
+      throw error;
+    }
+    await assertStillOurs(storage, id, streamed.etag, secrets);
     logger.info('dump verified', { sha256: streamed.sha256 });
     await opts.onStage?.('verified');
 
@@ -132,7 +139,8 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('backup finished', { durationMs: sidecar.durationMs, sizeBytes: sidecar.sizeBytes });
     return sidecar;
   } catch (error) {
-    if (id !== null) await discard(storage, id, sidecarAttempted, logger, secrets);
+    // ID_TAKEN: what is stored under this id is another writer's (writes are create-only), not ours to remove.
+    if (id !== null && !(error instanceof BackupError && error.code === 'ID_TAKEN')) await discard(storage, id, sidecarAttempted, logger, secrets);
     throw session.lost.aborted && !outer.aborted ? session.lost.reason : error;
   } finally {
     await session.close();
@@ -161,7 +169,7 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
  * there, the check until the compressed stream has inflated to exactly the dump; otherwise the
  * stream errors and the storage discards the upload instead of committing a partial dump.
  */
-async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
+async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined }> {
   const { config, storage, pgTools, logger } = ctx.deps;
   const { signal, onStage } = ctx.opts;
   const { id, secrets } = ctx;
@@ -232,7 +240,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest> {
         `storage reports ${putResult.value.sizeBytes} bytes for backup ${id}, but ${compressed.bytes} were streamed`,
       );
     }
-    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes };
+    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes, etag: putResult.value.etag };
   } finally {
     signal.removeEventListener('abort', onAbort);
     // Never leave a pg_dump behind, whatever happened above.
@@ -265,19 +273,55 @@ async function chooseBackupId(
   }
 }
 
-/** Removes a failed backup: sidecar first, so that a dump is never listed without being whole (invariant 1). */
-async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
+/**
+ * Throws ID_TAKEN when the dump under `id` is no longer the object this backup stored (its ETag
+ * changed): on an S3 store that ignores If-None-Match (the fauxqs emulator, some gateways), two
+ * writers whose lookups both found the id free both commit, and the later replaces the earlier.
+ * The earlier one must then neither write a sidecar for the other's dump nor delete it. Local
+ * storage publishes with link(), which cannot replace, and reports no ETag.
+ */
+async function assertStillOurs(storage: Storage, id: string, etag: string | undefined, secrets: readonly string[]): Promise<void> {
+  if (etag === undefined) return;
+  let current: string | undefined;
+  try {
+    current = (await storage.stat(id))?.etag;
+  } catch (error) {
+    throw storageFailure(`checking backup ${id} after storing it`, error, storage, secrets);
+  }
+  if (current !== etag) throw storageFailure(`storing backup ${id}`, new StorageExistsError(id), storage, secrets);
+}
+
+/**
+ * Removes a failed backup: sidecar first, so that a dump is never listed without being whole
+ * (invariant 1). When the sidecar cannot be deleted, the dump stays: a sidecar that may still be
+ * there must not end up describing a missing dump (L2); clean-up leaves a dump with a sidecar alone.
+ */
+export async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
   const names = sidecarAttempted ? [sidecarName(id), id] : [id];
   for (const name of names) {
     try {
       await storage.delete(name);
     } catch (error) {
-      logger.warn('could not delete the remains of a failed backup', { object: name, error: redact(describeError(error), secrets) });
+      logger.warn('could not delete the remains of a failed backup', {
+        object: name,
+        error: redact(describeError(error), secrets),
+        ...(name === id ? {} : { kept: `${id} (its sidecar may still exist)` }),
+      });
+      return;
     }
   }
 }
 
 function storageFailure(what: string, error: unknown, storage: Storage, secrets: readonly string[]): BackupError {
+  if (error instanceof StorageExistsError) {
+    // Two writers chose the same id in the same second (another service sharing this location and
+    // name prefix): theirs stays whole; this backup fails and the next one picks a free id.
+    return new BackupError(
+      'ID_TAKEN',
+      redact(`${what} failed: ${error.objectName} was written by another service at the same time (same name prefix in ${storage.location}); nothing was replaced, the next backup picks a new id`, secrets),
+      { cause: error },
+    );
+  }
   const diskFull = findErrorCode(error, (code) => code === 'ENOSPC') !== null;
   const message = diskFull
     ? `${what} failed: no space left on ${storage.location} (ENOSPC)`

@@ -4,13 +4,12 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { initServer, createExpressEndpoints, RequestValidationError } from '@ts-rest/express';
-import { apiContract, type Backup, type Info } from '@db-backup-service/contract';
+import { apiContract, toBackup, type Backup, type Info } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { EngineStoppedError, type BackupEngine } from '../engine.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
-import { toBackup } from '../backup-index.js';
 import { bearerAuth } from './auth.js';
 import { DOCS_INIT_SCRIPT, renderDocsPage } from './docs.js';
 import { buildOpenApiDocument } from './openapi-document.js';
@@ -150,6 +149,7 @@ function info({ config, engine, storage, pgDumpVersion }: AppDeps): Info {
     backup: {
       lastSuccessfulBackupAgeSeconds: latest ? Math.max(0, Math.floor((Date.now() - Date.parse(latest.createdAt)) / 1000)) : null,
       lastSuccessfulBackupId: latest?.id ?? null,
+      foreignBackups: engine.index.foreignCount,
     },
   };
 }

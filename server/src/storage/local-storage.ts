@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { lstat, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { addAbortSignal } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertValidRange, isSafeName } from './checks.js';
-import { StorageError, StorageNotFoundError, assertSafeName } from './storage.js';
+import { StorageError, StorageExistsError, StorageNotFoundError, assertSafeName } from './storage.js';
 import type { ReadRange, Storage, StoredObject } from './storage.js';
 
 /**
@@ -17,6 +17,8 @@ import type { ReadRange, Storage, StoredObject } from './storage.js';
  */
 const TEMP_PREFIX = '.tmp-';
 const TEMP_SUFFIX = '.partial';
+/** `.tmp-<12 hex>-<final name>.partial`: clean-up reads the final name to tell whose a temp file is. */
+const TEMP_NAME = /^\.tmp-[0-9a-f]{12}-(.+)\.partial$/;
 /** Backups and sidecars are readable by the service's uid only. */
 const FILE_MODE = 0o600;
 /** Bytes per read of a stored object (see get()). */
@@ -159,17 +161,20 @@ export class LocalStorage implements Storage {
     return objects;
   }
 
-  async cleanupIncomplete(olderThan: Date): Promise<string[]> {
+  async cleanupIncomplete(olderThan: Date, owns: (name: string) => boolean): Promise<string[]> {
     const entries = await readdir(this.#dir, { withFileTypes: true });
     const removed: string[] = [];
     for (const entry of entries) {
-      if (!entry.isFile() || !entry.name.startsWith(TEMP_PREFIX) || !entry.name.endsWith(TEMP_SUFFIX)) continue;
+      const finalName = entry.isFile() ? TEMP_NAME.exec(entry.name)?.[1] : undefined;
+      // Another service's temp files (another name prefix) are never ours to remove (invariant 11).
+      if (finalName === undefined || !owns(finalName)) continue;
       const path = join(this.#dir, entry.name);
       try {
-        // A write in progress keeps touching its temp file: only stale ones are removed.
+        // A write in progress keeps touching its temp file, and gives up at its deadline: only
+        // files untouched since `olderThan` are leftovers.
         if ((await lstat(path)).mtime >= olderThan) continue;
         await unlink(path);
-        removed.push(entry.name);
+        removed.push(finalName);
       } catch (error) {
         if (!isCode(error, 'ENOENT')) throw error;
       }
@@ -217,9 +222,10 @@ export class LocalStorage implements Storage {
 
   /**
    * Writes `name` through a temporary file (never a safe name, so never listed): write, fsync,
-   * rename, fsync the directory. Readers see either no file or the whole file, also after a power
-   * loss. On failure the temporary file is removed and the original error rethrown (an ENOSPC
-   * keeps its `code`).
+   * publish, fsync the directory. Readers see either no file or the whole file, also after a power
+   * loss. Publishing is link(), not rename(): link never replaces an existing file, so two writers
+   * that chose the same name cannot overwrite each other (EEXIST: StorageExistsError). On failure
+   * the temporary file is removed and the original error rethrown (an ENOSPC keeps its `code`).
    */
   async #writeAtomically(name: string, signal: AbortSignal | undefined, write: (tempPath: string) => Promise<void>): Promise<void> {
     const temp = join(this.#dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}-${name}${TEMP_SUFFIX}`);
@@ -228,11 +234,29 @@ export class LocalStorage implements Storage {
       await write(temp);
       // An abort that arrived during fsync still wins: nothing is published after the caller gave up.
       signal?.throwIfAborted();
-      await rename(temp, this.#path(name));
-      await this.#syncDir();
+      await this.#publish(temp, name);
     } catch (error) {
       await unlink(temp).catch(() => undefined);
       throw signal?.aborted ? signal.reason : error;
+    }
+    // Published: a temp name left behind (unlink failed) is only a leftover for clean-up.
+    await unlink(temp).catch(() => undefined);
+    await this.#syncDir();
+  }
+
+  async #publish(temp: string, name: string): Promise<void> {
+    try {
+      await link(temp, this.#path(name));
+    } catch (error) {
+      if (isCode(error, 'EEXIST')) throw new StorageExistsError(name, { cause: error });
+      if (['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].some((code) => isCode(error, code))) {
+        throw new StorageError(
+          `cannot publish ${name} in ${this.#dir}: its file system does not support hard links (${codeOf(error)}), which the service uses to ` +
+            'write a backup without ever replacing one; use a local or NFS volume for BACKUP_LOCAL_DIR',
+          { cause: error },
+        );
+      }
+      throw error;
     }
   }
 

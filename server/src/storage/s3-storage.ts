@@ -17,7 +17,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Settings } from '../config/config.js';
 import { assertValidRange, isSafeName } from './checks.js';
-import { StorageError, StorageNotFoundError, assertSafeName } from './storage.js';
+import { StorageError, StorageExistsError, StorageNotFoundError, assertSafeName } from './storage.js';
 import type { ReadRange, Storage, StoredObject } from './storage.js';
 
 const MIB = 1024 * 1024;
@@ -108,7 +108,7 @@ export class S3Storage implements Storage {
     });
   }
 
-  async putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }> {
+  async putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number; etag?: string }> {
     const { signal } = opts;
     try {
       assertSafeName(name);
@@ -128,8 +128,9 @@ export class S3Storage implements Storage {
     });
     const multipart: { uploadId?: string; created?: Promise<unknown> } = {};
     const upload = new Upload({
-      client: this.#uploadClient(key, signal, multipart),
-      params: { Bucket: this.#bucket, Key: key, Body: counter },
+      client: this.#uploadClient(name, key, signal, multipart),
+      // Create-only (see #createOnly): lib-storage passes this to PutObject and CompleteMultipartUpload.
+      params: { Bucket: this.#bucket, Key: key, Body: counter, IfNoneMatch: '*' },
       // One part in flight: memory stays at about partSize x 2 whatever the dump size (invariant 5).
       queueSize: 1,
       partSize: choosePartSize(opts.sizeHintBytes, this.#partSize),
@@ -156,7 +157,10 @@ export class S3Storage implements Storage {
       throw error;
     });
     const [piped, uploaded] = await Promise.allSettled([piping, uploading]);
-    if (piped.status === 'fulfilled' && uploaded.status === 'fulfilled') return { sizeBytes };
+    if (piped.status === 'fulfilled' && uploaded.status === 'fulfilled') {
+      const etag = uploaded.value.ETag;
+      return etag === undefined ? { sizeBytes } : { sizeBytes, etag };
+    }
 
     body.destroy();
     // The id is known only once CreateMultipartUpload answered; it was sent without the signal so
@@ -167,15 +171,23 @@ export class S3Storage implements Storage {
 
     if (signal.aborted) throw signal.reason;
     if (bodyError !== undefined) throw bodyError.error;
+    const failure = uploaded.status === 'rejected' ? uploaded.reason : undefined;
+    if (failure instanceof StorageExistsError) throw failure;
+    if (isPreconditionFailed(failure)) throw new StorageExistsError(name, { cause: failure });
     throw this.#wrap(`uploading ${this.#describe(key)}`, uploaded.status === 'rejected' ? uploaded.reason : (piped as PromiseRejectedResult).reason);
   }
 
   async putSmall(name: string, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void> {
     assertSafeName(name);
     const key = this.#key(name);
-    // A single PutObject is atomic in S3: readers see the old object or the whole new one.
-    const command = new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: data, ContentLength: data.length });
-    await this.#call(`writing ${this.#describe(key)}`, (o) => this.#client.send(command, o), opts?.signal);
+    // A single PutObject is atomic in S3: readers see no object or the whole new one.
+    const command = new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: data, ContentLength: data.length, IfNoneMatch: '*' });
+    try {
+      await this.#createOnly(name, () => this.#call(`writing ${this.#describe(key)}`, (o) => this.#client.send(command, o), opts?.signal));
+    } catch (error) {
+      if (isPreconditionFailed((error as { cause?: unknown }).cause)) throw new StorageExistsError(name, { cause: error });
+      throw error;
+    }
   }
 
   async get(name: string, opts?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable> {
@@ -207,7 +219,7 @@ export class S3Storage implements Storage {
     const key = this.#key(name);
     try {
       const out = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }));
-      return { name, sizeBytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+      return { name, sizeBytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), ...(out.ETag === undefined ? {} : { etag: out.ETag }) };
     } catch (error) {
       if (isNotFound(error)) return null;
       throw this.#wrap(`reading the metadata of ${this.#describe(key)}`, error);
@@ -250,7 +262,7 @@ export class S3Storage implements Storage {
     }
   }
 
-  async cleanupIncomplete(olderThan: Date): Promise<string[]> {
+  async cleanupIncomplete(olderThan: Date, owns: (name: string) => boolean): Promise<string[]> {
     const listPrefix = this.#listPrefix();
     const removed: string[] = [];
     let keyMarker: string | undefined;
@@ -266,8 +278,9 @@ export class S3Storage implements Storage {
       for (const item of page.Uploads ?? []) {
         if (item.Key === undefined || item.UploadId === undefined || item.Initiated === undefined) continue;
         const name = item.Key.slice(listPrefix.length);
-        // Never touch keys outside our prefix or not named like ours (invariant 4).
-        if (!item.Key.startsWith(listPrefix) || !isSafeName(name) || item.Initiated >= olderThan) continue;
+        // Never touch keys outside our prefix or not named like ours (invariants 4, 11), nor an
+        // upload younger than `olderThan`: it may be another service's, still in progress.
+        if (!item.Key.startsWith(listPrefix) || !isSafeName(name) || !owns(name) || item.Initiated >= olderThan) continue;
         await this.#abortMultipart(item.Key, item.UploadId);
         removed.push(name);
       }
@@ -320,7 +333,7 @@ export class S3Storage implements Storage {
    * cancels the request in flight), CreateMultipartUpload does not (we must learn the upload id
    * to abort it, even when aborting), nor do Complete/Abort (they must not be cut half-way).
    */
-  #uploadClient(key: string, signal: AbortSignal, multipart: { uploadId?: string; created?: Promise<unknown> }): S3Client {
+  #uploadClient(name: string, key: string, signal: AbortSignal, multipart: { uploadId?: string; created?: Promise<unknown> }): S3Client {
     const client = this.#client;
     const send = (command: AnyCommand): Promise<unknown> => {
       if (command instanceof CreateMultipartUploadCommand) {
@@ -332,14 +345,26 @@ export class S3Storage implements Storage {
         }, () => undefined);
         return pending;
       }
-      if (command instanceof CompleteMultipartUploadCommand || command instanceof AbortMultipartUploadCommand) {
-        return client.send(command);
-      }
+      if (command instanceof CompleteMultipartUploadCommand) return this.#createOnly(name, () => client.send(command));
+      if (command instanceof PutObjectCommand) return this.#createOnly(name, () => client.send(command, { abortSignal: signal }));
+      if (command instanceof AbortMultipartUploadCommand) return client.send(command);
       return client.send(command, { abortSignal: signal });
     };
     return new Proxy(client, {
       get: (target, property) => (property === 'send' ? send : Reflect.get(target, property, target)),
     });
+  }
+
+  /**
+   * Commits an object only if its name is free. The request carries `If-None-Match: *` (AWS S3,
+   * MinIO and others refuse with 412 when the key exists, atomically). Stores that ignore the
+   * header (the fauxqs emulator does) would silently replace the object, so the key is also
+   * looked up just before: that narrows the window to the moment between the two requests; it
+   * cannot close it.
+   */
+  async #createOnly<T>(name: string, commit: () => Promise<T>): Promise<T> {
+    if ((await this.stat(name)) !== null) throw new StorageExistsError(name);
+    return commit();
   }
 
   async #abortMultipart(key: string, uploadId: string): Promise<void> {
@@ -394,6 +419,13 @@ export class S3Storage implements Storage {
     }
     return redact(text, this.#secrets);
   }
+}
+
+/** 412 PreconditionFailed (the key exists), or 409 ConditionalRequestConflict (a concurrent create won). */
+function isPreconditionFailed(error: unknown): boolean {
+  const name = errorName(error);
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || status === 412;
 }
 
 function errorName(error: unknown): string | undefined {

@@ -13,7 +13,7 @@ import type { S3Harness } from '../../../test/harness/index.js';
 import { LocalStorage } from './local-storage.js';
 import { S3Storage, choosePartSize } from './s3-storage.js';
 import type { S3StorageEvent } from './s3-storage.js';
-import { StorageError, StorageNotFoundError } from './storage.js';
+import { StorageError, StorageExistsError, StorageNotFoundError } from './storage.js';
 import type { Storage } from './storage.js';
 
 const MIB = 1024 * 1024;
@@ -271,13 +271,26 @@ for (const backend of BACKENDS) {
       expect(await f.raw()).toEqual([]);
     });
 
-    it('writes and reads small objects, replacing them whole', async () => {
+    it('writes and reads small objects', async () => {
       await f.storage.putSmall('x.meta.json', Buffer.from('{"v":1}'));
       expect((await f.storage.getSmall('x.meta.json')).toString()).toBe('{"v":1}');
-      await f.storage.putSmall('x.meta.json', Buffer.from('{"v":2,"more":true}'));
-      expect((await f.storage.getSmall('x.meta.json')).toString()).toBe('{"v":2,"more":true}');
       expect(await f.raw()).toEqual(['x.meta.json']);
       await expect(f.storage.getSmall('absent.meta.json')).rejects.toBeInstanceOf(StorageNotFoundError);
+    });
+
+    // Two services sharing a location that pick the same id must not overwrite each other.
+    // On S3 the write carries If-None-Match: *; fauxqs ignores that header (its PutObject and
+    // CompleteMultipartUpload never read it), so against the emulator what refuses here is the
+    // lookup made just before the write (the fallback for such stores).
+    it('writes create-only: a second write of a name fails with StorageExistsError and the first stays whole', async () => {
+      await f.storage.putSmall('x.meta.json', Buffer.from('{"v":1}'));
+      await expect(f.storage.putSmall('x.meta.json', Buffer.from('{"v":2,"more":true}'))).rejects.toBeInstanceOf(StorageExistsError);
+      expect((await f.storage.getSmall('x.meta.json')).toString()).toBe('{"v":1}');
+      await f.storage.putStream('backup-d.sql.gz', Readable.from([Buffer.from('first')]), { signal: AbortSignal.timeout(10_000) });
+      const second = Readable.from([Buffer.from('second, longer')]);
+      await expect(f.storage.putStream('backup-d.sql.gz', second, { signal: AbortSignal.timeout(10_000) })).rejects.toBeInstanceOf(StorageExistsError);
+      expect((await f.storage.getSmall('backup-d.sql.gz')).toString()).toBe('first');
+      expect(await f.raw()).toEqual(['backup-d.sql.gz', 'x.meta.json']);
     });
 
     it('deletes idempotently', async () => {
@@ -365,17 +378,35 @@ describe('local: storage specifics', () => {
     expect((await stat(join(dir, 'backup-1.sql.gz.meta.json'))).mode & 0o777).toBe(0o600);
   });
 
-  it('cleanupIncomplete removes only temp files older than the cut-off', async () => {
+  it('cleanupIncomplete removes only temp files of names it owns, older than the cut-off', async () => {
     const dir = await tempDir();
     const storage = await LocalStorage.open(dir);
     const old = new Date(Date.now() - 3 * 3600_000);
-    for (const name of ['.tmp-aaaa-backup-1.sql.gz.partial', '.tmp-bbbb-backup-2.sql.gz.partial', 'backup-0.sql.gz', '.other-dotfile']) {
+    const stale = '.tmp-aaaaaaaaaaaa-mine_1.sql.gz.partial';
+    const fresh = '.tmp-bbbbbbbbbbbb-mine_2.sql.gz.partial';
+    // Another service's temp file in the same directory, as stale as ours: not ours to remove (M1).
+    const othersStale = '.tmp-cccccccccccc-other_3.sql.gz.partial';
+    for (const name of [stale, fresh, othersStale, 'mine_0.sql.gz', '.other-dotfile']) {
       await writeFile(join(dir, name), 'x');
-      if (name !== '.tmp-bbbb-backup-2.sql.gz.partial') await utimes(join(dir, name), old, old);
+      if (name !== fresh) await utimes(join(dir, name), old, old);
     }
-    const removed = await storage.cleanupIncomplete(new Date(Date.now() - 3600_000));
-    expect(removed).toEqual(['.tmp-aaaa-backup-1.sql.gz.partial']);
-    expect((await readdir(dir)).sort()).toEqual(['.other-dotfile', '.tmp-bbbb-backup-2.sql.gz.partial', 'backup-0.sql.gz']);
+    const removed = await storage.cleanupIncomplete(new Date(Date.now() - 3600_000), (name) => name.startsWith('mine_'));
+    expect(removed).toEqual(['mine_1.sql.gz']);
+    expect((await readdir(dir)).sort()).toEqual([othersStale, fresh, '.other-dotfile', 'mine_0.sql.gz'].sort());
+  });
+
+  it('two writers of one name at once: exactly one wins, the other gets StorageExistsError, nothing is mixed', async () => {
+    const dir = await tempDir();
+    const storage = await LocalStorage.open(dir);
+    const a = Buffer.alloc(3 * MIB, 'a');
+    const b = Buffer.alloc(2 * MIB, 'b');
+    const results = await Promise.allSettled([a, b].map((data) => storage.putStream('backup-same.sql.gz', Readable.from([data]), { signal: AbortSignal.timeout(10_000) })));
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(loser.reason).toBeInstanceOf(StorageExistsError);
+    const stored = await storage.getSmall('backup-same.sql.gz');
+    expect(stored.equals(a) || stored.equals(b)).toBe(true);
+    expect(await readdir(dir)).toEqual(['backup-same.sql.gz']);
   });
 
   it('list() throws when the directory is gone instead of returning nothing', async () => {
@@ -452,7 +483,7 @@ describe('s3: storage specifics', () => {
   it('cleanupIncomplete runs (the emulator lists no multipart uploads, so it finds nothing)', async () => {
     // fauxqs answers ListMultipartUploads with an empty list whatever is in progress; the abort of
     // failed uploads is covered by the putStream failure tests through the upload id instead.
-    await expect(s3Storage(harness, 'svc/db1').cleanupIncomplete(new Date())).resolves.toEqual([]);
+    await expect(s3Storage(harness, 'svc/db1').cleanupIncomplete(new Date(), () => true)).resolves.toEqual([]);
   });
 
   it('check() fails clearly when the bucket does not exist', async () => {

@@ -5,6 +5,8 @@ export interface StoredObject {
   readonly name: string;
   readonly sizeBytes: number;
   readonly lastModified: Date;
+  /** S3's ETag: changes when the object is replaced (stat only; absent on local storage). */
+  readonly etag?: string;
 }
 
 export interface ReadRange {
@@ -27,13 +29,18 @@ export interface Storage {
   readonly location: string;
 
   /**
-   * Streams `body` to `name`. On any failure (body error, abort, backend error) nothing is left
+   * Streams `body` to `name`, which must not exist yet: writes never replace an object, so two
+   * writers that picked the same name cannot overwrite each other (StorageExistsError instead).
+   * On any failure (body error, abort, backend error) nothing is left
    * under `name` or in a temporary place (local temp file removed, S3 multipart upload aborted)
    * and the error is rethrown. Resolves once the object is durably stored.
    */
-  putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number }>;
+  putStream(name: string, body: Readable, opts: { signal: AbortSignal; sizeHintBytes?: number }): Promise<{ sizeBytes: number; etag?: string }>;
 
-  /** Atomically writes a small object (a sidecar): readers see the old state or the whole new one. */
+  /**
+   * Atomically writes a small object (a sidecar) that must not exist yet (StorageExistsError):
+   * readers see no object or the whole new one.
+   */
   putSmall(name: string, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void>;
 
   /** Reads an object (or a byte range of it) as a stream. Throws StorageNotFoundError when absent. */
@@ -55,10 +62,11 @@ export interface Storage {
   list(opts?: { signal?: AbortSignal }): Promise<StoredObject[]>;
 
   /**
-   * Removes what interrupted writes left behind and started before `olderThan` (local temp
-   * files; S3 multipart uploads where the backend can list them). Returns what it removed.
+   * Removes what interrupted writes left behind (local temp files; S3 multipart uploads where the
+   * backend can list them), only for final names `owns` accepts and only when started before
+   * `olderThan`: another writer's upload in progress is left alone. Returns the final names.
    */
-  cleanupIncomplete(olderThan: Date): Promise<string[]>;
+  cleanupIncomplete(olderThan: Date, owns: (name: string) => boolean): Promise<string[]>;
 
   /** Throws when the backend is not reachable/writable (S3 HeadBucket; local dir writable). */
   check(opts?: { signal?: AbortSignal }): Promise<void>;
@@ -69,6 +77,15 @@ export class StorageNotFoundError extends Error {
   constructor(readonly objectName: string) {
     super(`no such object: ${objectName}`);
     this.name = 'StorageNotFoundError';
+  }
+}
+
+/** A create-only write found the name taken (another writer chose the same name). */
+export class StorageExistsError extends Error {
+  readonly code = 'STORAGE_EXISTS';
+  constructor(readonly objectName: string, options?: { cause?: unknown }) {
+    super(`${objectName} exists already: it was not replaced`, options);
+    this.name = 'StorageExistsError';
   }
 }
 

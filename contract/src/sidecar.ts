@@ -1,0 +1,64 @@
+import { BackupSidecarSchema, isBackupId, UNKNOWN, type Backup, type BackupSidecar } from './schemas.js';
+
+/** A backup `<id>` is listed only when `<id>.meta.json` exists beside it (invariant 1). */
+export const SIDECAR_SUFFIX = '.meta.json';
+
+/** The sidecar object name of a backup: `<id>.meta.json`. */
+export function sidecarName(id: string): string {
+  return `${id}${SIDECAR_SUFFIX}`;
+}
+
+/** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */
+export function backupIdOfSidecar(name: string): string | null {
+  if (!name.endsWith(SIDECAR_SUFFIX)) return null;
+  const id = name.slice(0, -SIDECAR_SUFFIX.length);
+  return isBackupId(id) ? id : null;
+}
+
+export type ParsedSidecar = { readonly ok: true; readonly sidecar: BackupSidecar } | { readonly ok: false; readonly problem: string };
+
+/**
+ * The one sidecar parser (server, db-restore's local and --file sources). Accepts our sidecars and
+ * the reference service's (only id, createdAt, sizeBytes, sha256, pgVersion, durationMs,
+ * triggeredBy), filling what is missing with BackupSidecarSchema's defaults. `problem` says why a
+ * text is not a sidecar, for a log line or an error; `expectedId` (the name it was read under)
+ * must match the id inside.
+ */
+export function parseSidecar(text: string, expectedId: string | null): ParsedSidecar {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, problem: 'not valid JSON' };
+  }
+  const parsed = BackupSidecarSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { ok: false, problem: `not a backup sidecar (${issue ? `${issue.path.join('.') || 'value'}: ${issue.message}` : 'invalid'})` };
+  }
+  if (expectedId !== null && parsed.data.id !== expectedId) return { ok: false, problem: `it describes ${parsed.data.id}, not ${expectedId}` };
+  return { ok: true, sidecar: parsed.data };
+}
+
+/**
+ * Is this backup of `database` (invariant 11)? A sidecar without a database (the reference
+ * service's, `unknown`) counts as ours: under our name prefix it can only be this service's
+ * predecessor's.
+ */
+export function isOfDatabase(sidecar: Pick<BackupSidecar, 'database'>, database: string): boolean {
+  return sidecar.database === database || sidecar.database === UNKNOWN;
+}
+
+/** The public Backup fields of a sidecar: what the API lists. */
+export function toBackup(sidecar: BackupSidecar): Backup {
+  const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy } = sidecar;
+  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy };
+}
+
+/**
+ * Newest first by creation time; ties (same second) by id in code-point order, whose `_<n>` suffix
+ * orders same-second backups. Code points, not localeCompare: the order must not depend on a locale.
+ */
+export function compareNewestFirst(a: Pick<Backup, 'createdAt' | 'id'>, b: Pick<Backup, 'createdAt' | 'id'>): number {
+  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}

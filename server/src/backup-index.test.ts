@@ -1,0 +1,169 @@
+// The index against real storage (a local directory and the S3 emulator): whose backups it lists
+// (invariant 11), the reference service's sidecars, invalid sidecars, and refreshes racing writes (L1).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
+import { startS3, type S3Harness } from '../../test/harness/index.js';
+import { BackupIndex } from './backup-index.js';
+import { captureLogger, idAt, ownSidecar, putBackup, referenceSidecar } from './ownership.test-helper.js';
+import { pruneBackups } from './retention.js';
+import { LocalStorage } from './storage/local-storage.js';
+import { S3Storage } from './storage/s3-storage.js';
+import type { Storage } from './storage/storage.js';
+
+const DAY = 86_400_000;
+const NOW = new Date('2026-05-20T12:00:00Z');
+const daysAgo = (n: number) => new Date(NOW.getTime() - n * DAY);
+const OWNER = { namePrefix: 'backup', database: 'app' };
+
+let s3: S3Harness;
+beforeAll(async () => {
+  s3 = await startS3();
+});
+afterAll(() => s3?.destroy());
+
+const BACKENDS: { name: string; create(): Promise<{ storage: Storage; cleanup(): Promise<void> }> }[] = [
+  {
+    name: 'local',
+    async create() {
+      const dir = await mkdtemp(join(tmpdir(), 'index-'));
+      return { storage: await LocalStorage.open(dir), cleanup: () => rm(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 's3',
+    async create() {
+      const prefix = `index-${Math.random().toString(36).slice(2)}`;
+      const storage = new S3Storage({
+        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+      });
+      return { storage, cleanup: async () => undefined };
+    },
+  },
+];
+
+for (const backend of BACKENDS) {
+  describe(`${backend.name}: the index`, () => {
+    it("lists the reference service's backups and ours, not another database's (counted instead), and prunes only its own", async () => {
+      const { storage, cleanup } = await backend.create();
+      const reference = idAt(daysAgo(30));
+      const ours = idAt(daysAgo(1));
+      const oursOld = idAt(daysAgo(20));
+      const foreignNewest = idAt(daysAgo(0.5));
+      const foreignOld = idAt(daysAgo(25));
+      await putBackup(storage, reference, (dump) => referenceSidecar(reference, daysAgo(30), dump));
+      await putBackup(storage, ours, (dump) => ownSidecar(ours, daysAgo(1), dump, 'app'));
+      await putBackup(storage, oursOld, (dump) => ownSidecar(oursOld, daysAgo(20), dump, 'app'));
+      await putBackup(storage, foreignNewest, (dump) => ownSidecar(foreignNewest, daysAgo(0.5), dump, 'billing'));
+      await putBackup(storage, foreignOld, (dump) => ownSidecar(foreignOld, daysAgo(25), dump, 'billing'));
+
+      const { logger, lines } = captureLogger();
+      const index = new BackupIndex(storage, OWNER, logger);
+      const snapshot = await index.refresh();
+      expect(index.list().map((b) => b.id)).toEqual([ours, oursOld, reference]);
+      expect(index.get(reference)).toMatchObject({ database: 'unknown', pgDumpVersion: 'unknown', compression: { format: 'gzip', level: null }, format: 'plain' });
+      expect(index.foreignCount).toBe(2);
+      expect(snapshot.orphans).toEqual([]);
+      await index.refresh();
+      // One warning about the foreign backups, not one per refresh.
+      expect(lines.filter((l) => String(l.message).includes('another database'))).toEqual([expect.objectContaining({ level: 'warn', foreignBackups: 2, database: 'app' })]);
+
+      // Retention: the newest (foreign) backup does not count as our latest; another database's expired ones stay.
+      const deleted = await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW });
+      expect(deleted.sort()).toEqual([oursOld, reference].sort());
+      const names = (await storage.list()).map((o) => o.name);
+      for (const kept of [ours, foreignNewest, foreignOld]) expect(names).toEqual(expect.arrayContaining([kept, sidecarName(kept)]));
+      for (const gone of [oursOld, reference]) expect(names).not.toContain(sidecarName(gone));
+      await cleanup();
+    });
+
+    it('reports an invalid sidecar once (name and reason), and never treats it or its dump as garbage', async () => {
+      const { storage, cleanup } = await backend.create();
+      const notJson = idAt(daysAgo(40));
+      const incomplete = idAt(daysAgo(41));
+      const good = idAt(daysAgo(2));
+      await putBackup(storage, notJson, () => '{"id": "truncated');
+      await putBackup(storage, incomplete, (dump) => {
+        const { sha256: _, ...rest } = referenceSidecar(incomplete, daysAgo(41), dump);
+        return rest;
+      });
+      await putBackup(storage, good, (dump) => ownSidecar(good, daysAgo(2), dump, 'app'));
+      const { logger, lines } = captureLogger();
+      const index = new BackupIndex(storage, OWNER, logger);
+      for (let i = 0; i < 3; i++) {
+        const snapshot = await index.refresh();
+        expect(snapshot.orphans).toEqual([]);
+      }
+      expect(index.list().map((b) => b.id)).toEqual([good]);
+      const warnings = lines.filter((l) => String(l.message).includes('sidecar is not valid')).sort((a, b) => String(b.sidecar).localeCompare(String(a.sidecar)));
+      expect(warnings).toEqual([
+        expect.objectContaining({ sidecar: sidecarName(notJson), reason: 'not valid JSON' }),
+        expect.objectContaining({ sidecar: sidecarName(incomplete), reason: expect.stringMatching(/sha256/) }),
+      ]);
+      await pruneBackups({ storage, index, policy: { days: 0, minCount: 1 }, logger, now: NOW });
+      const names = (await storage.list()).map((o) => o.name);
+      for (const kept of [notJson, incomplete]) expect(names).toEqual(expect.arrayContaining([kept, sidecarName(kept)]));
+      await cleanup();
+    });
+  });
+}
+
+describe('local: refreshes racing writes (L1)', () => {
+  it('a backup added while a refresh reads storage stays listed, also when refreshes queue up', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'index-race-'));
+    const storage = await LocalStorage.open(dir);
+    const existing = idAt(daysAgo(3));
+    await putBackup(storage, existing, (dump) => ownSidecar(existing, daysAgo(3), dump, 'app'));
+    const index = new BackupIndex(storage, OWNER, captureLogger().logger);
+    // The job's backup is added after the refresh began listing (here: before its files even exist,
+    // the extreme case of a listing that predates the sidecar).
+    const added = BackupSidecarSchema.parse(ownSidecar(idAt(daysAgo(0)), daysAgo(0), Buffer.from('x'), 'app'));
+    const first = index.refresh();
+    const second = index.refresh();
+    index.add(added);
+    await Promise.all([first, second]);
+    expect(index.list().map((b) => b.id)).toEqual([added.id, existing]);
+    // Removed while a refresh is under way (retention): stays removed although that listing still has it.
+    const third = index.refresh();
+    index.remove(existing);
+    await third;
+    expect(index.has(existing)).toBe(false);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a sidecar read that fails for a moment keeps the backup it describes listed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'index-flaky-'));
+    const real = await LocalStorage.open(dir);
+    const id = idAt(daysAgo(1));
+    const dump = await putBackup(real, id, (d) => ownSidecar(id, daysAgo(1), d, 'app'));
+    // Injection point over the real directory: the next read of this sidecar fails once, as a
+    // network blip would on S3.
+    let failNext = true;
+    const getSmall: Storage['getSmall'] = async (name) => {
+      if (name === sidecarName(id) && failNext) {
+        failNext = false;
+        throw new Error('connection reset');
+      }
+      return real.getSmall(name);
+    };
+    const storage = new Proxy(real, {
+      get: (target, property) => {
+        if (property === 'getSmall') return getSmall;
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const { logger, lines } = captureLogger();
+    const index = new BackupIndex(storage, OWNER, logger);
+    // The job wrote it and added it: the index has it without having read its sidecar yet.
+    index.add(BackupSidecarSchema.parse(ownSidecar(id, daysAgo(1), dump, 'app')));
+    await index.refresh();
+    expect(index.has(id)).toBe(true);
+    expect(lines).toContainEqual(expect.objectContaining({ message: expect.stringMatching(/could not read a sidecar/), sidecar: sidecarName(id) }));
+    await index.refresh();
+    expect(index.has(id)).toBe(true);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
