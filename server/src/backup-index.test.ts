@@ -37,7 +37,7 @@ const BACKENDS: { name: string; create(): Promise<{ storage: Storage; cleanup():
     async create() {
       const prefix = `index-${Math.random().toString(36).slice(2)}`;
       const storage = new S3Storage({
-        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+        bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000, partSizeBytes: null,
       });
       return { storage, cleanup: async () => undefined };
     },

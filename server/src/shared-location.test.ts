@@ -30,7 +30,7 @@ let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'shared-location-'));
-  [cluster, s3, tools] = await Promise.all([startPostgres(), startS3(), discoverPgTools(null)]);
+  [cluster, s3, tools] = await Promise.all([startPostgres(), startS3(), discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} })]);
   for (const db of ['alpha', 'beta']) {
     await cluster.createDatabase(db);
     await cluster.query(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '${db}' || g FROM generate_series(1, 3000) g`, [], db);
@@ -55,7 +55,7 @@ const BACKENDS: { name: 'local' | 's3'; create(): Promise<{ storage: Storage; di
     name: 's3',
     async create() {
       const storage = new S3Storage({
-        bucket: s3.bucket, prefix: `shared-${++counter}`, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+        bucket: s3.bucket, prefix: `shared-${++counter}`, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000, partSizeBytes: null,
       });
       return { storage, dir: work };
     },
@@ -109,7 +109,7 @@ describe('s3: a store that ignores If-None-Match (fauxqs)', () => {
   it('the writer whose dump was replaced fails with ID_TAKEN, writes no sidecar and deletes nothing', async () => {
     const prefix = `shared-${++counter}`;
     const storage = new S3Storage({
-      bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, partSizeBytes: null,
+      bucket: s3.bucket, prefix, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null }, connectTimeoutMs: 10_000, requestTimeoutMs: 60_000, partSizeBytes: null,
     });
     const theirs = Buffer.from('the other service\'s dump');
     const failure = await runBackup(
