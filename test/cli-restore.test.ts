@@ -426,7 +426,7 @@ describe('db-restore swap: every crash point is recoverable (H1)', () => {
     await dropLeftovers();
     const target = 'Quoted "App"';
     const before = await seedTarget(target);
-    const res = await cliPausedAt('connections-disallowed', ['--force', '--json', ID_A], cliEnv({ DB_NAME: target }), async (kill) => {
+    const res = await cliPausedAt('connections-disallowed', ['--force', '--json', '--database', target, ID_A], cliEnv(), async (kill) => {
       await pg.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'db-restore'`, [], 'postgres');
       await noDbRestoreSessions();
       kill('SIGUSR2');
@@ -477,7 +477,7 @@ describe('db-restore: the replaced content (M6)', () => {
     expect(await snapshot('app')).toEqual(stateA);
     // The plan: what is lost, and what the backup is of (from its sidecar).
     expect(res.stdout).toContain('writes made to app after 2026-05-10T01:00:05Z are lost; the replaced copy is kept');
-    expect(res.stdout).toContain(`of database src, PostgreSQL ${pg.version.split(' ')[0]}`);
+    expect(res.stdout).toContain(`of database app, PostgreSQL ${pg.version.split(' ')[0]}`);
     const [old, ...more] = await leftovers();
     expect(more).toEqual([]);
     expect(old).toMatch(/^app__old_[0-9a-f]{8}$/);
