@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pollUntil, startPostgres, type PostgresCluster } from '../test/harness/index.js';
+import { freePort, pollUntil, startPostgres, type PostgresCluster } from '../test/harness/index.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const backupDir = `${root}demo-data/backups`;
@@ -62,7 +62,8 @@ async function main(): Promise<void> {
   mkdirSync(backupDir, { recursive: true });
   const earlier = readdirSync(backupDir).filter((f) => f.endsWith('.sql.gz')).length;
 
-  const port = (await portFree(8080)) ? 8080 : 18080;
+  // 8080 as in the docs' examples; when something else has it, any free port (the banner says which).
+  const port = (await portFree(8080)) ? 8080 : await freePort();
   const token = randomBytes(32).toString('hex');
   if (stopping) return;
   // The command `npm ci` linked (what `npx db-backup-service` runs), started directly so signals
