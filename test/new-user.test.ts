@@ -242,7 +242,11 @@ describe('a new user in a fresh clone', () => {
       expect(job).toMatchObject({ status: 'succeeded', triggeredBy: 'api' });
       expect(readdirSync(dir)).toEqual(expect.arrayContaining([job.backupId, `${job.backupId}.meta.json`]));
     } finally {
+      // SIGTERM to npx, as a supervisor sends it: npm forwards it, the service drains and exits 0.
+      const pids = [...descendants(svc.pid).keys()];
       expect(await svc.stop('SIGTERM', 30_000)).toEqual({ code: 0, signal: null });
+      expect(svc.logs.some((line) => line.includes('"message":"stopped"'))).toBe(true);
+      expect(pids.filter((pid) => !gone(pid))).toEqual([]);
     }
   });
 });
