@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, loadConfig } from './config.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
 
@@ -92,6 +92,7 @@ describe('loadConfig', () => {
 
   it('accepts <NAME>_FILE for every secret and never echoes the secret', () => {
     const dir = mkdtempSync(join(tmpdir(), 'config-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true })); // the files hold test secrets
     const files = { DB_PASSWORD_FILE: join(dir, 'pw'), API_TOKEN_FILE: join(dir, 'token'), AWS_SECRET_ACCESS_KEY_FILE: join(dir, 'aws') };
     writeFileSync(files.DB_PASSWORD_FILE, `${PASSWORD}\n`);
     writeFileSync(files.API_TOKEN_FILE, `${TOKEN}\n`);
