@@ -60,9 +60,9 @@ function withLogs(message: string, logs: readonly string[]): Error {
 }
 
 /**
- * Starts the built service (`node server/dist/bin.js`, with the Node running the tests) as a child
- * process, with exactly `env` plus PATH/HOME/LANG from this process, so a test states every setting
- * the service sees. Waits until GET /health on env.HTTP_PORT answers.
+ * Starts the built service (`node server/dist/bin.js`, with the Node running the tests, or
+ * `opts.command`) as a child process, with exactly `env` plus PATH/HOME/LANG from this process, so
+ * a test states every setting the service sees. Waits until GET /health on env.HTTP_PORT answers.
  */
 export async function startService(env: Record<string, string>, opts: StartServiceOptions = {}): Promise<ServiceProcess> {
   const port = Number(env.HTTP_PORT);
