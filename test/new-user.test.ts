@@ -84,23 +84,21 @@ function gone(pid: number): boolean {
 interface DemoRun {
   child: ChildProcess;
   output: () => string;
-  exited: Promise<number | null>;
+  /** Its stdout and stderr have ended: nothing it started still holds them. */
+  closed: () => boolean;
 }
 
 /** Starts a demo in the clone in its own process group, so a test that dies still stops it. */
 function startDemo(file: string, args: string[]): DemoRun {
   const child = spawn(file, args, { cwd: clone, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
+  let closed = false;
   child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
   const unregister = registerExitCleanup(() => process.kill(-child.pid!, 'SIGTERM'));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('close', (code) => {
-      unregister();
-      resolve(code);
-    }),
-  );
-  return { child, output: () => output, exited };
+  child.once('exit', unregister);
+  child.once('close', () => (closed = true));
+  return { child, output: () => output, closed: () => closed };
 }
 
 interface Ready {
@@ -133,12 +131,13 @@ async function terminate(demo: DemoRun, ready: Ready): Promise<{ code: number | 
   expect([...ready.pids.values()].some((cmd) => cmd.includes('/postgres -D'))).toBe(true);
   expect([...ready.pids.values()].some((cmd) => cmd.includes('db-backup-service'))).toBe(true);
   demo.child.kill('SIGTERM');
-  const code = await pollUntil(async () => (demo.child.exitCode !== null || demo.child.signalCode !== null ? demo.exited : undefined), {
+  const code = await pollUntil(async () => (demo.child.exitCode !== null || demo.child.signalCode !== null ? { code: demo.child.exitCode } : undefined), {
     timeoutMs: 30_000,
     intervalMs: 100,
     what: 'the demo to exit after SIGTERM',
-  });
-  await pollUntil(async () => ([...ready.pids.keys()].every(gone) && !existsSync(ready.clusterDir) ? true : undefined), {
+  }).then((exit) => exit.code);
+  // Its output is complete once the pipes close, which a leftover process would keep open.
+  await pollUntil(async () => (demo.closed() && [...ready.pids.keys()].every(gone) && !existsSync(ready.clusterDir) ? true : undefined), {
     timeoutMs: 15_000,
     intervalMs: 100,
     what: 'the demo\'s processes and its cluster\'s temp dir to be gone',
