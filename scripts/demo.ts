@@ -41,7 +41,8 @@ let service: ChildProcess | undefined;
 let stopping: Promise<void> | undefined;
 
 async function shutdown(code: number): Promise<void> {
-  if (service && service.exitCode === null && service.signalCode === null) {
+  // No pid: the spawn itself failed, and no 'exit' will come.
+  if (service?.pid !== undefined && service.exitCode === null && service.signalCode === null) {
     service.kill('SIGTERM');
     await once(service, 'exit');
   }
@@ -76,6 +77,10 @@ async function main(): Promise<void> {
       DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'shop', DB_USER: pg.user, DB_PASSWORD: pg.password,
       STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: backupDir, API_TOKEN: token, HTTP_PORT: String(port), LOG_FORMAT: 'plain',
     },
+  });
+  service.once('error', (error) => {
+    console.error(`demo: cannot start the service: ${error.message} (run \`bash scripts/setup.sh\` or \`npm ci\` first)`);
+    void stop(1);
   });
   service.once('exit', (code, signal) => {
     if (!stopping) {
