@@ -198,9 +198,10 @@ podman image inspect "$IMAGE" --format '{{json .Config.ExposedPorts}}' | grep -q
 podman run --rm --network=none --entrypoint /bin/bash "$IMAGE" -c '
   set -e
   for t in pg_dump pg_restore psql; do "$PG_BIN_DIR/$t" --version; done
-  for t in gzip bash curl jq tini db-restore node; do command -v "$t" >/dev/null || { echo "missing: $t"; exit 1; }; done
+  for t in gzip bash curl jq tini db-backup-service db-restore node; do command -v "$t" >/dev/null || { echo "missing: $t"; exit 1; }; done
   node --version | grep -q "^v24\." || { echo "node is not 24: $(node --version)"; exit 1; }
   [ "$(readlink -f /usr/local/bin/db-restore)" = /app/cli/dist/bin.js ] || { echo "db-restore is not the CLI"; exit 1; }
+  [ "$(readlink -f /usr/local/bin/db-backup-service)" = /app/server/bin/db-backup-service.js ] || { echo "db-backup-service is not the service"; exit 1; }
   db-restore --version >/dev/null
   for d in /app/*/src /app/node_modules/typescript /app/node_modules/vitest /app/node_modules/node; do
     [ ! -e "$d" ] || { echo "should not be in the image: $d"; exit 1; }
@@ -290,7 +291,7 @@ pass "the image's HEALTHCHECK (curl -fsS /health) passes inside the container"
 
 step "non-root"
 SERVICE_PID="$(podman exec "$CONTAINER" sh -c 'for p in /proc/[0-9]*; do
-  case "$(tr "\0" " " < "$p/cmdline" 2>/dev/null)" in node\ */server/dist/bin.js*) echo "${p#/proc/}"; break ;; esac; done')"
+  case "$(tr "\0" " " < "$p/cmdline" 2>/dev/null)" in node\ /usr/local/bin/db-backup-service*) echo "${p#/proc/}"; break ;; esac; done')"
 [ -n "$SERVICE_PID" ] || fail "service process not found in the container"
 SERVICE_UID="$(podman exec "$CONTAINER" awk '/^Uid:/ { print $2 }' "/proc/$SERVICE_PID/status")"
 PID1="$(podman exec "$CONTAINER" sh -c 'tr "\0" " " < /proc/1/cmdline')"

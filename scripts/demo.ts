@@ -1,11 +1,14 @@
 // `npm run demo`: the service on a throwaway PostgreSQL with sample data and local storage, a first
-// backup, and curl commands to try. Ctrl-C stops the service and deletes the cluster.
-import { spawn } from 'node:child_process';
+// backup, and curl and db-restore commands to try. Ctrl-C or SIGTERM (what `timeout` or a supervisor
+// sends) stops the service, removes the cluster and its temp dir, and keeps the backups.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pollUntil, startPostgres, type PostgresCluster } from '../test/harness/index.js';
+import { freePort, pollUntil, startPostgres, type PostgresCluster } from '../test/harness/index.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const backupDir = `${root}demo-data/backups`;
@@ -29,38 +32,59 @@ async function loadSampleData(pg: PostgresCluster): Promise<void> {
     CREATE VIEW order_totals AS SELECT customer_id, sum(total) AS total FROM orders GROUP BY customer_id;`);
 }
 
+/** Single-quoted for a POSIX shell, so a printed command can be pasted as it is. */
+const sh = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`;
+
+// Set as soon as the demo has them, so a signal at any point stops exactly what exists by then.
+let cluster: Promise<PostgresCluster> | undefined;
+let service: ChildProcess | undefined;
+let stopping: Promise<void> | undefined;
+
+async function shutdown(code: number): Promise<void> {
+  // No pid: the spawn itself failed, and no 'exit' will come.
+  if (service?.pid !== undefined && service.exitCode === null && service.signalCode === null) {
+    service.kill('SIGTERM');
+    await once(service, 'exit');
+  }
+  // A cluster still starting is waited for, so it is removed rather than left behind.
+  const pg = await cluster?.catch(() => undefined);
+  await pg?.destroy();
+  console.log(`demo: stopped the service${pg ? ` and removed the PostgreSQL cluster (${pg.baseDir})` : ''}; the backups stay in ${backupDir}`);
+  process.exit(code);
+}
+const stop = (code: number): Promise<void> => (stopping ??= shutdown(code));
+
 async function main(): Promise<void> {
   console.log('demo: starting a throwaway PostgreSQL cluster...');
-  const pg = await startPostgres({ database: 'shop' });
+  cluster = startPostgres({ database: 'shop' });
+  const pg = await cluster;
   await loadSampleData(pg);
-  rmSync(backupDir, { recursive: true, force: true });
+  // Backups of earlier runs stay (the stop message promises it); the service lists them too.
   mkdirSync(backupDir, { recursive: true });
+  const earlier = readdirSync(backupDir).filter((f) => f.endsWith('.sql.gz')).length;
 
-  const port = (await portFree(8080)) ? 8080 : 18080;
+  // 8080 as in the docs' examples; when something else has it, any free port (the banner says which).
+  const port = (await portFree(8080)) ? 8080 : await freePort();
   const token = randomBytes(32).toString('hex');
-  const service = spawn(process.execPath, [`${root}server/dist/bin.js`], {
+  if (stopping) return;
+  // The command `npm ci` linked (what `npx db-backup-service` runs), started directly so signals
+  // reach it without an npm process in between; this Node first on PATH for its `env node`.
+  service = spawn(`${root}node_modules/.bin/db-backup-service`, [], {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: {
       ...process.env,
+      PATH: [dirname(process.execPath), process.env.PATH].join(delimiter),
       DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'shop', DB_USER: pg.user, DB_PASSWORD: pg.password,
       STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: backupDir, API_TOKEN: token, HTTP_PORT: String(port), LOG_FORMAT: 'plain',
     },
   });
-  let stopping = false;
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    service.kill('SIGTERM');
-    if (service.exitCode === null) await new Promise((resolve) => service.once('exit', resolve));
-    await pg.destroy();
-    console.log('demo: stopped the service and removed the PostgreSQL cluster (backups stay in demo-data/backups).');
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  service.once('exit', (code) => {
+  service.once('error', (error) => {
+    console.error(`demo: cannot start the service: ${error.message} (run \`bash scripts/setup.sh\` or \`npm ci\` first)`);
+    void stop(1);
+  });
+  service.once('exit', (code, signal) => {
     if (!stopping) {
-      console.error(`demo: the service exited (${code})`);
+      console.error(`demo: the service exited (${code ?? signal})`);
       void stop(1);
     }
   });
@@ -78,10 +102,12 @@ async function main(): Promise<void> {
   );
   if (job.status !== 'succeeded') throw new Error(`the first backup failed: ${job.errorMessage}`);
 
+  // The cluster's password is printed on purpose: it is a throwaway cluster that exists only while
+  // the demo runs, and db-restore needs it.
   console.log(`
 ================================================================================
 db-backup-service is running on ${base} (PostgreSQL database "shop" on port ${pg.port}).
-First backup: ${backupDir}/${job.backupId}
+First backup: ${backupDir}/${job.backupId}${earlier > 0 ? `\n(${earlier} backup(s) of earlier demo runs are listed too.)` : ''}
 
   export API_TOKEN=${token}
   curl -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups
@@ -91,12 +117,25 @@ First backup: ${backupDir}/${job.backupId}
   curl ${base}/info
   open ${base}/docs in a browser for the API docs
 
-Ctrl-C stops everything.
+db-restore against the demo's database (bash; list, then restore the newest into "shop"):
+
+  export DB_HOST=${pg.host} DB_PORT=${pg.port} DB_NAME=shop DB_USER=${pg.user} DB_PASSWORD=${sh(pg.password)}
+  export STORAGE_BACKEND=local BACKUP_LOCAL_DIR=${sh(backupDir)}
+  db-restore() { ${sh(process.execPath)} ${sh(`${root}cli/dist/bin.js`)} "$@"; }
+  db-restore
+  db-restore --force latest
+
+PostgreSQL's throwaway cluster is in ${pg.baseDir}.
+Ctrl-C stops the service and removes the cluster; the backups stay in ${backupDir}.
 ================================================================================
 `);
 }
 
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
 main().catch((error: unknown) => {
+  // After a signal, the cluster going away under a running step is expected, not a failure.
+  if (stopping) return;
   console.error(`demo failed: ${(error as Error).message}`);
-  process.exit(1);
+  void stop(1);
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time set-up of a development machine (Debian/Ubuntu): the PostgreSQL server and client the
 # tests and the demo start throwaway clusters from, then the npm dependencies (which bring Node 24).
-# Safe to run again: it installs only what is missing.
+# Safe to run again: it installs only what is missing. It never stops, starts or changes a
+# PostgreSQL cluster or service that was there before it ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,11 @@ have_pg() {
     [ -x "$dir/initdb" ] && [ -x "$dir/pg_dump" ] && [ -x "$dir/psql" ] && return 0
   done
   return 1
+}
+
+# "<version>/<name>" of the machine's Debian PostgreSQL clusters: all, or those running.
+clusters() {
+  if command -v pg_lsclusters >/dev/null; then pg_lsclusters -h 2>/dev/null | awk -v only="${1:-}" 'only == "" || $4 == only {print $1"/"$2}'; fi
 }
 
 apt_packages=()
@@ -25,14 +31,25 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "setup: please install these Debian packages first: ${apt_packages[*]}" >&2; exit 1
   fi
   echo "setup: installing ${apt_packages[*]}"
+  clusters_before="$(clusters)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
-  # The Debian package starts a cluster of its own; the project never uses it.
-  if command -v pg_ctlcluster >/dev/null; then
-    for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do $SUDO pg_ctlcluster ${c%/*} ${c#*/} stop 2>/dev/null || true; done
-  fi
+  # Debian's postgresql package creates and starts a "main" cluster, which the project never uses
+  # (it starts throwaway clusters of its own). Stop only a cluster this install just created.
+  for c in $(clusters online); do
+    if ! grep -qxF "$c" <<<"$clusters_before"; then
+      echo "setup: stopping PostgreSQL cluster $c, which the package install just created (the project does not use it)"
+      $SUDO pg_ctlcluster "${c%/*}" "${c#*/}" stop || true
+    fi
+  done
 fi
 
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm runs on this machine's Node, which may be older than the project's engines (>= 22.12): npm
+  # would warn about that for every package. The project's scripts run on the Node 24 that the
+  # `node` devDependency installs, so only errors are shown.
+  echo "setup: npm ci (on Node $(node --version); the project brings and runs on its own Node 24)"
+  # SCARF_ANALYTICS=false: swagger-ui-dist's install-time telemetry stays off even with an npm that
+  # ignores package.json's allowScripts (which denies it) and scarfSettings.
+  SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
 fi

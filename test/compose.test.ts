@@ -74,6 +74,13 @@ describe.each([
     expect(Object.keys(c.services)).toContain('postgres');
   });
 
+  it('uses no image another service builds: each one is built by its own service or pulled', () => {
+    const services = Object.entries(config(file).services);
+    const built = new Set(services.filter(([, s]) => s.build).map(([, s]) => s.image));
+    // docker-compose v1 pulls the image of a service without `build` before it builds any other.
+    expect(services.filter(([, s]) => !s.build && built.has(s.image)).map(([name]) => name)).toEqual([]);
+  });
+
   it('refuses to start without API_TOKEN, naming it', () => {
     const r = compose(file, {});
     expect(r.status).not.toBe(0);

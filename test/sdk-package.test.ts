@@ -1,6 +1,7 @@
-// Proof that the published SDK works on its own: `npm pack` the sdk and the contract it depends on
-// (which would be published with it), install both tarballs into a fresh project outside the repo,
-// and use the package there, from plain ESM and from TypeScript, against a running service.
+// Proof that the published SDK works on its own: `npm pack` the sdk alone (it bundles the contract it
+// is built on), install that one tarball into a fresh project outside the repo (its public
+// dependencies come from the registry or npm's cache), and use the package there, from plain ESM and
+// from TypeScript, against a running service.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -58,19 +59,19 @@ const npm = (args: string[], cwd: string) => run('npm', args, { cwd });
 
 beforeAll(async () => {
   // `npm test` builds first; a bare vitest run on a fresh clone builds what packing needs.
-  if (!existsSync(join(REPO, 'contract/dist/index.js')) || !existsSync(join(REPO, 'sdk/dist/index.js'))) {
-    await npm(['run', 'build', '--workspace', 'contract', '--workspace', 'sdk'], REPO);
-  }
+  if (!existsSync(join(REPO, 'sdk/dist/index.js'))) await npm(['run', 'build', '--workspace', 'sdk'], REPO);
   work = await mkdtemp(join(tmpdir(), 'sdk-package-'));
   expect(relative(REPO, work).startsWith('..')).toBe(true);
   project = join(work, 'project');
 
   const packing = (async () => {
-    const out = await npm(['pack', '--json', '--pack-destination', work, join(REPO, 'contract'), join(REPO, 'sdk')], work);
+    // The commands of the SDK's README: pack in the repository, then a project from `npm init -y`.
+    const out = await npm(['pack', '--json', '--workspace', 'sdk', '--pack-destination', work], REPO);
     packed = JSON.parse(out.stdout) as Packed[];
     await mkdir(project);
-    await writeFile(join(project, 'package.json'), `${JSON.stringify({ name: 'sdk-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`);
-    // The SDK's own dependencies (@ts-rest/core, zod, ...) come from the npm cache or registry.
+    await npm(['init', '-y'], project);
+    await npm(['pkg', 'set', 'type=module'], project);
+    // The SDK's own dependencies (@ts-rest/core, zod) come from the npm cache or registry.
     await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', ...packed.map((p) => join(work, p.filename))], project);
   })();
   const serving = (async () => {
@@ -104,19 +105,17 @@ afterAll(async () => {
 });
 
 describe('the packed @db-backup-service/sdk', () => {
-  it('holds the built entry points, types and README, and no tests', () => {
-    const sdk = packed.find((p) => p.name === '@db-backup-service/sdk');
-    const contract = packed.find((p) => p.name === '@db-backup-service/contract');
-    if (!sdk || !contract) throw new Error(`npm pack packed ${packed.map((p) => p.name).join(', ')}`);
-    const files = sdk.files.map((f) => f.path);
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/generated/openapi.d.ts']));
+  it('is one tarball holding the built entry points, types, README and the bundled contract, and no tests', () => {
+    expect(packed.map((p) => p.name)).toEqual(['@db-backup-service/sdk']);
+    const files = packed[0]!.files.map((f) => f.path);
+    expect(files).toEqual(
+      expect.arrayContaining(['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/generated/openapi.d.ts', 'dist/generated/contract/index.js', 'dist/generated/contract/index.d.ts']),
+    );
     expect(files.filter((f) => /\.test\.|test-helper/.test(f))).toEqual([]);
     expect(files.filter((f) => !/^(dist|src)\/|^(package\.json|README\.md|LICENSE)$/.test(f))).toEqual([]);
-    expect(contract.files.map((f) => f.path)).toEqual(expect.arrayContaining(['package.json', 'dist/index.js', 'dist/index.d.ts']));
-    expect(contract.files.filter((f) => /\.test\./.test(f.path))).toEqual([]);
   });
 
-  it('installed from the tarballs: every path its package.json names exists, and its source maps resolve', async () => {
+  it('installed from the tarball: every path its package.json names exists, and its source maps resolve', async () => {
     const root = join(project, 'node_modules/@db-backup-service/sdk');
     const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
       main: string;
@@ -128,7 +127,9 @@ describe('the packed @db-backup-service/sdk', () => {
     for (const path of named) expect(existsSync(join(root, path)), path).toBe(true);
     // The "types" condition must come first in an exports entry, or TypeScript never sees it.
     expect(Object.keys(manifest.exports['.'] as Record<string, string>)[0]).toBe('types');
-    expect(Object.keys(manifest.dependencies)).toContain('@db-backup-service/contract');
+    // Only public packages: nothing of this repository is installed beside the SDK.
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(['@ts-rest/core', 'zod']);
+    expect(await readdir(join(project, 'node_modules/@db-backup-service'))).toEqual(['sdk']);
 
     const maps = (await readdir(join(root, 'dist'), { recursive: true })).filter((f) => f.endsWith('.js.map'));
     expect(maps.length).toBeGreaterThan(0);
@@ -214,5 +215,20 @@ export async function use(): Promise<string> {
       [tsc, '--noEmit', '--strict', '--skipLibCheck', '--target', 'ES2023', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--typeRoots', join(REPO, 'node_modules/@types'), 'consumer.ts'],
       { cwd: project },
     );
+  });
+
+  it("compiles the README's quick start with the README's tsconfig.json in the `npm init -y` project", async () => {
+    const readme = await readFile(join(REPO, 'sdk/README.md'), 'utf8');
+    const block = (lang: string, after: string): string => {
+      const match = new RegExp(`\`\`\`${lang}\n([\\s\\S]*?)\`\`\``).exec(readme.slice(readme.indexOf(after)));
+      if (!match) throw new Error(`no ${lang} block after "${after}" in sdk/README.md`);
+      return match[1]!;
+    };
+    const dir = join(project, 'readme');
+    await mkdir(dir);
+    await writeFile(join(dir, 'tsconfig.json'), block('json', 'tsconfig.json'));
+    await writeFile(join(dir, 'index.ts'), block('ts', '## Quick start'));
+    // typescript and @types/node of this repository stand in for the README's `npm install --save-dev`.
+    await run(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', dir, '--noEmit', '--typeRoots', join(REPO, 'node_modules/@types')], { cwd: project });
   });
 });

@@ -16,7 +16,7 @@ import {
   type Info,
   type Job,
   type JobConflict,
-} from '@db-backup-service/contract';
+} from './generated/contract/index.js';
 import { z } from 'zod';
 import { downloadToFile, type DownloadedFile, type DownloadToFileOptions } from './download-to-file.js';
 import { BackupServiceError, codeForStatus, displayUrl } from './errors.js';

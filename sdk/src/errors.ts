@@ -1,4 +1,4 @@
-import type { Problem } from '@db-backup-service/contract';
+import type { Problem } from './generated/contract/index.js';
 
 /**
  * Stable reasons a call failed, independent of the server's own `problem.code`:

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { ApiFetcher } from '@ts-rest/core';
-import type { RouteMetadata } from '@db-backup-service/contract';
+import type { RouteMetadata } from './generated/contract/index.js';
 import { BackupServiceError, networkErrorCode } from './errors.js';
 
 /** What every request needs: where, how, and how long to wait. Never serialised into a message. */

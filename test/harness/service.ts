@@ -14,7 +14,12 @@ export interface StartServiceOptions {
   timeoutMs?: number;
   /** Script run with this Node; relative paths are from the repo root. Default server/dist/bin.js. */
   entry?: string;
-  /** Extra arguments after the script. */
+  /**
+   * A command to run instead of `node <entry>`, looked up on PATH: how a user starts the service
+   * (e.g. `['npx', '--no-install', 'db-backup-service']`, run in `cwd`).
+   */
+  command?: readonly [string, ...string[]];
+  /** Extra arguments after the script (or the command). */
   args?: string[];
   /** Working directory; default the repo root. */
   cwd?: string;
@@ -55,18 +60,19 @@ function withLogs(message: string, logs: readonly string[]): Error {
 }
 
 /**
- * Starts the built service (`node server/dist/bin.js`, with the Node running the tests) as a child
- * process, with exactly `env` plus PATH/HOME/LANG from this process, so a test states every setting
- * the service sees. Waits until GET /health on env.HTTP_PORT answers.
+ * Starts the built service (`node server/dist/bin.js`, with the Node running the tests, or
+ * `opts.command`) as a child process, with exactly `env` plus PATH/HOME/LANG from this process, so
+ * a test states every setting the service sees. Waits until GET /health on env.HTTP_PORT answers.
  */
 export async function startService(env: Record<string, string>, opts: StartServiceOptions = {}): Promise<ServiceProcess> {
   const port = Number(env.HTTP_PORT);
   if (!Number.isInteger(port) || port <= 0) throw new Error('startService: env.HTTP_PORT must be set to a port (see freePort())');
   const entryRel = opts.entry ?? DEFAULT_ENTRY;
   const entry = isAbsolute(entryRel) ? entryRel : join(REPO_ROOT, entryRel);
-  if (!existsSync(entry)) {
+  if (!opts.command && !existsSync(entry)) {
     throw new Error(`startService: ${entry} does not exist${opts.entry ? '' : ' (run `npm run build` first)'}`);
   }
+  const [file, ...commandArgs] = opts.command ?? [process.execPath, entry];
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const waitFor = opts.waitFor ?? 'listening';
   const baseUrl = `http://127.0.0.1:${port}`;
@@ -77,7 +83,7 @@ export async function startService(env: Record<string, string>, opts: StartServi
     if (v !== undefined) inherited[k] = v;
   }
 
-  const child = spawn(process.execPath, [entry, ...(opts.args ?? [])], {
+  const child = spawn(file, [...commandArgs, ...(opts.args ?? [])], {
     cwd: opts.cwd ?? REPO_ROOT,
     env: { ...inherited, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

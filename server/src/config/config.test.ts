@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError, loadConfig, MAX_TIMER_MS } from './config.js';
 import { cgroupCpuQuota, usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
@@ -96,6 +96,7 @@ describe('loadConfig', () => {
 
   it('accepts <NAME>_FILE for every secret and never echoes the secret', () => {
     const dir = mkdtempSync(join(tmpdir(), 'config-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true })); // the files hold test secrets
     const files = { DB_PASSWORD_FILE: join(dir, 'pw'), API_TOKEN_FILE: join(dir, 'token'), AWS_SECRET_ACCESS_KEY_FILE: join(dir, 'aws') };
     writeFileSync(files.DB_PASSWORD_FILE, `${PASSWORD}\n`);
     writeFileSync(files.API_TOKEN_FILE, `${TOKEN}\n`);
@@ -169,6 +170,7 @@ describe('S3 credentials', () => {
 describe('PostgreSQL TLS', () => {
   it('reads PGSSLMODE and the certificate paths, checking the files', () => {
     const dir = mkdtempSync(join(tmpdir(), 'config-tls-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(join(dir, 'ca.pem'), 'ca');
     const config = loadConfig({ ...base, PGSSLMODE: 'verify-full', PGSSLROOTCERT: join(dir, 'ca.pem') });
     expect(config.db.tls).toEqual({ mode: 'verify-full', rootCert: join(dir, 'ca.pem'), cert: null, key: null });
@@ -188,6 +190,7 @@ describe('PostgreSQL TLS', () => {
 describe('compression threads', () => {
   const cgroup = (files: Record<string, string>) => {
     const dir = mkdtempSync(join(tmpdir(), 'cgroup-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     for (const [name, text] of Object.entries(files)) {
       mkdirSync(dirname(join(dir, name)), { recursive: true });
       writeFileSync(join(dir, name), text);
