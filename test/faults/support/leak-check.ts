@@ -69,7 +69,7 @@ export interface CycleLeakOptions {
   /**
    * After the last cycle, how long the late state may take to come back within bounds (GC and
    * measure again, polled): memory freed a little later is not a leak, memory that stays is.
-   * Default 30 s.
+   * Default 20 s.
    */
   readonly settleMs?: number;
 }
@@ -101,7 +101,7 @@ export async function leakCheckOverCycles(svc: ServiceProcess, cycle: (n: number
         last = leakVerdict(warm!, await processStats(svc.pid), bounds);
         return last.verdict === 'ok' ? last : undefined;
       },
-      { timeoutMs: opts.settleMs ?? 30_000, intervalMs: 2_000, what: 'the late steady state to come back within bounds' },
+      { timeoutMs: opts.settleMs ?? 20_000, intervalMs: 2_000, what: 'the late steady state to come back within bounds' },
     ).catch(() => last);
   }
   return { ...result, cycles, warmCycle, rssKbAfterEachCycle };
