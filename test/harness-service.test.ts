@@ -100,9 +100,12 @@ describe('service harness (against a stand-in script)', () => {
 
   it('stop() kills and rejects when SIGTERM is ignored past the timeout; kill() is SIGKILL', async () => {
     const stubborn = await start({ MODE: 'ignore-sigterm' });
+    // First make sure it has its handler running and ignores SIGTERM: otherwise, on a loaded
+    // machine, stop()'s 500 ms could pass before the child even handled the signal.
+    stubborn.child.kill('SIGTERM');
+    await stubborn.waitForLog('ignoring SIGTERM', 30_000);
     await expect(stubborn.stop('SIGTERM', 500)).rejects.toThrow(/did not exit within 500 ms/);
     expect(await stubborn.exited).toEqual({ code: null, signal: 'SIGKILL' });
-    expect(stubborn.logs).toContain('ignoring SIGTERM');
 
     const other = await start({ MODE: 'ok' });
     expect(await other.kill()).toEqual({ code: null, signal: 'SIGKILL' });

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backup, Job } from '@db-backup-service/contract';
 import {
@@ -141,8 +142,18 @@ describe.each(['local', 's3'] as const)('%s backend: the REST API end to end', (
 
   it('starts exactly one job for 20 concurrent triggers; the others get 409 with its id', async () => {
     await aBackup();
-    const answers = await Promise.all(Array.from({ length: 20 }, () => A.request('/api/v1/backups', { method: 'POST' })));
-    const bodies = await Promise.all(answers.map(async (r) => ({ status: r.status, body: (await r.json()) as { jobId: string; status: unknown } })));
+    // The accepted job must still run when the last trigger arrives, however slowly the machine
+    // serves the 20 requests: a lock on a table pg_dump must read holds the dump until all answered.
+    const holder = new pg.Client(setup.pg.connectionConfig('app'));
+    await holder.connect();
+    let bodies: { status: number; body: { jobId: string; status: unknown } }[];
+    try {
+      await holder.query('BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE');
+      const answers = await Promise.all(Array.from({ length: 20 }, () => A.request('/api/v1/backups', { method: 'POST' })));
+      bodies = await Promise.all(answers.map(async (r) => ({ status: r.status, body: (await r.json()) as { jobId: string; status: unknown } })));
+    } finally {
+      await holder.end(); // ends the transaction: the dump goes on
+    }
     const accepted = bodies.filter((b) => b.status === 202);
     expect(accepted).toHaveLength(1);
     const conflicts = bodies.filter((b) => b.status === 409);

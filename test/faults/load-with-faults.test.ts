@@ -6,7 +6,12 @@
 // source's data), nothing partial is left, nothing leaked (RSS, descriptors, secrets) and the
 // service never answered a 5xx other than /health's documented 503.
 //
-// FAULTS_DURATION_S sets the S3 run's load phase (default 90 s); the local run gets a third of it.
+// The load runs as six identical cycles (the same clients for the same time, one fault each, the
+// service idle at the end), so that the leak check compares the steady state after the 2nd cycle
+// with the one after the 6th (support/leak-check.ts says why not a pre-load baseline).
+//
+// FAULTS_DURATION_S sets the S3 run's load (default 90 s, six 15 s cycles); the local run gets a
+// third of it, in cycles of at least 10 s.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +19,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backup, Job } from '@db-backup-service/contract';
 import { pollUntil, restoreWithStockTools } from '../harness/index.js';
-import { forceGc, INSPECTOR_NODE_OPTIONS } from './support/gc.js';
-import { anonymousMemory, childrenNamed, CmdlineSampler, describeFds, processStats, settledStats, type ProcessStats } from './support/proc.js';
+import { INSPECTOR_NODE_OPTIONS } from './support/gc.js';
+import { leakCheckOverCycles, leakFigures } from './support/leak-check.js';
+import { anonymousMemory, childrenNamed, CmdlineSampler, describeFds } from './support/proc.js';
 import { filesNotOwnerOnly, fingerprintDifferences, startRig, storageLeftovers, verifyBackup, type Rig } from './support/rig.js';
 import { SecretWatch, STACK_TRACE } from './support/secrets.js';
 import { printSummary } from './support/summary.js';
@@ -37,17 +43,10 @@ const VARIANTS: Variant[] = [
   { backend: 'local', durationS: Math.max(20, Math.round(DURATION_S / 3)), faults: ['pg-stop-mid-dump', 'pg-kill-mid-dump'] },
 ];
 
-/** RSS and descriptors may end at most this much above their pre-load level once idle again. */
-const RSS_TOLERANCE = 0.2;
-const FD_TOLERANCE = 0.2;
-const FD_SLACK = 10;
-/**
- * Client traffic and backups before the baseline is taken (see the warm-up below). 20 s: with 10 s
- * the baseline was sometimes taken before the allocator had seen a peak like the load's (a backup,
- * several downloads and retries at once), and RSS after the load came out 14-26% higher though the
- * heap did not grow; what is retained after a peak is not a leak, growth beyond it is.
- */
-const WARM_UP_MS = 20_000;
+/** Identical load cycles; the leak check compares the steady state after the 2nd and the 6th. */
+const CYCLES = 6;
+/** A cycle: at least this long, and until its fault has recovered. */
+const MIN_CYCLE_MS = 10_000;
 
 describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
   let rig: Rig;
@@ -60,8 +59,9 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
     await rig?.tearDown();
   });
 
+  const cycleMs = Math.max(MIN_CYCLE_MS, Math.round((variant.durationS * 1000) / CYCLES));
   it(
-    `serves ${variant.durationS} s of load through ${variant.faults.join(', ')} and loses, leaks and leaves nothing`,
+    `serves ${CYCLES} cycles of ${cycleMs / 1000} s of load through ${variant.faults.join(', ')} and loses, leaks and leaves nothing`,
     async () => {
       const { pg, s3 } = rig;
       // S3 outages (from, to): a download may answer its documented 503 only if it was in flight
@@ -127,25 +127,10 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
         downloadLoop(stop, 'full'), downloadLoop(stop, 'slow'), downloadLoop(stop, 'slow'), downloadLoop(stop, 'abort'), downloadLoop(stop, 'abort'),
       ];
 
-      // --- warm-up: the same clients for a while without faults (lazy modules, pools, allocator
-      // and heap sizes reach their working level), then the pre-load baseline once idle -----------
-      const warmUntil = Date.now() + WARM_UP_MS;
-      await Promise.all(clients(() => Date.now() >= warmUntil));
-      const warmUpBackups = jobIds.length;
-      // Memory is compared after a full GC on both sides (support/gc.ts says why).
-      await forceGc(rig.svc);
-      const before = await settledStats(rig.svc.pid);
-      if (process.env.FAULTS_VERBOSE === '1') console.log(`[faults] anonymous memory before: ${JSON.stringify(await anonymousMemory(rig.svc.pid))}`);
-      const memBefore = await memoryBreakdown(rig.svc.pid, rig.svc.baseUrl);
-
-      // --- load phase -------------------------------------------------------------------------------
+      // --- the load: identical cycles, each with one fault, the service idle at each end ---------------
       const started = Date.now();
-      const deadline = started + variant.durationS * 1000;
-      const stop = () => Date.now() >= deadline;
-
-      /** Polls the service's children for pg_dump: the moment to pull the plug "mid-dump". */
-      const dumpRunning = async (): Promise<boolean> => {
-        const until = Math.min(Date.now() + 20_000, deadline);
+      /** Polls the service's children for pg_dump (until `until`): the moment to pull the plug "mid-dump". */
+      const dumpRunning = async (until: number): Promise<boolean> => {
         while (Date.now() < until) {
           if ((await childrenNamed(rig.svc.pid, 'pg_dump')).length > 0) return true;
           await delay(10);
@@ -162,14 +147,15 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
         outage.to = Date.now();
       };
 
-      const inject = async (kind: FaultKind): Promise<void> => {
+      /** Injects one fault and returns once it is over (storage or PostgreSQL back). */
+      const inject = async (kind: FaultKind, until: number): Promise<void> => {
         if (kind === 's3-outage') {
           await s3Outage(5_000);
         } else if (kind === 's3-stop-mid-upload') {
-          if (!(await dumpRunning())) return;
+          if (!(await dumpRunning(until))) return;
           await s3Outage(4_000);
         } else {
-          if (!(await dumpRunning())) return;
+          if (!(await dumpRunning(until))) return;
           midDump.push({ kind, jobId: runningJob });
           await (kind === 'pg-stop-mid-dump' ? pg.stop() : pg.kill());
           await delay(3_000);
@@ -178,20 +164,30 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
         faults[kind] = (faults[kind] ?? 0) + 1;
       };
 
-      const faultLoop = (async () => {
-        await delay(Math.min(5_000, variant.durationS * 100));
-        // A fault with its recovery takes about 5-25 s; none starts in the last 15 s of the phase.
-        await loop(() => Date.now() > deadline - 15_000, 1_000, async (i) => {
-          await inject(variant.faults[i % variant.faults.length]!);
-          await delay(6_000);
+      let memWarm = '';
+      /** Cycle n: the clients for cycleMs and fault n (in turn), until both are over. */
+      const cycle = async (n: number): Promise<void> => {
+        // The warm steady state was just taken (after cycle 2): where its memory is, for the record.
+        if (n === 3) memWarm = await memoryBreakdown(rig.svc.pid, rig.svc.baseUrl);
+        const cycleEnd = Date.now() + cycleMs;
+        let faultOver = false;
+        const fault = (async () => {
+          await delay(1_000);
+          await inject(variant.faults[(n - 1) % variant.faults.length]!, cycleEnd - 2_000);
+        })().finally(() => {
+          faultOver = true;
         });
-      })();
-
-      await Promise.all([...clients(stop), faultLoop]);
-      const loadSeconds = (Date.now() - started) / 1000;
-      // Belt and braces: whatever a fault left stopped comes back before the checks.
-      await pg.start();
-      await s3?.start();
+        await Promise.all([...clients(() => faultOver && Date.now() >= cycleEnd), fault]);
+        // Belt and braces: whatever the fault left stopped comes back before the next cycle.
+        await pg.start();
+        await s3?.start();
+      };
+      // RSS and descriptors: the steady state after cycle 2 against the one after cycle 6.
+      const leak = await leakCheckOverCycles(rig.svc, cycle, { cycles: CYCLES, warmCycle: 2 });
+      const cyclesSeconds = (Date.now() - started) / 1000;
+      const fdKinds = leak.verdict === 'ok' ? {} : await describeFds(rig.svc.pid);
+      const memAfter = await memoryBreakdown(rig.svc.pid, rig.svc.baseUrl);
+      if (process.env.FAULTS_VERBOSE === '1') console.log(`[faults] anonymous memory after: ${JSON.stringify(await anonymousMemory(rig.svc.pid))}`);
 
       // --- recovery: the next backup succeeds and clean-up leaves nothing partial ------------------
       const final = await pollUntil(async () => {
@@ -205,21 +201,6 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
         leftovers = await storageLeftovers(rig, listed);
         return leftovers.length === 0 ? true : undefined;
       }, { timeoutMs: 30_000, intervalMs: 1_000, what: 'storage to hold only listed backups' }).catch(() => undefined);
-
-      // --- leaks: back near the baseline once idle (polled, not slept) ------------------------------
-      let after: ProcessStats = await processStats(rig.svc.pid);
-      const rssBeforeGc = after.rssKb;
-      const withinBounds = (s: ProcessStats) =>
-        s.rssKb <= before.rssKb * (1 + RSS_TOLERANCE) && s.fds <= before.fds * (1 + FD_TOLERANCE) + FD_SLACK;
-      await pollUntil(async () => {
-        await forceGc(rig.svc);
-        after = await processStats(rig.svc.pid);
-        if (process.env.FAULTS_VERBOSE === '1') console.log(`[faults] settling: rss ${after.rssKb} kB, fds ${after.fds}`);
-        return withinBounds(after) ? true : undefined;
-      }, { timeoutMs: 60_000, intervalMs: 2_000, what: 'RSS and descriptors to return near their pre-load level' }).catch(() => undefined);
-      const fdKinds = withinBounds(after) ? {} : await describeFds(rig.svc.pid);
-      const memAfter = await memoryBreakdown(rig.svc.pid, rig.svc.baseUrl);
-      if (process.env.FAULTS_VERBOSE === '1') console.log(`[faults] anonymous memory after: ${JSON.stringify(await anonymousMemory(rig.svc.pid))}`);
 
       // --- every listed backup checks out; the newest restores to the source's data ----------------
       const work = await mkdtemp(join(tmpdir(), 'faults-verify-'));
@@ -273,7 +254,7 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
       const modes = rig.backend === 'local' ? await filesNotOwnerOnly(rig.dir) : [];
 
       printSummary(`load-with-faults (${variant.backend})`, {
-        loadSeconds,
+        cyclesSeconds,
         requests: traffic.requests,
         '2xx': traffic.countStatus((s) => s < 300),
         '4xx': traffic.countStatus((s) => s >= 400 && s < 500),
@@ -290,18 +271,13 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
         ...Object.fromEntries(Object.entries(faults).map(([k, v]) => [`fault:${k}`, v])),
         midDumpJobsFailed: `${interrupted}/${midDumpKnown}${midDump.length > midDumpKnown ? ` (+${midDump.length - midDumpKnown} evicted)` : ''}`,
         jobsTriggered: jobIds.length + 1,
-        jobsInWarmUp: warmUpBackups,
         jobsSucceeded: jobs.filter((j) => j.status === 'succeeded').length,
         jobsFailed: failed.length,
         backupsVerified: verified,
         newestRestoreMatchesSource: restoredMatches,
         leftovers: leftovers.length,
-        rssKbBefore: before.rssKb,
-        rssKbAfterLoadNoGc: rssBeforeGc,
-        rssKbAfter: after.rssKb,
-        fdsBefore: before.fds,
-        fdsAfter: after.fds,
-        memBefore,
+        ...leakFigures(leak),
+        memAfterCycle2: memWarm,
         memAfter,
         pgDumpsSampled: sampler.distinct('pg_dump'),
         textsScanned: rig.watch.textsScanned + childEnvWatch.textsScanned,
@@ -329,9 +305,9 @@ describe.each(VARIANTS)('$backend backend: load with faults', (variant) => {
       expect(sampler.distinct('pg_dump'), 'the cmdline sampler caught pg_dump running').toBeGreaterThan(0);
       expect(rig.watch.hits.concat(childEnvWatch.hits), rig.watch.describeHits() + childEnvWatch.describeHits()).toEqual([]);
       expect(modes, 'local backups and sidecars are owner-only (0600)').toEqual([]);
-      expect(withinBounds(after), `RSS ${before.rssKb} -> ${after.rssKb} kB, fds ${before.fds} -> ${after.fds} (${JSON.stringify(fdKinds)})`).toBe(true);
+      expect(leak.verdict, `${leak.reasons.join('; ')} (descriptors: ${JSON.stringify(fdKinds)})`).toBe('ok');
     },
-    (variant.durationS + 360) * 1000,
+    ((CYCLES * cycleMs) / 1000 + 480) * 1000,
   );
 });
 

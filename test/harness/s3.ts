@@ -9,6 +9,7 @@ import type { FauxqsServer } from 'fauxqs';
 import { afterAll, beforeAll } from 'vitest';
 import { registerExitCleanup } from './exit-cleanup.js';
 import { lateBound } from './late-bound.js';
+import { freePort } from './ports.js';
 import { pollUntil } from './wait.js';
 
 export interface StartS3Options {
@@ -69,7 +70,16 @@ export async function startS3(opts: StartS3Options = {}): Promise<S3Harness> {
   const launch = (port: number): Promise<FauxqsServer> =>
     startFauxqs({ port, logger: false, defaultRegion: REGION, ...(dataDir ? { dataDir } : {}) });
 
-  let server: FauxqsServer | undefined = await launch(0);
+  // A port from freePort(), not port 0: a kernel-chosen port, free again while a test has stopped
+  // the emulator, can be taken by any other process binding port 0 before start() (ports.ts).
+  let server: FauxqsServer | undefined;
+  for (let attempt = 1; server === undefined; attempt++) {
+    try {
+      server = await launch(await freePort());
+    } catch (err) {
+      if (attempt >= 5 || !/EADDRINUSE|address already in use/i.test(String((err as Error).message ?? err))) throw err;
+    }
+  }
   const port = server.port;
   const buckets = new Set([bucket]);
   server.createBucket(bucket);

@@ -5,7 +5,6 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
@@ -446,33 +445,47 @@ describe('runBackup failures', () => {
     const { storage } = await localBackend();
     const config = configFor(pg15, 'varied');
     const password = config.db.password;
-    // 1. What the child was started with, as recorded by a wrapper that then execs the real pg_dump.
-    const wrapper = await wrapperTools('printf "%s\\n" "$0" "$@" > "$DIR/argv"\necho $$ > "$DIR/pid"\nexec "$REAL" "$@"');
-    // 2. Every process's /proc/<pid>/cmdline, sampled while the dump runs.
-    const seen = new Set<string>();
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        for (const entry of await readdir('/proc')) {
-          if (!/^\d+$/.test(entry)) continue;
-          const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-          if (cmdline.includes('pg_dump')) seen.add(cmdline.replaceAll('\0', ' ').trim());
-          expect(cmdline).not.toContain(password);
-        }
-        await delay(5);
-      }
-    })();
+    // 1. What the child was started with and its environment, as recorded by a wrapper that then
+    //    execs the real pg_dump (same pid: the exec replaces the wrapper).
+    const wrapper = await wrapperTools('printf "%s\\n" "$0" "$@" > "$DIR/argv"\nenv > "$DIR/env"\necho $$ > "$DIR/pid"\nexec "$REAL" "$@"');
+    // 2. The real pg_dump's /proc/<pid>/cmdline while it runs. It is held running by a lock on a
+    //    table it must dump (pg_dump waits for ACCESS SHARE), so the check cannot miss it however
+    //    loaded the machine is. Sampling all of /proc for a dump of ~1 s (the test before) could
+    //    miss it on a loaded machine: one pass reads hundreds of cmdlines one after another.
+    const holder = new pg.Client(pg15.connectionConfig('varied'));
+    await holder.connect();
+    let cmdline = '';
     try {
-      await backup(config, storage, { pgTools: wrapper.tools });
+      await holder.query('BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE');
+      const running = backup(config, storage, { pgTools: wrapper.tools });
+      running.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
+      // pg_dump is really mid-dump: waiting for our lock (the wrapper has exec'd it by then).
+      await pollUntil(
+        async () => {
+          const waiting = await pg15.query<{ n: string }>(
+            "SELECT count(*)::text AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %big IN ACCESS SHARE MODE'",
+            [],
+            'varied',
+          );
+          return waiting.rows[0]?.n === '1' ? true : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 20, what: 'pg_dump to wait for the table lock' },
+      );
+      const pid = (await readFile(path.join(wrapper.dir, 'pid'), 'utf8')).trim();
+      cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ').trim();
+      await holder.query('COMMIT');
+      await running;
     } finally {
-      sampling = false;
-      await sampler;
+      await holder.end();
     }
     const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
     expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000']);
     expect(argv).not.toContain(password);
-    expect([...seen].some((c) => c.startsWith(tools.pgDumpPath) && c.includes('--no-owner'))).toBe(true);
-    expect([...seen].join('\n')).not.toContain(password);
+    expect(cmdline).toBe([tools.pgDumpPath, '--no-owner', '--no-privileges', '--format=plain', '--no-password'].join(' '));
+    expect(cmdline).not.toContain(password);
+    // The password reaches pg_dump through its environment only.
+    const env = (await readFile(path.join(wrapper.dir, 'env'), 'utf8')).split('\n');
+    expect(env.filter((line) => line.includes(password))).toEqual([`PGPASSWORD=${password}`]);
   });
 
   it('aborts on the signal: kills pg_dump (and its process group), leaves nothing', async () => {

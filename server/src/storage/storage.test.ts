@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startS3 } from '../../../test/harness/index.js';
+import { pollUntil, startS3 } from '../../../test/harness/index.js';
 import type { S3Harness } from '../../../test/harness/index.js';
 import { LocalStorage } from './local-storage.js';
 import { S3Storage, choosePartSize } from './s3-storage.js';
@@ -131,8 +131,11 @@ function randomStream(totalBytes: number): { stream: Readable; sha256: () => str
   return { stream, sha256: () => hash.digest('hex') };
 }
 
-/** Emits `bytes` of data, then either fails with `error` or stalls forever (never ends). */
-function brokenStream(bytes: number, error?: Error): Readable {
+/**
+ * Emits `bytes` of data, then either fails with `error` or stalls forever (never ends); `onStall`
+ * is called when the consumer has taken everything and asks for more.
+ */
+function brokenStream(bytes: number, error?: Error, onStall?: () => void): Readable {
   let sent = 0;
   return new Readable({
     read() {
@@ -142,8 +145,9 @@ function brokenStream(bytes: number, error?: Error): Readable {
         this.push(chunk);
       } else if (error) {
         this.destroy(error);
+      } else {
+        onStall?.(); // stall; only a destroy ends this stream.
       }
-      // else: stall; only a destroy ends this stream.
     },
   });
 }
@@ -249,12 +253,18 @@ for (const backend of BACKENDS) {
     });
 
     it('leaves nothing behind when aborted while the body stalls, and throws the abort reason', async () => {
-      const body = brokenStream(7 * MIB); // then never ends
+      let stalled = false;
+      const body = brokenStream(7 * MIB, undefined, () => (stalled = true)); // then never ends
       const controller = new AbortController();
       const reason = new Error('shutdown');
       const put = f.storage.putStream('backup-stalled.sql.gz', body, { signal: controller.signal });
-      // Let the first part (S3) or the first MiBs (local) go through before aborting.
-      await new Promise((r) => setTimeout(r, 300));
+      put.catch(() => undefined); // awaited below
+      // Abort once the body stalls, all 7 MiB taken (and, on S3, the multipart upload created).
+      // A fixed 300 ms wait here could abort before the upload existed on a loaded machine.
+      await pollUntil(
+        async () => (stalled && (backend.name !== 's3' || f.events.some((e) => e.type === 'multipart-created')) ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 10, what: 'the body to stall mid-upload' },
+      );
       controller.abort(reason);
       await expect(put).rejects.toBe(reason);
       expect(body.destroyed).toBe(true);
