@@ -64,6 +64,10 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
       DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'app', DB_USER: pg.user, DB_PASSWORD: pg.password,
       API_TOKEN: token, HTTP_HOST: '127.0.0.1', HTTP_PORT: String(await freePort()),
       BACKUP_COMPRESSION_LEVEL: '1', RETENTION_DAYS: '30',
+      // Clean-up leaves leftovers younger than BACKUP_TIMEOUT alone (they may be another writer's
+      // upload in flight): short here, so that a fault's leftovers become removable within a test.
+      // Backups of the rig's database take about a second, well inside it, faults included.
+      BACKUP_TIMEOUT: '45s',
       // Memory is measured here: run the service with the image's runtime settings.
       ...IMAGE_RUNTIME_ENV,
       ...storageEnv, ...opts.env,
