@@ -6,7 +6,7 @@
 // this checkout's `npm ci` extracted from the same lockfile (hard links, a copy where they cannot
 // be made) but no node_modules/.bin, and `npm rebuild` links the bins from the clone's own
 // manifests as `npm ci` does after extracting. Everything after that is what the user runs.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -240,6 +240,13 @@ describe('a new user in a fresh clone', () => {
       const job = await api(svc.baseUrl, token).backup();
       expect(job).toMatchObject({ status: 'succeeded', triggeredBy: 'api' });
       expect(readdirSync(dir)).toEqual(expect.arrayContaining([job.backupId, `${job.backupId}.meta.json`]));
+      // db-restore is linked the same way: without arguments it lists what it could restore.
+      const list = spawnSync('npx', ['--no-install', 'db-restore'], {
+        cwd: clone, encoding: 'utf8', timeout: 60_000,
+        env: { PATH: userEnv().PATH!, DB_HOST: cluster!.host, DB_PORT: String(cluster!.port), DB_NAME: 'app', DB_USER: cluster!.user, DB_PASSWORD: cluster!.password, STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir },
+      });
+      expect(list.status, list.stderr).toBe(0);
+      expect(list.stdout).toContain(job.backupId);
     } finally {
       // SIGTERM to npx, as a supervisor sends it: npm forwards it, the service drains and exits 0.
       const pids = [...descendants(svc.pid).keys()];

@@ -87,6 +87,7 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
       // Downloads still streaming after the drain are cut: a backup sidecar must not outwait k8s.
       server.closeAllConnections();
       await closed;
+      storage.destroy();
       log.info('stopped');
     })());
   return { config, server, stop };

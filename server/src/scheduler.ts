@@ -1,4 +1,5 @@
 import { CronJob } from 'cron';
+import { MAX_TIMER_MS } from './config/config.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -11,8 +12,6 @@ export const FIRST_BACKUP_DELAY_MS = 60_000;
 export const OVERDUE_DELAY_MS = 10_000;
 /** After a failed attempt, wait at least this long (or the interval, if shorter) before the next. */
 export const RETRY_DELAY_MS = 5 * 60_000;
-// setTimeout cannot wait longer than 2^31-1 ms; longer waits re-arm.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface SchedulerOptions {
   readonly intervalMs: number;
@@ -93,7 +92,7 @@ export class Scheduler {
       this.#timer = null;
       if (this.#dueAt() <= this.#now()) this.#fire();
       else this.#arm();
-    }, Math.min(wait, MAX_TIMER_MS));
+    }, Math.min(wait, MAX_TIMER_MS)); // longer waits re-arm
     // The timer alone must not keep the process alive at shutdown.
     this.#timer.unref();
   }

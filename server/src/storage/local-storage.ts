@@ -183,6 +183,9 @@ export class LocalStorage implements Storage {
     return removed;
   }
 
+  /** Nothing to release: every read and write closes its own file handle. */
+  destroy(): void {}
+
   async check(opts?: { signal?: AbortSignal }): Promise<void> {
     opts?.signal?.throwIfAborted();
     let info: Stats;

@@ -311,7 +311,6 @@ export class S3Storage implements Storage {
     }
   }
 
-  /** Stops the client's sockets. Optional: the process exiting does the same. */
   destroy(): void {
     this.#client.destroy();
   }

@@ -70,6 +70,9 @@ export interface Storage {
 
   /** Throws when the backend is not reachable/writable (S3 HeadBucket; local dir writable). */
   check(opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** Releases what the backend holds open (S3's keep-alive sockets); called once, at shutdown. */
+  destroy(): void;
 }
 
 export class StorageNotFoundError extends Error {
