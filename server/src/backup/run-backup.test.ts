@@ -481,7 +481,7 @@ describe('runBackup failures', () => {
     const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
     expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000']);
     expect(argv).not.toContain(password);
-    expect(cmdline).toBe([tools.pgDumpPath, '--no-owner', '--no-privileges', '--format=plain', '--no-password'].join(' '));
+    expect(cmdline).toBe([tools.pgDumpPath, '--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000'].join(' '));
     expect(cmdline).not.toContain(password);
     // The password reaches pg_dump through its environment only.
     const env = (await readFile(path.join(wrapper.dir, 'env'), 'utf8')).split('\n');
