@@ -83,11 +83,12 @@ describe('secrets never leak: command lines, child environments, logs, answers, 
 
   it('db-restore (local backend, the service container\'s environment) keeps them out of argv and psql\'s environment', async () => {
     // As `docker exec <service container> db-restore` would run: with the service's whole
-    // environment, API token included, and DB_NAME pointing at the database to restore into.
-    const env: Record<string, string> = { ...rig.env, DB_NAME: 'restored_cli', PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' };
+    // environment, API token included (DB_NAME names the service's database, whose backups these
+    // are), restoring into another database with --database.
+    const env: Record<string, string> = { ...rig.env, PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' };
     sampler.start(10);
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, '--force', 'latest'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, '--force', '--database', 'restored_cli', 'latest'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       child.stdout.on('data', (b: Buffer) => (text += b.toString()));
       child.stderr.on('data', (b: Buffer) => (text += b.toString()));
