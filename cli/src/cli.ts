@@ -1,6 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
 import type { Backup } from '@db-backup-service/sdk';
+import { majorOfVersionNum, readGzipDumpHead, type DumpHead } from '@db-backup-service/restore';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { countdown, installCancellation, type Cancellation } from './cancellation.js';
 import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
@@ -8,7 +9,8 @@ import { CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-c
 import { fileSource } from './file-source.js';
 import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
-import { findPsql } from './pg-bin.js';
+import { checkPsqlRunsDump, findPsql, type PsqlChoice } from './pg-bin.js';
+import type { PreambleAdaptation } from './psql.js';
 import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
 import { dropDatabaseSql, inspectTarget, recoverInterruptedSwap, restoreDatabase, SWAP_STAGES, type RestoreMode, type SwapStage, type TargetInfo } from './restore.js';
 import { serviceSource } from './service-source.js';
@@ -174,7 +176,7 @@ function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
   ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
 }
 
-function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: string): string {
+function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: PsqlChoice): string {
   const created = backup.createdAt === null ? 'created: unknown' : `created ${formatTimestamp(backup.createdAt)}, ${formatDuration(ctx.now() - Date.parse(backup.createdAt))} ago`;
   const dumped = [backup.database === undefined ? null : `of database ${backup.database}`, backup.pgVersion === undefined ? null : `PostgreSQL ${backup.pgVersion}`].filter((x) => x !== null);
   const t = info.target;
@@ -197,7 +199,7 @@ function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, i
     `  target    database ${db.database} on ${db.host}:${db.port} as ${db.user} (PostgreSQL ${info.serverVersion.split(' ')[0]}): ${targetState}`,
     `  mode      ${modeText}`,
     ...(lost === null ? [] : [`  note      ${lost}`]),
-    `  psql      ${psql}`,
+    `  psql      ${psql.psql.version.text} (${psql.psql.path})`,
     '',
   ].join('\n');
 }
@@ -230,6 +232,28 @@ function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | und
   };
 }
 
+/**
+ * A dump by a newer pg_dump than the target server (or by an unknown one) is adapted to it: the
+ * preamble's SET lines for parameters the server lacks are dropped and each is named in a warning
+ * (pg_dump 17+ writes `SET transaction_timeout = 0;`, which 16 and older reject). Otherwise null:
+ * the dump is fed as it is.
+ */
+function adaptationFor(head: DumpHead, info: TargetInfo, db: DbSettings, warn: (m: string) => void): (PreambleAdaptation & { dropped: string[] }) | null {
+  const targetMajor = majorOfVersionNum(info.serverVersionNum);
+  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= targetMajor) return null;
+  const by = head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  const server = `PostgreSQL ${info.serverVersion.split(' ')[0]}`;
+  const dropped: string[] = [];
+  return {
+    knownParameters: info.parameters,
+    dropped,
+    onDropped: (line) => {
+      dropped.push(line);
+      warn(`the dump (by ${by}) sets a parameter that ${server} on ${db.host}:${db.port} does not have; dropped from its preamble: ${line}`);
+    },
+  };
+}
+
 /** Ends a progress phase as done or stopped, with the promise it measured. */
 function measured<T>(phase: PhaseProgress, work: Promise<T>): Promise<T> {
   return work.then(
@@ -254,7 +278,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   if (!db) throw new Error('unreachable: database settings missing');
   report.target = { host: db.host, port: db.port, database: db.database };
   report.mode = mode;
-  const psql = findPsql({ pgBinDir: config.pgBinDir, path: ctx.env.PATH });
+  const psql = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.clientsDir, path: ctx.env.PATH, env: ctx.env });
   const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
   if (!source) throw new Error('unreachable: no backup source');
   const onStage = testPause(ctx);
@@ -277,7 +301,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     // Before anything else touches the target: what an interrupted swap left is repaired or named.
     await recoverInterruptedSwap(db, warn);
     const info = await inspectTarget(db);
-    if (!json) ctx.stdout.write(describePlan(ctx, backup, db, info, mode, keepOld, psql.path));
+    if (!json) ctx.stdout.write(describePlan(ctx, backup, db, info, mode, keepOld, psql));
 
     // 2. The abort window.
     if (!opts.force) await countdown(ctx.countdownSeconds, cancellation.signal, ctx.stderr);
@@ -295,6 +319,13 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       }),
     );
     report.verified = { sha256: verified.sha256, sizeBytes: verified.sizeBytes, uncompressedBytes: verified.uncompressedBytes };
+    const start = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await fh.read({ buffer: start, position: 0 });
+    const head = readGzipDumpHead(start.subarray(0, bytesRead));
+    checkPsqlRunsDump(psql, head);
+    const adaptTo = adaptationFor(head, info, db, warn);
+    report.psql = { version: psql.psql.version.text, path: psql.psql.path };
+    report.droppedPreambleLines = adaptTo?.dropped ?? [];
 
     // 4. All or nothing.
     const restorePhase = progress.phase('restore', verified.sizeBytes);
@@ -304,8 +335,9 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         db,
         mode,
         keepOld,
-        psqlPath: psql.path,
+        psqlPath: psql.psql.path,
         dump: fh,
+        adaptTo,
         signal: cancellation.signal,
         critical: (fn) => cancellation.critical(fn),
         onProgress: (n) => restorePhase.update(n),

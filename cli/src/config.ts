@@ -31,6 +31,8 @@ export interface CliConfig {
   /** null when the command does not read storage (--file). */
   readonly storage: StorageSettings | null;
   readonly pgBinDir: string | null;
+  /** PG_CLIENTS_DIR: one `<major>/bin` per installed client; null = /usr/lib/postgresql. */
+  readonly clientsDir: string | null;
   readonly namePrefix: string;
   /**
    * DB_NAME as the service has it (whatever --database says): whose backups db-restore picks from
@@ -152,5 +154,5 @@ export function loadCliConfig(env: NodeJS.ProcessEnv, needs: ConfigNeeds): CliCo
     const s = problems.length === 1 ? '' : 's';
     throw new CliError(ExitCode.USAGE, `Invalid configuration (${problems.length} problem${s}):\n${problems.join('\n')}`);
   }
-  return Object.freeze({ db: db && Object.freeze(db), storage: storage && Object.freeze(storage), pgBinDir: raw('PG_BIN_DIR') ?? null, namePrefix, serviceDatabase: raw('DB_NAME') ?? null });
+  return Object.freeze({ db: db && Object.freeze(db), storage: storage && Object.freeze(storage), pgBinDir: raw('PG_BIN_DIR') ?? null, clientsDir: raw('PG_CLIENTS_DIR') ?? null, namePrefix, serviceDatabase: raw('DB_NAME') ?? null });
 }

@@ -1,19 +1,23 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseVersionText, type DumpHead } from '@db-backup-service/restore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode } from './exit-codes.js';
-import { findPsql } from './pg-bin.js';
+import { checkPsqlRunsDump, findPsql } from './pg-bin.js';
 
 let root: string;
 
-async function fakePsql(dir: string): Promise<string> {
+// findPsql only asks `psql --version` (restore/src/pg-clients.test.ts covers the search itself).
+async function fakePsql(dir: string, version: string): Promise<string> {
   await mkdir(dir, { recursive: true });
   const path = join(dir, 'psql');
-  await writeFile(path, '#!/bin/sh\n');
+  await writeFile(path, `#!/bin/sh\necho "psql (PostgreSQL) ${version}"\n`);
   await chmod(path, 0o755);
   return path;
 }
+
+const find = (pgBinDir: string | null, clientsDir: string, path = '') => findPsql({ pgBinDir, clientsDir, path, env: {} });
 
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'pg-bin-'));
@@ -24,24 +28,56 @@ afterEach(async () => {
 
 describe('findPsql', () => {
   it('uses PG_BIN_DIR first', async () => {
-    const path = await fakePsql(join(root, 'custom'));
-    await fakePsql(join(root, 'pg', '17', 'bin'));
-    expect(findPsql({ pgBinDir: join(root, 'custom'), pgRoot: join(root, 'pg') })).toEqual({ path, via: 'PG_BIN_DIR' });
+    const path = await fakePsql(join(root, 'custom'), '16.9');
+    await fakePsql(join(root, 'pg', '17', 'bin'), '17.12');
+    const choice = await find(join(root, 'custom'), join(root, 'pg'));
+    expect([choice.psql.path, choice.psql.via, choice.psql.version.text]).toEqual([path, 'PG_BIN_DIR', '16.9']);
   });
 
-  it('fails with exit 2 when PG_BIN_DIR has no psql', () => {
-    expect(() => findPsql({ pgBinDir: root })).toThrow(expect.objectContaining({ exitCode: ExitCode.USAGE }));
+  it('fails with exit 2 when PG_BIN_DIR has no psql', async () => {
+    await expect(find(root, join(root, 'pg'))).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringContaining(`PG_BIN_DIR is ${root}`) });
   });
 
-  it('takes the newest major under the PostgreSQL root (numerically: 10 > 9)', async () => {
-    await fakePsql(join(root, 'pg', '9', 'bin'));
-    const newest = await fakePsql(join(root, 'pg', '10', 'bin'));
-    expect(findPsql({ pgBinDir: null, pgRoot: join(root, 'pg') }).path).toBe(newest);
+  it('takes the newest psql under PG_CLIENTS_DIR (numerically: 10 > 9.6)', async () => {
+    await fakePsql(join(root, 'pg', '9.6', 'bin'), '9.6.24');
+    const newest = await fakePsql(join(root, 'pg', '10', 'bin'), '10.23');
+    const choice = await find(null, join(root, 'pg'));
+    expect(choice.psql.path).toBe(newest);
+    expect(choice.found.map((c) => c.version.text)).toEqual(['9.6.24', '10.23']);
   });
 
   it('falls back to PATH, then fails with a hint', async () => {
-    const onPath = await fakePsql(join(root, 'bin'));
-    expect(findPsql({ pgBinDir: null, pgRoot: join(root, 'none'), path: `/nonexistent:${join(root, 'bin')}` })).toEqual({ path: onPath, via: 'PATH' });
-    expect(() => findPsql({ pgBinDir: null, pgRoot: join(root, 'none'), path: '/nonexistent' })).toThrow(/psql not found.*PG_BIN_DIR/);
+    const onPath = await fakePsql(join(root, 'bin'), '15.18');
+    expect((await find(null, join(root, 'none'), `/nonexistent:${join(root, 'bin')}`)).psql).toMatchObject({ path: onPath, via: 'PATH' });
+    await expect(find(null, join(root, 'none'), '/nonexistent')).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/psql not found.*PG_BIN_DIR/) });
+  });
+});
+
+describe('checkPsqlRunsDump', () => {
+  const head = (restrict: boolean): DumpHead => ({ pgDumpVersion: parseVersionText('17.12'), serverVersion: parseVersionText('16.14'), restrict });
+  const choice = async (version: string) => {
+    await fakePsql(join(root, 'pg', version.split('.')[0]!, 'bin'), version);
+    return find(null, join(root, 'pg'));
+  };
+
+  it('refuses a \\restrict dump for a psql that cannot run it, before the target is touched', async () => {
+    const old = await choice('16.9');
+    expect(() => checkPsqlRunsDump(old, head(false))).not.toThrow();
+    let error: unknown;
+    try {
+      checkPsqlRunsDump(old, head(true));
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toMatchObject({ exitCode: ExitCode.USAGE, databaseState: 'untouched' });
+    expect((error as Error).message).toBe(
+      `this backup opens with \\restrict (written by pg_dump 17.12), which psql 16.9 cannot run (psql found: 16.9 (${join(root, 'pg', '16', 'bin')})). ` +
+        'Install a psql from 18.x, 17.6+, 16.10+, 15.14+, 14.19+ or 13.22+ (e.g. postgresql-client-17) or point PG_BIN_DIR at one.',
+    );
+  });
+
+  it('accepts a psql from a release that knows \\restrict', async () => {
+    const recent = await choice('16.10');
+    expect(() => checkPsqlRunsDump(recent, head(true))).not.toThrow();
   });
 });

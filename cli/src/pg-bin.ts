@@ -1,46 +1,45 @@
-import { accessSync, constants, existsSync, readdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import {
+  describeClients,
+  findPgClients,
+  PgClientsError,
+  psqlUnderstandsRestrict,
+  RESTRICT_RELEASES,
+  type DumpHead,
+  type PgClient,
+} from '@db-backup-service/restore';
 import { CliError, ExitCode } from './exit-codes.js';
 
-export interface PsqlLocation {
-  readonly path: string;
-  /** How it was found, for the plan ("PG_BIN_DIR", "/usr/lib/postgresql/17/bin", "PATH"). */
-  readonly via: string;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
+export interface PsqlChoice {
+  readonly psql: PgClient;
+  /** Every psql found, oldest first (for messages). */
+  readonly found: readonly PgClient[];
 }
 
 /**
- * Finds psql the way the service finds pg_dump: PG_BIN_DIR, else the newest
- * `<pgRoot>/<major>/bin`, else PATH. The newest major matters: a dump from pg_dump N may use
- * syntax (e.g. `\restrict`) that an older psql rejects.
+ * Finds psql the way the service finds pg_dump (PG_BIN_DIR, else every `<PG_CLIENTS_DIR>/<major>/bin`,
+ * else PATH) and takes the newest: psql restores into older servers, while an older psql may not
+ * know what a newer pg_dump wrote (`\restrict`, see checkPsqlRunsDump).
  */
-export function findPsql(opts: { pgBinDir: string | null; pgRoot?: string; path?: string | undefined }): PsqlLocation {
-  if (opts.pgBinDir !== null) {
-    const candidate = join(opts.pgBinDir, 'psql');
-    if (!isExecutable(candidate)) {
-      throw new CliError(ExitCode.USAGE, `PG_BIN_DIR is ${opts.pgBinDir}, but there is no executable psql in it. Point PG_BIN_DIR at the bin directory of the PostgreSQL client tools, or unset it.`);
-    }
-    return { path: candidate, via: 'PG_BIN_DIR' };
+export async function findPsql(opts: { pgBinDir: string | null; clientsDir: string | null; path?: string | undefined; env: NodeJS.ProcessEnv }): Promise<PsqlChoice> {
+  try {
+    const found = await findPgClients({ tool: 'psql', binDir: opts.pgBinDir, clientsDir: opts.clientsDir, path: opts.path ?? '', env: opts.env });
+    const psql = found.at(-1);
+    if (psql === undefined) throw new PgClientsError('psql not found');
+    return { psql, found };
+  } catch (error) {
+    if (error instanceof PgClientsError) throw new CliError(ExitCode.USAGE, error.message);
+    throw error;
   }
-  const root = opts.pgRoot ?? '/usr/lib/postgresql';
-  if (existsSync(root)) {
-    const majors = readdirSync(root)
-      .filter((d) => /^\d+(?:\.\d+)?$/.test(d) && isExecutable(join(root, d, 'bin', 'psql')))
-      .sort((a, b) => Number(b) - Number(a));
-    if (majors[0] !== undefined) return { path: join(root, majors[0], 'bin', 'psql'), via: join(root, majors[0], 'bin') };
-  }
-  for (const dir of (opts.path ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, 'psql');
-    if (isExecutable(candidate)) return { path: candidate, via: 'PATH' };
-  }
-  throw new CliError(ExitCode.USAGE, `psql not found (looked in PG_BIN_DIR, ${root}/*/bin and PATH). Install the PostgreSQL client (e.g. apt-get install postgresql-client) or set PG_BIN_DIR.`);
+}
+
+/** Refuses, before the target is touched, a dump that opens with `\restrict` when psql cannot run that. */
+export function checkPsqlRunsDump(choice: PsqlChoice, head: DumpHead): void {
+  if (!head.restrict || psqlUnderstandsRestrict(choice.psql.version)) return;
+  const by = head.pgDumpVersion === null ? 'its pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  throw new CliError(
+    ExitCode.USAGE,
+    `this backup opens with \\restrict (written by ${by}), which psql ${choice.psql.version.text} cannot run (psql found: ${describeClients(choice.found)}). ` +
+      `Install a psql from ${RESTRICT_RELEASES} (e.g. postgresql-client-${Math.max(17, Math.floor(head.pgDumpVersion?.major ?? 17))}) or point PG_BIN_DIR at one.`,
+    { databaseState: 'untouched' },
+  );
 }

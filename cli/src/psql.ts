@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import type { FileHandle } from 'node:fs/promises';
-import { Transform } from 'node:stream';
+import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { PreambleAdapter } from '@db-backup-service/restore';
 import { redact } from '@db-backup-service/sdk';
 
 /** How psql reaches the server. The password travels in PGPASSWORD, never in argv (invariant 6). */
@@ -19,9 +20,17 @@ export interface PsqlRestoreOptions {
   readonly database: string;
   /** The verified dump; read from offset 0 (the same handle verification read, so the same bytes). */
   readonly dump: FileHandle;
+  /** Adapt the dump's preamble to the target (a dump by a newer pg_dump); null: feed it as it is. */
+  readonly adaptTo: PreambleAdaptation | null;
   readonly signal: AbortSignal;
   /** Compressed bytes fed so far. */
   readonly onProgress?: (bytes: number) => void;
+}
+
+/** The target's parameters (pg_settings), and who hears of each preamble line dropped for lack of one. */
+export interface PreambleAdaptation {
+  readonly knownParameters: readonly string[];
+  readonly onDropped: (line: string) => void;
 }
 
 /** psql failed; `stderrTail` holds its last lines (password redacted). */
@@ -135,7 +144,8 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<void> {
   }
 
   let inputError: unknown = null;
-  const fed$ = pipeline(opts.dump.createReadStream({ start: 0, autoClose: false }), count, createGunzip(), framed, child.stdin).catch((err: unknown) => {
+  const adapt = opts.adaptTo === null ? new PassThrough() : new PreambleAdapter(opts.adaptTo);
+  const fed$ = pipeline(opts.dump.createReadStream({ start: 0, autoClose: false }), count, createGunzip(), adapt, framed, child.stdin).catch((err: unknown) => {
     // EPIPE when psql stopped at an error: its exit code and stderr tell the story.
     inputError = err;
     child.stdin.destroy();

@@ -6,7 +6,7 @@ import { pgSslAttempts, refusedForEncryption } from '@db-backup-service/sdk';
 import { Client, escapeIdentifier, escapeLiteral, type ClientConfig } from 'pg';
 import type { DbSettings } from './config.js';
 import { CliError, ExitCode, type DatabaseState } from './exit-codes.js';
-import { PsqlFailed, redact, runPsqlRestore } from './psql.js';
+import { PsqlFailed, redact, runPsqlRestore, type PreambleAdaptation } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
 
@@ -23,6 +23,8 @@ export interface TargetInfo {
   readonly serverVersionNum: number;
   readonly currentUser: string;
   readonly target: ExistingDatabase | null;
+  /** The server's parameter names (pg_settings), for adapting a newer pg_dump's preamble. */
+  readonly parameters: readonly string[];
 }
 
 /** The properties of an existing target that a recreated one keeps. */
@@ -191,7 +193,8 @@ export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
         databaseState: 'untouched',
       });
     }
-    return { serverVersion: me.version, serverVersionNum: versionNum, currentUser: me.current_user, target };
+    const settings = await client.query<{ name: string }>('SELECT name FROM pg_catalog.pg_settings');
+    return { serverVersion: me.version, serverVersionNum: versionNum, currentUser: me.current_user, target, parameters: settings.rows.map((r) => r.name) };
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -303,6 +306,8 @@ export interface RestoreOptions {
   readonly keepOld: boolean;
   readonly psqlPath: string;
   readonly dump: FileHandle;
+  /** Drop the preamble's SET lines for parameters other than these (a dump by a newer pg_dump); null: restore as it is. */
+  readonly adaptTo: PreambleAdaptation | null;
   /** Cancels the restore (Ctrl-C): psql is stopped and the database left as the mode promises. */
   readonly signal: AbortSignal;
   /** Called around the few statements that must not be interrupted (the swap). */
@@ -405,6 +410,7 @@ function restoreDumpInto(opts: RestoreOptions, database: string): Promise<void> 
     connection: opts.db,
     database,
     dump: opts.dump,
+    adaptTo: opts.adaptTo,
     signal: opts.signal,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });

@@ -104,7 +104,13 @@ export type Liveness = z.infer<typeof LivenessSchema>;
 
 export const InfoSchema = z.object({
   service: z.object({ name: z.string(), version: z.string() }),
-  pgDump: z.object({ version: z.string().nullable() }),
+  pgDump: z.object({
+    version: z.string().nullable().describe('The newest pg_dump found; null when none was found. Each backup uses the client chosen for its server (see clients).'),
+    clients: z
+      .array(z.object({ version: z.string(), binDir: z.string() }))
+      .describe("Every pg_dump found, oldest first. A backup uses the one of its server's major version, else the oldest newer one."),
+    pinned: z.boolean().describe('PG_BIN_DIR names the one client to use.'),
+  }),
   retention: z.object({ days: z.number().int(), minCount: z.number().int() }),
   schedule: z.object({
     interval: z.string().describe('ISO-8601 duration, e.g. PT24H.'),

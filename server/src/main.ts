@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { runBackup, discoverPgTools, type PgTools } from './backup/index.js';
+import type { Info } from '@db-backup-service/contract';
+import { runBackup, discoverPgDumps, type PgDumpClients } from './backup/index.js';
 import { ConfigError, parseConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
 import { BackupEngine } from './engine.js';
@@ -23,9 +24,9 @@ export interface Service {
 export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Promise<Service> {
   const { config, storage } = await loadConfigAndStorage(env);
   const log = logger ?? createLogger(config.log);
-  let pgTools: PgTools | null = null;
+  let pgDumps: PgDumpClients | null = null;
   try {
-    pgTools = await discoverPgTools(config.pgBinDir, config.runtime);
+    pgDumps = await discoverPgDumps(config);
   } catch (error) {
     // The API, downloads and /health still work; every backup will fail with this message.
     log.error('pg_dump not usable', { error: (error as Error).message });
@@ -35,8 +36,8 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     storage,
     logger: log,
     runBackup: async ({ triggeredBy, signal, existingIds }) => {
-      const tools = pgTools ?? (pgTools = await discoverPgTools(config.pgBinDir, config.runtime));
-      return runBackup({ config, storage, pgTools: tools, logger: log, existingIds }, { triggeredBy, signal });
+      const found = pgDumps ?? (pgDumps = await discoverPgDumps(config));
+      return runBackup({ config, storage, pgDumps: found, logger: log, existingIds }, { triggeredBy, signal });
     },
     exclusive: (fn) => runExclusive(config.db, fn),
   });
@@ -51,7 +52,8 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
   );
   await engine.start();
 
-  const app = createApp({ config, engine, storage, health, metrics, logger: log, pgDumpVersion: pgTools?.pgDumpVersion ?? null });
+  const pgDump = () => describePgDumps(pgDumps);
+  const app = createApp({ config, engine, storage, health, metrics, logger: log, pgDump });
   // Bound slow or idle clients. requestTimeout covers receiving the request only (headers and
   // body), never sending the response: a download keeps going as long as the client reads it.
   // Without it a client trickling a small body held its connection open indefinitely. Node
@@ -71,7 +73,7 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     version: SERVICE_VERSION,
     port: config.http.port,
     storage: storage.location,
-    pgDump: pgTools?.pgDumpVersion ?? null,
+    pgDump: pgDump().clients.map((c) => `${c.version} (${c.binDir})`),
     interval: config.schedule.intervalIso,
     cron: config.schedule.cron,
   });
@@ -91,6 +93,12 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
       log.info('stopped');
     })());
   return { config, server, stop };
+}
+
+/** /info's pgDump: the clients found, the newest first named (it is the one a newest server gets). */
+function describePgDumps(found: PgDumpClients | null): Info['pgDump'] {
+  const clients = (found?.clients ?? []).map((c) => ({ version: c.version.text, binDir: c.binDir }));
+  return { version: clients.at(-1)?.version ?? null, clients, pinned: found?.pinned ?? false };
 }
 
 /**

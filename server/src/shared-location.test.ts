@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSidecar, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
 import { startPostgres, startS3, type PostgresCluster, type S3Harness } from '../../test/harness/index.js';
 import { BackupError } from './backup/backup-error.js';
-import { discoverPgTools, type PgTools } from './backup/pg-tools.js';
+import { discoverPgDumps, type PgDumpClients } from './backup/pg-tools.js';
 import { discard, runBackup } from './backup/run-backup.js';
 import { loadConfig, type Config } from './config/config.js';
 import { ADVISORY_LOCK_KEY, runExclusive } from './db.js';
@@ -25,12 +25,12 @@ import type { Storage } from './storage/storage.js';
 const API_TOKEN = randomBytes(24).toString('hex');
 let cluster: PostgresCluster;
 let s3: S3Harness;
-let tools: PgTools;
+let pgDumps: PgDumpClients;
 let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'shared-location-'));
-  [cluster, s3, tools] = await Promise.all([startPostgres(), startS3(), discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} })]);
+  [cluster, s3, pgDumps] = await Promise.all([startPostgres(), startS3(), discoverPgDumps({ pgBinDir: null, pgClientsDir: null, runtime: { path: process.env.PATH ?? '', childEnv: {} } })]);
   for (const db of ['alpha', 'beta']) {
     await cluster.createDatabase(db);
     await cluster.query(`CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, '${db}' || g FROM generate_series(1, 3000) g`, [], db);
@@ -73,7 +73,7 @@ for (const backend of BACKENDS) {
       const now = () => new Date('2026-06-01T03:00:00Z');
       let bFinished!: (sidecar: BackupSidecar) => void;
       const bDone = new Promise<BackupSidecar>((resolve) => (bFinished = resolve));
-      const deps = (db: string) => ({ config: configFor(db, dir), storage, pgTools: tools, logger: silentLogger(), existingIds: () => new Set<string>() });
+      const deps = (db: string) => ({ config: configFor(db, dir), storage, pgDumps, logger: silentLogger(), existingIds: () => new Set<string>() });
       // A has chosen the id and dumped when B, with the same id, completes: A commits second.
       const a = runBackup(deps('alpha'), {
         triggeredBy: 'scheduler', signal: AbortSignal.timeout(60_000), now,
@@ -113,7 +113,7 @@ describe('s3: a store that ignores If-None-Match (fauxqs)', () => {
     });
     const theirs = Buffer.from('the other service\'s dump');
     const failure = await runBackup(
-      { config: configFor('alpha', work), storage, pgTools: tools, logger: silentLogger(), existingIds: () => new Set<string>() },
+      { config: configFor('alpha', work), storage, pgDumps, logger: silentLogger(), existingIds: () => new Set<string>() },
       {
         triggeredBy: 'api', signal: AbortSignal.timeout(60_000), now: () => new Date('2026-06-02T03:00:00Z'),
         onStage: async (stage) => {

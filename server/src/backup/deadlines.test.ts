@@ -15,17 +15,17 @@ import { LocalStorage } from '../storage/local-storage.js';
 import { S3Storage } from '../storage/s3-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { BackupError } from './backup-error.js';
-import { discoverPgTools, type PgTools } from './pg-tools.js';
+import { discoverPgDumps, type PgDumpClients } from './pg-tools.js';
 import { runBackup } from './run-backup.js';
 
 let cluster: PostgresCluster;
-let tools: PgTools;
+let pgDumps: PgDumpClients;
 let work: string;
 let stalled: { server: Server; sockets: Set<Socket>; endpoint: string };
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'deadlines-test-'));
-  [cluster, tools] = await Promise.all([startPostgres({ database: 'app' }), discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} })]);
+  [cluster, pgDumps] = await Promise.all([startPostgres({ database: 'app' }), discoverPgDumps({ pgBinDir: null, pgClientsDir: null, runtime: { path: process.env.PATH ?? '', childEnv: {} } })]);
   await cluster.query('CREATE TABLE busy (id int PRIMARY KEY); INSERT INTO busy SELECT generate_series(1, 100)', [], 'app');
   // Accepts every connection and never writes a byte back.
   const sockets = new Set<Socket>();
@@ -56,7 +56,7 @@ function configFor(env: Record<string, string>): Config {
 
 function backup(config: Config, storage: Storage) {
   return runBackup(
-    { config, storage, pgTools: tools, logger: silentLogger(), existingIds: () => new Set() },
+    { config, storage, pgDumps, logger: silentLogger(), existingIds: () => new Set() },
     { triggeredBy: 'api', signal: new AbortController().signal },
   );
 }

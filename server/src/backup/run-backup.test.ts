@@ -22,8 +22,8 @@ import type { Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
 import { BackupError } from './backup-error.js';
 import { ADVISORY_LOCK_KEY } from '../db.js';
-import { discoverPgTools } from './pg-tools.js';
-import type { PgTools } from './pg-tools.js';
+import { discoverPgDumps } from './pg-tools.js';
+import type { PgDumpClients } from './pg-tools.js';
 import { runBackup } from './run-backup.js';
 import type { BackupStage, RunBackupOptions } from './run-backup.js';
 
@@ -37,18 +37,21 @@ let pg15: PostgresCluster;
 let pg16: PostgresCluster;
 let pg14: PostgresCluster;
 let s3: S3Harness;
-let tools: PgTools;
+let pgDumps: PgDumpClients;
+/** The installed pg_dump (the newest found), for argv and version expectations. */
+let realPgDump: PgDumpClients['clients'][number];
 let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'run-backup-test-'));
-  [pg15, pg16, pg14, s3, tools] = await Promise.all([
+  [pg15, pg16, pg14, s3, pgDumps] = await Promise.all([
     startPostgres(),
     startPostgres({ major: 16 }),
     startPostgres({ major: 14 }),
     startS3(),
-    discoverPgTools(null, { path: process.env.PATH ?? '', childEnv: {} }),
+    discoverPgDumps({ pgBinDir: null, pgClientsDir: null, runtime: { path: process.env.PATH ?? '', childEnv: {} } }),
   ]);
+  realPgDump = pgDumps.clients.at(-1)!;
   await pg15.createDatabase('varied');
   await fillVaried(pg15, 'varied');
   await pg15.createDatabase('small');
@@ -127,10 +130,10 @@ const BACKENDS: { name: 'local' | 's3'; create(): Promise<TestStorage> }[] = [
   },
 ];
 
-function backup(config: Config, storage: Storage, opts: Partial<RunBackupOptions> & { pgTools?: PgTools } = {}) {
-  const { pgTools, ...rest } = opts;
+function backup(config: Config, storage: Storage, opts: Partial<RunBackupOptions> & { pgDumps?: PgDumpClients } = {}) {
+  const { pgDumps: override, ...rest } = opts;
   return runBackup(
-    { config, storage, pgTools: pgTools ?? tools, logger, existingIds: () => new Set() },
+    { config, storage, pgDumps: override ?? pgDumps, logger, existingIds: () => new Set() },
     { triggeredBy: 'api', signal: new AbortController().signal, ...rest },
   );
 }
@@ -194,12 +197,12 @@ async function restoreFromStorage(storage: Storage, id: string, cluster: Postgre
 }
 
 /** A PG_BIN_DIR holding one `pg_dump` shell script; `body` may use $REAL (the real pg_dump) and $DIR. */
-async function wrapperTools(body: string): Promise<{ tools: PgTools; dir: string }> {
+async function wrapperTools(body: string): Promise<{ pgDumps: PgDumpClients; dir: string }> {
   const dir = await mkdtemp(path.join(work, 'bin-'));
   const script = path.join(dir, 'pg_dump');
-  await writeFile(script, `#!/bin/bash\nREAL=${JSON.stringify(tools.pgDumpPath)}\nDIR=${JSON.stringify(dir)}\n${body}\n`);
+  await writeFile(script, `#!/bin/bash\nREAL=${JSON.stringify(realPgDump.path)}\nDIR=${JSON.stringify(dir)}\n${body}\n`);
   await chmod(script, 0o755);
-  return { dir, tools: { ...tools, pgDumpPath: script, binDir: dir } };
+  return { dir, pgDumps: { clients: [{ ...realPgDump, path: script, binDir: dir }], pinned: true } };
 }
 
 function processExists(pid: number): boolean {
@@ -225,7 +228,7 @@ for (const backend of BACKENDS) {
       expect(sidecar).toMatchObject({
         triggeredBy: 'scheduler',
         pgVersion: pg15.version.split(' ')[0],
-        pgDumpVersion: tools.pgDumpVersion,
+        pgDumpVersion: realPgDump.version.text,
         database: 'varied',
         serviceVersion: SERVICE_VERSION,
         compression: { format: 'gzip', level: 1 },
@@ -256,9 +259,9 @@ for (const backend of BACKENDS) {
       const { storage, leftovers } = await backend.create();
       // Cuts the dump short but exits 0, as a pg_dump crashing without a useful status might.
       const wrapper = await wrapperTools('"$REAL" "$@" | head -c 300000\nexit 0');
-      const wrapped = await discoverPgTools(wrapper.dir, { path: process.env.PATH ?? '', childEnv: {} });
-      expect(wrapped.pgDumpPath).toBe(path.join(wrapper.dir, 'pg_dump'));
-      const error = await failureOf(backup(configFor(pg15, 'varied'), storage, { pgTools: wrapped }));
+      const wrapped = await discoverPgDumps({ pgBinDir: wrapper.dir, pgClientsDir: null, runtime: { path: process.env.PATH ?? '', childEnv: {} } });
+      expect(wrapped.clients.map((c) => c.path)).toEqual([path.join(wrapper.dir, 'pg_dump')]);
+      const error = await failureOf(backup(configFor(pg15, 'varied'), storage, { pgDumps: wrapped }));
       expect(error.code).toBe('DUMP_INCOMPLETE');
       expect(error.message).toBe('pg_dump output is incomplete: no completion trailer');
       expect(await leftovers()).toEqual([]);
@@ -268,7 +271,7 @@ for (const backend of BACKENDS) {
       const { storage, leftovers } = await backend.create();
       // Streams part of a real dump, then keeps stdout open until it is killed.
       const wrapper = await wrapperTools('echo $$ > "$DIR/pid"\n"$REAL" "$@" | head -c 300000\ntouch "$DIR/written"\nexec sleep 60');
-      const running = watch(backup(configFor(pg15, 'varied'), storage, { pgTools: wrapper.tools }));
+      const running = watch(backup(configFor(pg15, 'varied'), storage, { pgDumps: wrapper.pgDumps }));
       const pid = await wrapperStreamed(wrapper.dir, running);
       process.kill(pid, 'SIGKILL');
       const error = await failureOf(running.promise);
@@ -366,7 +369,7 @@ describe('runBackup failures', () => {
     try {
       // A wrapper also echoes the password to stderr: the message must not carry it.
       const wrapper = await wrapperTools('echo "connecting with $PGPASSWORD" >&2\nexec "$REAL" "$@"');
-      const error = await failureOf(backup(configFor(pg15, 'small', { user: role, password }), storage, { pgTools: wrapper.tools }));
+      const error = await failureOf(backup(configFor(pg15, 'small', { user: role, password }), storage, { pgDumps: wrapper.pgDumps }));
       expect(error.code).toBe('PG_DUMP_FAILED');
       expect(error.message).toMatch(/^pg_dump exited with code 1: /);
       expect(error.message).toMatch(/permission denied for table/);
@@ -379,14 +382,15 @@ describe('runBackup failures', () => {
     }
   });
 
-  it('refuses a server newer than pg_dump, naming both versions', async () => {
+  it('refuses a server newer than every pg_dump found, naming the server and the clients', async () => {
     const { storage, leftovers } = await localBackend();
     const error = await failureOf(backup(configFor(pg16, 'postgres'), storage));
     expect(error.code).toBe('PG_VERSION_MISMATCH');
     const serverVersion = pg16.version.split(' ')[0] ?? '';
     expect(error.message).toBe(
-      `pg_dump ${tools.pgDumpVersion} cannot dump a PostgreSQL ${serverVersion} server: pg_dump must be at least the server's major version. ` +
-        'Set PG_BIN_DIR to a PostgreSQL 16+ client or use an image with a newer client.',
+      `no pg_dump here can dump a PostgreSQL ${serverVersion} server: pg_dump must be at least the server's major version, ` +
+        `and the clients found are ${realPgDump.version.text} (${realPgDump.binDir}). ` +
+        'Install the PostgreSQL 16 client (e.g. postgresql-client-16) or use the image, which has clients 13 to 18.',
     );
     expect(await leftovers()).toEqual([]);
   });
@@ -415,7 +419,7 @@ describe('runBackup failures', () => {
       await other.query('SELECT pg_advisory_lock($1::bigint)', [ADVISORY_LOCK_KEY.toString()]);
       const wrapper = await wrapperTools('touch "$DIR/started"\nexec "$REAL" "$@"');
       const started = Date.now();
-      const error = await failureOf(backup(configFor(pg15, 'small'), storage, { pgTools: wrapper.tools }));
+      const error = await failureOf(backup(configFor(pg15, 'small'), storage, { pgDumps: wrapper.pgDumps }));
       expect(error.code).toBe('LOCKED_BY_OTHER_INSTANCE');
       expect(error.message).toMatch(/^another db-backup-service instance is backing up database small/);
       expect(Date.now() - started).toBeLessThan(3_000);
@@ -457,7 +461,7 @@ describe('runBackup failures', () => {
     let cmdline = '';
     try {
       await holder.query('BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE');
-      const running = backup(config, storage, { pgTools: wrapper.tools });
+      const running = backup(config, storage, { pgDumps: wrapper.pgDumps });
       running.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
       // pg_dump is really mid-dump: waiting for our lock (the wrapper has exec'd it by then).
       await pollUntil(
@@ -481,7 +485,7 @@ describe('runBackup failures', () => {
     const argv = await readFile(path.join(wrapper.dir, 'argv'), 'utf8');
     expect(argv.split('\n').filter(Boolean).slice(1)).toEqual(['--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000']);
     expect(argv).not.toContain(password);
-    expect(cmdline).toBe([tools.pgDumpPath, '--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000'].join(' '));
+    expect(cmdline).toBe([realPgDump.path, '--no-owner', '--no-privileges', '--format=plain', '--no-password', '--lock-wait-timeout=60000'].join(' '));
     expect(cmdline).not.toContain(password);
     // The password reaches pg_dump through its environment only.
     const env = (await readFile(path.join(wrapper.dir, 'env'), 'utf8')).split('\n');
@@ -492,7 +496,7 @@ describe('runBackup failures', () => {
     const { storage, leftovers } = await localBackend();
     const wrapper = await wrapperTools('echo $$ > "$DIR/pid"\n"$REAL" "$@" | head -c 300000\ntouch "$DIR/written"\nexec sleep 60');
     const controller = new AbortController();
-    const running = watch(backup(configFor(pg15, 'varied'), storage, { pgTools: wrapper.tools, signal: controller.signal }));
+    const running = watch(backup(configFor(pg15, 'varied'), storage, { pgDumps: wrapper.pgDumps, signal: controller.signal }));
     const pid = await wrapperStreamed(wrapper.dir, running);
     controller.abort(new Error('the service is shutting down'));
     const error = await failureOf(running.promise);
@@ -523,7 +527,7 @@ describe('runBackup failures', () => {
     const now = () => new Date('2026-05-10T01:00:00Z');
     await storage.putSmall('test_20260510T010000Z_2.sql.gz', Buffer.from('someone else'));
     const sidecar = await runBackup(
-      { config: configFor(pg15, 'small'), storage, pgTools: tools, logger, existingIds: () => new Set(['test_20260510T010000Z.sql.gz']) },
+      { config: configFor(pg15, 'small'), storage, pgDumps, logger, existingIds: () => new Set(['test_20260510T010000Z.sql.gz']) },
       { triggeredBy: 'api', signal: new AbortController().signal, now },
     );
     expect(sidecar.id).toBe('test_20260510T010000Z_3.sql.gz');

@@ -16,8 +16,8 @@ import { GcPacer } from './gc-pacer.js';
 import { GzipCheck } from './gzip-check.js';
 import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
-import { checkVersionCompatibility } from './pg-tools.js';
-import type { PgTools } from './pg-tools.js';
+import { choosePgDump } from './pg-tools.js';
+import type { PgDumpClients, PgTools } from './pg-tools.js';
 import { redact } from '@db-backup-service/contract';
 import { createEndGate, StreamMeter } from './stream-meter.js';
 import { verifyStoredBackup } from './verify-backup.js';
@@ -33,7 +33,8 @@ export type BackupStage = 'dumped' | 'stored' | 'verified';
 export interface RunBackupDeps {
   readonly config: Config;
   readonly storage: Storage;
-  readonly pgTools: PgTools;
+  /** The pg_dump binaries found at start-up; each backup takes the one for its server's version. */
+  readonly pgDumps: PgDumpClients;
   readonly logger: Logger;
   /**
    * Backup ids already in use (the caller's index). Storage is asked as well before an id is
@@ -72,7 +73,7 @@ export async function runBackup(deps: RunBackupDeps, opts: RunBackupOptions): Pr
 }
 
 async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: readonly string[]): Promise<BackupSidecar> {
-  const { config, storage, pgTools, logger } = deps;
+  const { config, storage, logger } = deps;
   const now = opts.now ?? (() => new Date());
   const startedAt = now();
   const started = performance.now();
@@ -87,7 +88,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
   let id: string | null = null;
   let sidecarAttempted = false;
   try {
-    checkVersionCompatibility(pgTools, session.server);
+    const pgTools = choosePgDump(deps.pgDumps, session.server);
     await session.lock(config.db.name);
     const sizeHintBytes = await session.databaseSizeBytes();
     id = await chooseBackupId(storage, config.backup.namePrefix, startedAt, deps.existingIds(), secrets);
@@ -95,10 +96,11 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dumping database', {
       serverVersion: session.server.version,
       pgDumpVersion: pgTools.pgDumpVersion,
+      pgDumpPath: pgTools.pgDumpPath,
       databaseSizeBytes: sizeHintBytes,
     });
 
-    const streamed = await dumpToStorage({ deps, opts, secrets, id, sizeHintBytes });
+    const streamed = await dumpToStorage({ deps, opts, secrets, id, sizeHintBytes, pgTools });
     logger.info('dump stored', { sizeBytes: streamed.sizeBytes, uncompressedSizeBytes: streamed.uncompressedSizeBytes });
     await opts.onStage?.('stored');
 
@@ -153,6 +155,7 @@ interface DumpContext {
   readonly secrets: readonly string[];
   readonly id: string;
   readonly sizeHintBytes: number;
+  readonly pgTools: PgTools;
 }
 
 /**
@@ -170,7 +173,8 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
  * stream errors and the storage discards the upload instead of committing a partial dump.
  */
 async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined }> {
-  const { config, storage, pgTools, logger } = ctx.deps;
+  const { config, storage, logger } = ctx.deps;
+  const { pgTools } = ctx;
   const { signal, onStage } = ctx.opts;
   const { id, secrets } = ctx;
   signal.throwIfAborted();

@@ -37,6 +37,7 @@ describe('loadConfig', () => {
     expect(config.backup.timeoutMs).toBe(6 * 3600_000);
     expect(config.backup.lockWaitTimeoutMs).toBe(60_000);
     expect(config.pgBinDir).toBeNull();
+    expect(config.pgClientsDir).toBeNull();
     expect(Object.isFrozen(config) && Object.isFrozen(config.db)).toBe(true);
   });
 
@@ -52,7 +53,7 @@ describe('loadConfig', () => {
     const config = loadConfig({
       ...base, DB_PORT: '6543', BACKUP_INTERVAL: '1h30m', BACKUP_NAME_PREFIX: 'prod-db', RETENTION_DAYS: '30', RETENTION_MIN_COUNT: '3',
       HTTP_PORT: '9000', LOG_FORMAT: 'plain', BACKUP_COMPRESSION_LEVEL: '1', BACKUP_COMPRESSION_THREADS: '4', SHUTDOWN_TIMEOUT: '2m', PG_BIN_DIR: '/opt/pg/bin',
-      BACKUP_CRON: '0 3 * * *',
+      PG_CLIENTS_DIR: '/opt/pg', BACKUP_CRON: '0 3 * * *',
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
@@ -62,6 +63,7 @@ describe('loadConfig', () => {
     expect(config.log.format).toBe('plain');
     expect(config.shutdownTimeoutMs).toBe(120_000);
     expect(config.pgBinDir).toBe('/opt/pg/bin');
+    expect(config.pgClientsDir).toBe('/opt/pg');
   });
 
   it('lists every missing required variable at once', () => {

@@ -43,7 +43,10 @@ export interface Config {
     readonly password: string;
     readonly tls: PgTlsSettings;
   };
+  /** PG_BIN_DIR: the one client to use; null = choose per backup among those under pgClientsDir. */
   readonly pgBinDir: string | null;
+  /** PG_CLIENTS_DIR: one `<major>/bin` per installed client; null = /usr/lib/postgresql. */
+  readonly pgClientsDir: string | null;
   readonly schedule: { readonly intervalMs: number; readonly intervalIso: string; readonly cron: string | null };
   readonly backup: {
     readonly namePrefix: string;
@@ -244,6 +247,7 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
   const config: Config = {
     db,
     pgBinDir: raw('PG_BIN_DIR') ?? null,
+    pgClientsDir: raw('PG_CLIENTS_DIR') ?? null,
     schedule: { intervalMs, intervalIso: formatIsoDuration(intervalMs), cron },
     backup: {
       namePrefix,

@@ -79,7 +79,7 @@ async function startApp(): Promise<TestApp> {
     logger,
   );
   const metrics = new Metrics(engine.index, engine.jobs);
-  const app = createApp({ config, engine, storage, health, metrics, logger, pgDumpVersion: '15.18' });
+  const app = createApp({ config, engine, storage, health, metrics, logger, pgDump: () => ({ version: '15.18', clients: [{ version: '15.18', binDir: '/usr/lib/postgresql/15/bin' }], pinned: false }) });
   const server: Server = createServer(app).listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as { port: number };

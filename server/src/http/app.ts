@@ -25,7 +25,8 @@ export interface AppDeps {
   readonly health: HealthCheck;
   readonly metrics: Metrics;
   readonly logger: Logger;
-  readonly pgDumpVersion: string | null;
+  /** The pg_dump clients for /info, as found now (discovery is retried while it fails). */
+  readonly pgDump: () => Info['pgDump'];
 }
 
 /** No endpoint takes a body; anything larger than this is refused before it is read. */
@@ -133,11 +134,11 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-function info({ config, engine, storage, pgDumpVersion }: AppDeps): Info {
+function info({ config, engine, storage, pgDump }: AppDeps): Info {
   const latest = engine.index.latest();
   return {
     service: { name: 'db-backup-service', version: SERVICE_VERSION },
-    pgDump: { version: pgDumpVersion },
+    pgDump: pgDump(),
     retention: { days: config.retention.days, minCount: config.retention.minCount },
     schedule: {
       interval: config.schedule.intervalIso,
