@@ -24,6 +24,7 @@ describe('loadCliConfig', () => {
       db: { host: 'db', port: 6543, user: 'app', password: 'pw-secret-value', database: 'app', tls: { mode: 'prefer', rootCert: null, cert: null, key: null } },
       storage: { backend: 'local', dir: '/backups' },
       pgBinDir: null,
+      clientsDir: null,
       namePrefix: 'backup',
       serviceDatabase: 'app',
     });
