@@ -4,6 +4,7 @@ export { pollUntil, type PollOptions } from './wait.js';
 export { registerExitCleanup } from './exit-cleanup.js';
 export {
   embeddedPgBinDir,
+  PG_MAJORS,
   pgClientBin,
   startPostgres,
   systemPgBinDir,
