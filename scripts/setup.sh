@@ -25,6 +25,9 @@ command -v docker-compose >/dev/null || apt_packages+=(docker-compose)
 command -v curl >/dev/null || apt_packages+=(curl)
 # Headless Chromium for the /docs page test (driven by playwright-core, which downloads no browser).
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+# debootstrap builds the Debian trixie/sid roots that the version-matrix test runs the PostgreSQL
+# 17 and 18 clients in (test/harness/pg-clients.ts); /usr/sbin may not be on a non-root PATH.
+[ -x /usr/sbin/debootstrap ] || apt_packages+=(debootstrap)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else

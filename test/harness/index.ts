@@ -4,6 +4,7 @@ export { pollUntil, type PollOptions } from './wait.js';
 export { registerExitCleanup } from './exit-cleanup.js';
 export {
   embeddedPgBinDir,
+  PG_MAJORS,
   pgClientBin,
   startPostgres,
   systemPgBinDir,
@@ -14,6 +15,6 @@ export {
 } from './postgres.js';
 export { startS3, useS3, type S3Harness, type StartS3Options } from './s3.js';
 export { startService, type ServiceExit, type ServiceProcess, type StartServiceOptions } from './service.js';
-export { fillVaried, fingerprint, restoreWithStockTools, TRICKY_TEXT } from './data.js';
+export { fillRich, fillVaried, fingerprint, restoreWithStockTools, RICH_LONG_TEXT_LENGTH, TRICKY_TEXT } from './data.js';
 export { api, type Api } from './api.js';
 export { IMAGE_RUNTIME_ENV } from './image-env.js';

