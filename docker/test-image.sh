@@ -604,11 +604,21 @@ SQL
   else
     pass "PostgreSQL $major: db-restore --force latest in the container restored the backed-up data ($fp_after)"
   fi
-  podman rm -f -t 10 "$container" > /dev/null 2>&1
-  runuser -u postgres -- "${pgenv[@]}" "$bin/pg_ctl" -D "$data" -m fast -w stop > /dev/null 2>&1 || true
 }
 
-for major in $VERSION_CASES; do version_case "$major"; done
+# After each case, also one that ended early: its container goes, its server stops (cleanup() then
+# removes the volume and the data dir).
+end_case() {
+  local major="$1" cluster bin data
+  podman rm -f -t 10 "$CONTAINER-pg$major" > /dev/null 2>&1 || true
+  for cluster in "${EXTRA_CLUSTERS[@]}"; do
+    bin="${cluster%%:*}"; data="${cluster#*:}"
+    [ "$data" = "$WORK/pg$major/data" ] && [ -f "$data/postmaster.pid" ] || continue
+    runuser -u postgres -- env LD_LIBRARY_PATH="$bin/../lib" "$bin/pg_ctl" -D "$data" -m fast -w stop > /dev/null 2>&1 || true
+  done
+}
+
+for major in $VERSION_CASES; do version_case "$major"; end_case "$major"; done
 
 echo
 echo "image: $IMAGE (${IMAGE_SIZE_MB} MB, built in ${BUILD_S} s, base $BASE_IMAGE_USED, PostgreSQL clients $PG_CLIENT_SOURCE $PG_MAJORS)"
