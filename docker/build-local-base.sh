@@ -2,8 +2,9 @@
 # Builds a local stand-in for the official Node 24 slim image (Debian trixie + Node.js 24 + npm) for
 # machines that cannot pull public base images: a `debootstrap --variant=minbase` root filesystem from
 # the Debian mirror this machine's apt already uses (for a suite the apt configuration lacks, e.g.
-# trixie on a bookworm machine: the same mirrors as its own release's sources), plus the Node 24 binary the project's root
-# devDependency `node` installed (node_modules/node/bin/node) and npm packed from the npm registry.
+# trixie on a bookworm machine: the same mirrors as its own release's sources), plus the Node 24
+# binary the project's root devDependency `node` installed (node_modules/node/bin/node) and npm
+# packed from the npm registry.
 # Imported with `podman import`; nothing is pulled from an image registry.
 #
 #   bash docker/build-local-base.sh [IMAGE]      # prints the image name on the last line of stdout
