@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Builds a local stand-in for the official Node 24 slim image (Debian bookworm + Node.js 24 + npm) for
+# Builds a local stand-in for the official Node 24 slim image (Debian trixie + Node.js 24 + npm) for
 # machines that cannot pull public base images: a `debootstrap --variant=minbase` root filesystem from
-# the Debian mirror this machine's apt already uses, plus the Node 24 binary the project's root
-# devDependency `node` installed (node_modules/node/bin/node) and npm packed from the npm registry.
+# the Debian mirror this machine's apt already uses (for a suite the apt configuration lacks, e.g.
+# trixie on a bookworm machine: the same mirrors as its own release's sources), plus the Node 24
+# binary the project's root devDependency `node` installed (node_modules/node/bin/node) and npm
+# packed from the npm registry.
 # Imported with `podman import`; nothing is pulled from an image registry.
 #
 #   bash docker/build-local-base.sh [IMAGE]      # prints the image name on the last line of stdout
+#
+#   SUITE=bookworm bash docker/build-local-base.sh   # another Debian suite (default trixie)
 #
 # Skips the build when IMAGE already exists (FORCE=1 rebuilds). Needs root, podman, debootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUITE="${SUITE:-bookworm}"
+SUITE="${SUITE:-trixie}"
 NPM_SPEC="${NPM_SPEC:-npm@11}"
 NODE_BIN="${NODE_BIN:-node_modules/node/bin/node}"
 
@@ -32,12 +36,48 @@ fi
 command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
 
 # The Debian mirrors this machine's apt is configured with (any sources format), read at run time:
-# "<repo-uri> <suite> <component>" for the suite and its -updates / -security companions.
-mapfile -t SOURCES < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' 2>/dev/null \
+# "<repo-uri> <suite> <component>" for every configured source (from the index URIs apt would fetch,
+# so sources whose lists were never downloaded count too; else from the downloaded index targets).
+mapfile -t CONFIGURED < <( { apt-get --print-uris update 2>/dev/null \
+    | sed -n "s#^'\(.*\)/dists/\([^/]*\)/\([^/]*\)/binary-${ARCH}/Packages[^']*'.*#\1 \2 \3#p"
+  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' 2>/dev/null; } \
+  | awk 'NF == 3 { sub("/$", "", $1); print }' | sort -u)
+[ ${#CONFIGURED[@]} -gt 0 ] || die "no Debian source in this machine's apt configuration (run apt-get update?)"
+# The suite and its -updates / -security companions, as configured.
+mapfile -t SOURCES < <(printf '%s\n' "${CONFIGURED[@]}" \
   | awk -v s="$SUITE" '$2 == s || $2 == s"-updates" || $2 == s"-security"' | sort -u)
+if ! printf '%s\n' "${SOURCES[@]}" | awk -v s="$SUITE" '$2 == s && $3 == "main" { f = 1 } END { exit !f }'; then
+  # Not configured here (e.g. trixie on a bookworm machine): the same mirrors as this machine's own
+  # release, other suite. Each "<uri> <release>[-updates|-security] <component>" becomes
+  # "<uri> <SUITE>[-updates|-security] <component>"; sid/unstable have no -updates or -security.
+  HOST_SUITE="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+  if ! printf '%s\n' "${CONFIGURED[@]}" | awk -v s="$HOST_SUITE" '$2 == s && $3 == "main" { f = 1 } END { exit !f }'; then
+    HOST_SUITE="$(printf '%s\n' "${CONFIGURED[@]}" | awk '$2 !~ /-/ && $3 == "main" { print $2; exit }')"
+  fi
+  [ -n "$HOST_SUITE" ] || die "no '$SUITE main' source and no Debian '<release> main' source to derive it from in this machine's apt configuration"
+  mapfile -t SOURCES < <(printf '%s\n' "${CONFIGURED[@]}" | awk -v h="$HOST_SUITE" -v s="$SUITE" '
+    $2 == h { print $1, s, $3 }
+    $2 == h"-updates" || $2 == h"-security" { if (s != "sid" && s != "unstable") { sub("^" h, s, $2); print $1, $2, $3 } }' | sort -u)
+  log "no '$SUITE' source in the apt configuration: using the mirrors of its '$HOST_SUITE' sources"
+  # A derived companion suite the mirror does not serve would break apt-get update in the image.
+  if command -v curl >/dev/null; then
+    kept=()
+    for line in "${SOURCES[@]}"; do
+      read -r uri suite _ <<<"$line"
+      case "$uri" in
+        http://*|https://*)
+          if [ "$suite" != "$SUITE" ] && ! curl -fsSI -m 20 -o /dev/null "$uri/dists/$suite/InRelease" 2>/dev/null; then
+            log "skipping $uri $suite: the mirror does not serve it"; continue
+          fi ;;
+      esac
+      kept+=("$line")
+    done
+    SOURCES=("${kept[@]}")
+  fi
+fi
 MIRROR="$(printf '%s\n' "${SOURCES[@]}" | awk -v s="$SUITE" '$2 == s && $3 == "main" { print $1; exit }')"
 [ -n "$MIRROR" ] || die "no Debian '$SUITE main' source in this machine's apt configuration (run apt-get update?)"
-log "Debian mirror from the apt configuration: $MIRROR (${#SOURCES[@]} index targets)"
+log "Debian mirror: $MIRROR; apt sources of the base: $(printf '%s, ' "${SOURCES[@]}" | sed 's/, $//')"
 
 WORK="$(mktemp -d /var/tmp/db-backup-service-base.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
@@ -96,5 +136,6 @@ tar -C "$ROOTFS" -c . | podman import --quiet \
   --change "ENV NODE_VERSION=${NODE_VERSION#v}" \
   --change 'CMD ["node"]' \
   - "$IMAGE" >/dev/null
-podman run --rm --network=none "$IMAGE" sh -c 'echo "node $(node --version), npm $(npm --version)"' >&2
+podman run --rm --network=none "$IMAGE" sh -c 'echo "node $(node --version), npm $(npm --version)"' >&2 \
+  || { podman rmi -f "$IMAGE" >/dev/null 2>&1; die "the imported $IMAGE does not run (removed it again)"; }
 echo "$IMAGE"

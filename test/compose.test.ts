@@ -103,16 +103,25 @@ describe.each([
     expect(svc?.build?.context).toBe(REPO_ROOT.replace(/\/$/, ''));
   });
 
-  it('points the service at the PostgreSQL 17 service with matching credentials', () => {
+  it('points the service at the PostgreSQL 18 service with matching credentials', () => {
     const c = config(file);
     const env = c.services['db-backup']?.environment ?? {};
     const pg = c.services[String(env.DB_HOST)];
-    expect(pg?.image).toBe('postgres:17');
+    expect(pg?.image).toBe('postgres:18');
     expect(env.DB_PORT).toBe('5432');
     expect(env.DB_NAME).toBe(pg?.environment?.POSTGRES_DB);
     expect(env.DB_USER).toBe(pg?.environment?.POSTGRES_USER);
     expect(env.DB_PASSWORD).toBe(pg?.environment?.POSTGRES_PASSWORD);
     expect(healthTest(pg)).toContain('pg_isready');
+  });
+
+  it('keeps the PostgreSQL 18 data in a volume at /var/lib/postgresql (its data directory is versioned below it)', () => {
+    const c = config(file);
+    const pg = c.services[String(c.services['db-backup']?.environment?.DB_HOST)];
+    // postgres:18: PGDATA=/var/lib/postgresql/18/docker; a volume at .../data (17 and older) would not hold it.
+    expect(pg?.volumes ?? []).toContainEqual(expect.stringMatching(/^pgdata:\/var\/lib\/postgresql(:rw)?$/));
+    expect(pg?.volumes ?? []).not.toContainEqual(expect.stringMatching(/\/var\/lib\/postgresql\/data/));
+    expect(pg?.environment?.PGDATA).toBeUndefined();
   });
 
   it('starts the service after its dependencies are healthy, with a /health check and a stop grace period above SHUTDOWN_TIMEOUT', () => {

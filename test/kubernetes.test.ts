@@ -232,7 +232,18 @@ describe('sidecar.yaml: PostgreSQL waits for a running backup before it stops', 
     expect(bound + 30).toBeLessThanOrEqual(pod.spec?.terminationGracePeriodSeconds ?? 30);
   });
 
-  it('puts no sizeLimit on /tmp, where db-restore downloads (exceeding it evicts the database pod)', () => {
+  it('runs postgres:18 with its data volume at /var/lib/postgresql (the image keeps PGDATA in a versioned directory below it)', () => {
+    expect(database.image).toBe('postgres:18');
+    const mounts = database.volumeMounts ?? [];
+    const data = mounts.find((m) => m.mountPath === '/var/lib/postgresql');
+    expect(data, 'a volume mounted at /var/lib/postgresql').toBeDefined();
+    const claims = ((sts.spec as { volumeClaimTemplates?: { metadata: { name: string } }[] }).volumeClaimTemplates ?? []).map((t) => t.metadata.name);
+    expect(claims, 'the data volume is the StatefulSet\'s volume claim').toContain(data?.name);
+    expect(mounts.some((m) => m.mountPath.startsWith('/var/lib/postgresql/'))).toBe(false);
+    expect((database.env ?? []).find((e) => e.name === 'PGDATA')).toBeUndefined();
+  });
+
+    it('puts no sizeLimit on /tmp, where db-restore downloads (exceeding it evicts the database pod)', () => {
     const tmp = (backupContainer(sts).volumeMounts ?? []).find((m) => m.mountPath === '/tmp');
     const volume = pod.spec?.volumes?.find((v) => v.name === tmp?.name);
     expect(volume?.emptyDir).toBeDefined();
