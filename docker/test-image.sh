@@ -77,6 +77,23 @@ EXTRA_CLUSTERS=()
 EXTRA_CONTAINERS=()
 EXTRA_VOLUMES=()
 
+# The image's service in a container NAME backing up database appdb (user app, secrets as files) of the
+# host's PostgreSQL on PG_PORT to volume VOLUME, the API on HTTP_PORT; podman's errors go to ERRFILE.
+# --health-interval=disable: podman schedules health checks with systemd timers, which a machine without
+# systemd lacks; the image's HEALTHCHECK is run explicitly with `podman healthcheck run`.
+# --read-only (tmpfs /tmp, as the Kubernetes examples' readOnlyRootFilesystem with an emptyDir /tmp).
+start_service_container() {
+  local name="$1" volume="$2" pg_port="$3" http_port="$4" errfile="$5"
+  podman run -d --name "$name" --network=host --health-interval=disable --read-only \
+    -e DB_HOST=127.0.0.1 -e DB_PORT="$pg_port" -e DB_NAME=appdb -e DB_USER=app \
+    -e DB_PASSWORD_FILE=/run/secrets/db_password -e API_TOKEN_FILE=/run/secrets/api_token \
+    -e STORAGE_BACKEND=local -e BACKUP_LOCAL_DIR=/backups -e HTTP_PORT="$http_port" \
+    -v "$WORK/secrets/db_password:/run/secrets/db_password:ro" \
+    -v "$WORK/secrets/api_token:/run/secrets/api_token:ro" \
+    -v "$volume:/backups" \
+    "$IMAGE" > /dev/null 2> "$errfile"
+}
+
 cleanup() {
   local rc=$?
   set +e
@@ -332,17 +349,7 @@ printf '%s' "$API_TOKEN" > "$WORK/secrets/api_token"
 chown -R 10001:10001 "$WORK/secrets"
 chmod 0400 "$WORK/secrets"/*
 podman volume create "$VOLUME" > /dev/null
-# --health-interval=disable: podman schedules health checks with systemd timers, which a machine without
-# systemd lacks; the image's HEALTHCHECK is run explicitly below with `podman healthcheck run`.
-# --read-only (tmpfs /tmp, as the Kubernetes examples' readOnlyRootFilesystem with an emptyDir /tmp).
-podman run -d --name "$CONTAINER" --network=host --health-interval=disable --read-only \
-  -e DB_HOST=127.0.0.1 -e DB_PORT="$PG_PORT" -e DB_NAME=appdb -e DB_USER=app \
-  -e DB_PASSWORD_FILE=/run/secrets/db_password -e API_TOKEN_FILE=/run/secrets/api_token \
-  -e STORAGE_BACKEND=local -e BACKUP_LOCAL_DIR=/backups -e HTTP_PORT="$HTTP_PORT" \
-  -v "$WORK/secrets/db_password:/run/secrets/db_password:ro" \
-  -v "$WORK/secrets/api_token:/run/secrets/api_token:ro" \
-  -v "$VOLUME:/backups" \
-  "$IMAGE" > /dev/null 2> "$WORK/run.err" || { cat "$WORK/run.err"; fail "podman run"; }
+start_service_container "$CONTAINER" "$VOLUME" "$PG_PORT" "$HTTP_PORT" "$WORK/run.err" || { cat "$WORK/run.err"; fail "podman run"; }
 CONTAINER_STARTED=1
 BASE_URL="http://127.0.0.1:$HTTP_PORT"
 AUTH=(-H "Authorization: Bearer $API_TOKEN")
@@ -538,14 +545,8 @@ SQL
   EXTRA_CONTAINERS+=("$container"); EXTRA_VOLUMES+=("$volume")
   podman volume create "$volume" > /dev/null
   local http_port; http_port="$(free_port)"
-  podman run -d --name "$container" --network=host --health-interval=disable --read-only \
-    -e DB_HOST=127.0.0.1 -e DB_PORT="$port" -e DB_NAME=appdb -e DB_USER=app \
-    -e DB_PASSWORD_FILE=/run/secrets/db_password -e API_TOKEN_FILE=/run/secrets/api_token \
-    -e STORAGE_BACKEND=local -e BACKUP_LOCAL_DIR=/backups -e HTTP_PORT="$http_port" \
-    -v "$WORK/secrets/db_password:/run/secrets/db_password:ro" \
-    -v "$WORK/secrets/api_token:/run/secrets/api_token:ro" \
-    -v "$volume:/backups" \
-    "$IMAGE" > /dev/null 2> "$WORK/run-$major.err" || { cat "$WORK/run-$major.err"; soft_fail "PostgreSQL $major: podman run"; return 0; }
+  start_service_container "$container" "$volume" "$port" "$http_port" "$WORK/run-$major.err" \
+    || { cat "$WORK/run-$major.err"; soft_fail "PostgreSQL $major: podman run"; return 0; }
   local url="http://127.0.0.1:$http_port" deadline
   logs() { echo "---- last container log lines ($container) ----"; podman logs --tail 30 "$container" 2>&1 | sed 's/^/    /'; }
   deadline=$((SECONDS + 90))

@@ -3,7 +3,6 @@
 // the S3 emulator. Backups are taken over the API (with the SDK), restored with the CLI, and the
 // databases compared with the harness fingerprint (per-table md5, large objects, sequences, views,
 // indexes).
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, watch } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,6 +19,7 @@ import {
   fillVaried,
   fingerprint,
   freePort,
+  runProcess,
   startPostgres,
   startS3,
   startService,
@@ -122,27 +122,9 @@ async function cli(args: string[], env: Record<string, string>): Promise<CliRun>
     if (name && !tmpCreated.includes(name)) tmpCreated.push(name);
   });
   try {
-    const run = await new Promise<Omit<CliRun, 'tmpCreated'>>((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], {
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, TMPDIR: tmp },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      // A hung CLI fails the test with its output instead of running into the test timeout.
-      const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.once('error', (err) => {
-        clearTimeout(guard);
-        reject(err);
-      });
-      child.once('close', (code) => {
-        clearTimeout(guard);
-        printed.push(stdout, stderr);
-        resolve({ code, stdout, stderr });
-      });
-    });
+    const { code, stdout, stderr } = await runProcess(process.execPath, [CLI, ...args], { ...env, TMPDIR: tmp }, 90_000);
+    printed.push(stdout, stderr);
+    const run = { code, stdout, stderr };
     expect(await readdir(tmp), `db-restore ${args.join(' ')} left files in its TMPDIR`).toEqual([]);
     return { ...run, tmpCreated };
   } finally {

@@ -1,25 +1,12 @@
 // The PostgreSQL clients harness (test/harness/pg-clients.ts): the clients root laid out like
 // /usr/lib/postgresql, whose 17 and 18 run from debootstrapped Debian roots through chroot.
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { usePostgres } from './harness/index.js';
+import { runProcess, usePostgres } from './harness/index.js';
 import { clientVersion, debianMirror, debianRoot, PG_CLIENT_MAJORS, pgClientsRoot } from './harness/pg-clients.js';
-
-function run(file: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('PostgreSQL clients harness', () => {
   const pg = usePostgres();
@@ -35,10 +22,10 @@ describe('PostgreSQL clients harness', () => {
       const bin = join(root, String(major), 'bin');
       expect(readdirSync(bin).sort()).toEqual(['pg_dump', 'pg_restore', 'psql']);
       expect(await clientVersion(bin)).toMatch(new RegExp(`^${major}\\.\\d+$`));
-      const res = await run(join(bin, 'psql'), ['-X', '-At', '-c', 'SELECT 40 + 2'], pg.pgEnv());
+      const res = await runProcess(join(bin, 'psql'), ['-X', '-At', '-c', 'SELECT 40 + 2'], pg.pgEnv());
       expect(res.stderr).toBe('');
       expect(res.stdout.trim()).toBe('42');
-      const version = await run(join(bin, 'psql'), ['--version'], {});
+      const version = await runProcess(join(bin, 'psql'), ['--version'], {});
       expect(version.stdout).toMatch(new RegExp(`\\(PostgreSQL\\) ${major}\\.`));
     }
     expect(readlinkSync(join(root, '15', 'bin', 'pg_dump'))).toBe('/usr/lib/postgresql/15/bin/pg_dump');

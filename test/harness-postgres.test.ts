@@ -1,32 +1,11 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { pgClientBin, startPostgres, usePostgres, type PostgresCluster } from './harness/index.js';
+import { pgClientBin, runProcess, startPostgres, usePostgres, type PostgresCluster, type ProcessRun } from './harness/index.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  argv: string[];
-}
-
-/** Runs a client tool with only PATH plus the given env: the password travels in PGPASSWORD, never argv. */
-function run(file: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr, argv: child.spawnargs }));
-  });
-}
-
-function pgDump(cluster: PostgresCluster, db: string, password = cluster.password): Promise<Run> {
+function pgDump(cluster: PostgresCluster, db: string, password = cluster.password): Promise<ProcessRun> {
   const { PGPASSWORD: _ignored, ...rest } = cluster.pgEnv(db);
-  return run(pgClientBin('pg_dump'), ['--no-password', '-h', cluster.host, '-p', String(cluster.port), '-U', cluster.user, '-d', db], {
+  return runProcess(pgClientBin('pg_dump'), ['--no-password', '-h', cluster.host, '-p', String(cluster.port), '-U', cluster.user, '-d', db], {
     ...rest,
     PGPASSWORD: password,
   });

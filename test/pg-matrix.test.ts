@@ -21,7 +21,6 @@
 // clients' Debian roots are in /var/tmp (a subset would save ~10 s of that; not worth a blind
 // spot). Building the roots (trixie and sid in parallel, ~45 s, about 400 MB each) is paid once
 // per fresh machine, i.e. on every CI run.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -36,10 +35,12 @@ import {
   fingerprint,
   freePort,
   PG_MAJORS,
+  runProcess,
   startPostgres,
   startService,
   type PgMajor,
   type PostgresCluster,
+  type ProcessRun,
   type ServiceProcess,
 } from './harness/index.js';
 import { clientVersion, PG_CLIENT_MAJORS, pgClientsRoot, type PgClientMajor } from './harness/pg-clients.js';
@@ -148,35 +149,9 @@ async function backupWith(cluster: PostgresCluster, clients: Record<string, stri
   }
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: Record<string, string>, guardMs = 120_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    // A hung child fails the test with its output instead of running into the test timeout.
-    const guard = setTimeout(() => child.kill('SIGKILL'), guardMs);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.once('error', (err) => {
-      clearTimeout(guard);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 /** The built db-restore with the Node that runs the tests: `--force --database <target> <id>` from the local backup dir. */
-function dbRestore(cluster: PostgresCluster, backup: BackupRun, target: string, clients: Record<string, string>): Promise<Run> {
-  return run(process.execPath, [CLI, '--force', '--database', target, backup.job.backupId ?? 'missing'], {
+function dbRestore(cluster: PostgresCluster, backup: BackupRun, target: string, clients: Record<string, string>): Promise<ProcessRun> {
+  return runProcess(process.execPath, [CLI, '--force', '--database', target, backup.job.backupId ?? 'missing'], {
     ...dbEnv(cluster),
     STORAGE_BACKEND: 'local',
     BACKUP_LOCAL_DIR: backup.dir,
@@ -263,16 +238,16 @@ describe('PostgreSQL version matrix', () => {
     const RECIPE = `gunzip -c "$FILE" | sed '${README_SED}' | psql -X -v ON_ERROR_STOP=1 --single-transaction -q`;
     const WITHOUT_SED = `gunzip -c "$FILE" | psql -X -v ON_ERROR_STOP=1 --single-transaction -q`;
 
-    async function stock(pipeline: string, what: string): Promise<{ run: Run; cluster: PostgresCluster; state: Record<string, string>; db: string }> {
+    async function stock(pipeline: string, what: string): Promise<{ run: ProcessRun; cluster: PostgresCluster; state: Record<string, string>; db: string }> {
       const { cluster, state } = await server(16);
       const backup = await pairBackup(16, 17);
       expect(backup.job.status, backup.job.errorMessage ?? '').toBe('succeeded');
       const file = join(backup.dir, backup.job.backupId!);
-      const dump = await run('/bin/sh', ['-c', 'gunzip -c "$1" | head -c 65536', 'sh', file], {});
+      const dump = await runProcess('/bin/sh', ['-c', 'gunzip -c "$1" | head -c 65536', 'sh', file], {});
       expect(dump.stdout).toMatch(/^SET transaction_timeout = 0;$/m);
       const db = await newDatabase(cluster, what);
       await cluster.createDatabase(db);
-      const res = await run('/bin/bash', ['-o', 'pipefail', '-c', pipeline], {
+      const res = await runProcess('/bin/bash', ['-o', 'pipefail', '-c', pipeline], {
         // psql of the 17 client, first on PATH; the password only in the environment.
         PATH: `${binDir(17)}:${process.env.PATH ?? '/usr/bin:/bin'}`,
         FILE: file,

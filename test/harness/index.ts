@@ -1,6 +1,7 @@
 // Public surface of the test harness: tests import from here, not from the individual files.
 export { freePort } from './ports.js';
 export { pollUntil, type PollOptions } from './wait.js';
+export { runProcess, type ProcessRun } from './run.js';
 export { registerExitCleanup } from './exit-cleanup.js';
 export {
   embeddedPgBinDir,
