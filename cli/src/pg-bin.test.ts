@@ -48,8 +48,9 @@ describe('findPsql', () => {
 
   it('falls back to PATH, then fails with a hint', async () => {
     const onPath = await fakePsql(join(root, 'bin'), '15.18');
-    expect((await find(null, join(root, 'none'), `/nonexistent:${join(root, 'bin')}`)).psql).toMatchObject({ path: onPath, via: 'PATH' });
-    await expect(find(null, join(root, 'none'), '/nonexistent')).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/psql not found.*PG_BIN_DIR/) });
+    const byDefault = (path: string) => findPsql({ pgBinDir: null, clientsDir: null, defaultClientsDir: join(root, 'none'), path, env: {} });
+    expect((await byDefault(`/nonexistent:${join(root, 'bin')}`)).psql).toMatchObject({ path: onPath, via: 'PATH' });
+    await expect(byDefault('/nonexistent')).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/psql not found.*PG_BIN_DIR/) });
   });
 });
 

@@ -20,9 +20,16 @@ export interface PsqlChoice {
  * else PATH) and takes the newest: psql restores into older servers, while an older psql may not
  * know what a newer pg_dump wrote (`\restrict`, see checkPsqlRunsDump).
  */
-export async function findPsql(opts: { pgBinDir: string | null; clientsDir: string | null; path?: string | undefined; env: NodeJS.ProcessEnv }): Promise<PsqlChoice> {
+export async function findPsql(opts: {
+  pgBinDir: string | null;
+  clientsDir: string | null;
+  /** Tests: stands in for /usr/lib/postgresql. */
+  defaultClientsDir?: string;
+  path?: string | undefined;
+  env: NodeJS.ProcessEnv;
+}): Promise<PsqlChoice> {
   try {
-    const found = await findPgClients({ tool: 'psql', binDir: opts.pgBinDir, clientsDir: opts.clientsDir, path: opts.path ?? '', env: opts.env });
+    const found = await findPgClients({ tool: 'psql', binDir: opts.pgBinDir, clientsDir: opts.clientsDir, path: opts.path ?? '', env: opts.env, ...(opts.defaultClientsDir === undefined ? {} : { defaultClientsDir: opts.defaultClientsDir }) });
     const psql = found.at(-1);
     if (psql === undefined) throw new PgClientsError('psql not found');
     return { psql, found };

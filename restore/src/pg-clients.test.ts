@@ -17,6 +17,9 @@ async function fakeTool(dir: string, name: string, version: string): Promise<voi
 
 const find = (tool: 'pg_dump' | 'psql', binDir: string | null, clientsDir: string, pathEnv = '') =>
   findPgClients({ tool, binDir, clientsDir, path: pathEnv, env: {} });
+/** As with PG_CLIENTS_DIR unset: `dir` stands in for /usr/lib/postgresql. */
+const findByDefault = (tool: 'pg_dump' | 'psql', dir: string, pathEnv: string) =>
+  findPgClients({ tool, binDir: null, clientsDir: null, defaultClientsDir: dir, path: pathEnv, env: {} });
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'pg-clients-test-'));
@@ -53,12 +56,19 @@ describe('findPgClients', () => {
     await expect(find('pg_dump', dir, path.join(root, 'clients'))).rejects.toThrow(new RegExp(`PG_BIN_DIR is ${dir}, but there is no executable pg_dump in it`));
   });
 
-  it('falls back to PATH, and says what it searched when there is none', async () => {
-    const onPath = await find('pg_dump', null, path.join(root, 'none'), `/nonexistent:${path.join(root, 'onpath')}`);
+  it('falls back to PATH when PG_CLIENTS_DIR is unset, and says what it searched when there is none', async () => {
+    const onPath = await findByDefault('pg_dump', path.join(root, 'none'), `/nonexistent:${path.join(root, 'onpath')}`);
     expect(onPath.map((c) => [c.version.text, c.via])).toEqual([['13.2', 'PATH']]);
-    const attempt = find('psql', null, path.join(root, 'none'), path.join(root, 'onpath'));
+    const attempt = findByDefault('psql', path.join(root, 'none'), path.join(root, 'onpath'));
     await expect(attempt).rejects.toBeInstanceOf(PgClientsError);
     await expect(attempt).rejects.toThrow(`psql not found: PG_BIN_DIR is not set, there is none under ${path.join(root, 'none')}/<major>/bin and none on PATH`);
+  });
+
+  it('does not fall back to PATH when PG_CLIENTS_DIR is set but holds no client', async () => {
+    const dir = path.join(root, 'typo');
+    await expect(find('pg_dump', null, dir, path.join(root, 'onpath'))).rejects.toThrow(
+      `PG_CLIENTS_DIR is ${dir}, but there is no <major>/bin/pg_dump in it. Point PG_CLIENTS_DIR at a directory holding one <major>/bin per client (like /usr/lib/postgresql), or unset it.`,
+    );
   });
 
   it('refuses a binary whose version it cannot read', async () => {

@@ -27,9 +27,11 @@ export interface FindClientsOptions {
   readonly tool: ClientTool;
   /** PG_BIN_DIR: one explicit client, no search. */
   readonly binDir: string | null;
-  /** PG_CLIENTS_DIR: one `<major>/bin` per installed client (default /usr/lib/postgresql). */
+  /** PG_CLIENTS_DIR: one `<major>/bin` per installed client; null: defaultClientsDir, else PATH. */
   readonly clientsDir: string | null;
-  /** Searched when the clients directory has none. */
+  /** Where clients are looked for when PG_CLIENTS_DIR is unset (default /usr/lib/postgresql). */
+  readonly defaultClientsDir?: string;
+  /** Searched when the default clients directory has none. */
   readonly path: string;
   /** The environment `<tool> --version` runs in. */
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -45,11 +47,11 @@ export class PgClientsError extends Error {
 
 /**
  * Every installed `tool`, oldest first: PG_BIN_DIR alone when set (an explicit choice); else each
- * `<clientsDir>/<major>/bin` that has it; else the first on PATH. Each one's version is asked of
+ * `<clientsDir>/<major>/bin` that has it; else (PG_CLIENTS_DIR unset) the first on PATH. Each one's version is asked of
  * the binary itself (`--version`), since a directory's name is only a convention.
  */
 export async function findPgClients(opts: FindClientsOptions): Promise<PgClient[]> {
-  const clientsDir = opts.clientsDir ?? DEFAULT_CLIENTS_DIR;
+  const clientsDir = opts.clientsDir ?? opts.defaultClientsDir ?? DEFAULT_CLIENTS_DIR;
   if (opts.binDir !== null) {
     const file = path.join(opts.binDir, opts.tool);
     if (!(await isExecutable(file))) {
@@ -64,6 +66,13 @@ export async function findPgClients(opts: FindClientsOptions): Promise<PgClient[
   for (const entry of await listMajors(clientsDir)) {
     const file = path.join(clientsDir, entry, 'bin', opts.tool);
     if (await isExecutable(file)) found.push(await describe(file, opts, clientsDir));
+  }
+  if (found.length === 0 && opts.clientsDir !== null) {
+    // Set on purpose: a typo must not quietly fall back to whatever is on PATH.
+    throw new PgClientsError(
+      `PG_CLIENTS_DIR is ${clientsDir}, but there is no <major>/bin/${opts.tool} in it. ` +
+        `Point PG_CLIENTS_DIR at a directory holding one <major>/bin per client (like ${DEFAULT_CLIENTS_DIR}), or unset it.`,
+    );
   }
   if (found.length === 0) {
     const onPath = await findOnPath(opts.tool, opts.path);

@@ -24,10 +24,14 @@ describe('discoverPgDumps', () => {
     expect([pinned.pinned, ...pinned.clients.map((c) => c.path)]).toEqual([true, newest.path]);
   });
 
-  it('fails with PG_DUMP_NOT_FOUND when there is none', async () => {
-    await expect(discoverPgDumps({ pgBinDir: null, pgClientsDir: '/nonexistent', runtime: { path: '/nonexistent', childEnv: {} } })).rejects.toMatchObject({
+  it('fails with PG_DUMP_NOT_FOUND, naming the variable, when there is none', async () => {
+    await expect(discoverPgDumps({ pgBinDir: null, pgClientsDir: '/nonexistent', runtime })).rejects.toMatchObject({
       code: 'PG_DUMP_NOT_FOUND',
-      message: expect.stringMatching(/pg_dump not found.*PG_BIN_DIR/),
+      message: expect.stringMatching(/^PG_CLIENTS_DIR is \/nonexistent, but there is no <major>\/bin\/pg_dump in it/),
+    });
+    await expect(discoverPgDumps({ pgBinDir: '/nonexistent', pgClientsDir: null, runtime })).rejects.toMatchObject({
+      code: 'PG_DUMP_NOT_FOUND',
+      message: expect.stringMatching(/^PG_BIN_DIR is \/nonexistent, but there is no executable pg_dump in it/),
     });
   });
 });
