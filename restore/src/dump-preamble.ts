@@ -90,7 +90,6 @@ export class PreambleAdapter extends Transform {
   private readonly onDropped: (line: string) => void;
   private inPreamble = true;
   private pending: Buffer = Buffer.alloc(0);
-  readonly dropped: string[] = [];
 
   constructor(opts: PreambleAdapterOptions) {
     super();
@@ -139,9 +138,7 @@ export class PreambleAdapter extends Transform {
     if (kind === null) {
       this.inPreamble = false;
     } else if (kind.kind === 'set' && !kind.parameter.includes('.') && !this.known.has(kind.parameter)) {
-      const text = body.toString('utf8').replace(/\r$/, '');
-      this.dropped.push(text);
-      this.onDropped(text);
+      this.onDropped(body.toString('utf8').replace(/\r$/, ''));
       return;
     }
     this.push(line);

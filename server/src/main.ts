@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { Info } from '@db-backup-service/contract';
+import { describeClients } from '@db-backup-service/restore';
 import { runBackup, discoverPgDumps, type PgDumpClients } from './backup/index.js';
 import { ConfigError, parseConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
@@ -73,7 +74,7 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     version: SERVICE_VERSION,
     port: config.http.port,
     storage: storage.location,
-    pgDump: pgDump().clients.map((c) => `${c.version} (${c.binDir})`),
+    pgDump: (pgDumps?.clients ?? []).map((c) => describeClients([c])),
     interval: config.schedule.intervalIso,
     cron: config.schedule.cron,
   });
