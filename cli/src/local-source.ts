@@ -80,7 +80,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
     description,
 
     async list() {
-      return (await listOwn()).map(toBackup);
+      return (await listOwn()).map((sidecar) => toBackup(sidecar));
     },
 
     async resolve(idOrLatest) {

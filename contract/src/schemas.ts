@@ -20,21 +20,26 @@ export type JobStatus = z.infer<typeof JobStatusSchema>;
 export const TriggerSchema = z.enum(['scheduler', 'api']);
 export type Trigger = z.infer<typeof TriggerSchema>;
 
+/** What a job does: take a backup, or restore one into a scratch database and count it (a drill). */
+export const JobKindSchema = z.enum(['backup', 'drill']);
+export type JobKind = z.infer<typeof JobKindSchema>;
+
 /** A backup job as the API reports it. Jobs live in memory (the newest 100). */
 export const JobSchema = z.object({
   jobId: z.string().uuid(),
+  kind: JobKindSchema.default('backup').describe('backup: takes a backup; drill: restores backupId into a scratch database and checks it (absent from the reference service: backup).'),
   status: JobStatusSchema,
   triggeredBy: TriggerSchema,
   startedAt: z.string().datetime().nullable().describe('When the job started running (null while queued).'),
   finishedAt: z.string().datetime().nullable(),
   durationMs: z.number().int().nonnegative().nullable(),
   errorMessage: z.string().nullable().describe('Why the job failed (pg_dump stderr with secrets redacted, storage or verification error).'),
-  backupId: z.string().nullable().describe('The id of the backup this job produced (set when it succeeded).'),
+  backupId: z.string().nullable().describe('backup: the id of the backup this job produced (set when it succeeded); drill: the backup being drilled (set from the start).'),
 });
 export type Job = z.infer<typeof JobSchema>;
 
-/** A stored, verified backup (one with a `.meta.json` sidecar). */
-export const BackupSchema = z.object({
+/** The fields every sidecar has, ours and the reference service's: the public part of a backup. */
+const BackupFieldsSchema = z.object({
   id: z.string().describe('Backup id, also its file name: `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz`.'),
   createdAt: z.string().datetime(),
   sizeBytes: z.number().int().nonnegative().describe('Size of the stored .sql.gz object.'),
@@ -43,7 +48,51 @@ export const BackupSchema = z.object({
   durationMs: z.number().int().nonnegative(),
   triggeredBy: TriggerSchema,
 });
+
+/** The outcome of a backup's newest restore drill, as the API reports it beside the backup. */
+export const DrillSummarySchema = z.object({
+  status: z.enum(['passed', 'failed']),
+  at: z.string().datetime().describe('When the drill finished.'),
+  durationMs: z.number().int().nonnegative(),
+  tablesChecked: z.number().int().nonnegative().describe("Tables whose row count was compared with the backup's contents manifest."),
+  rowsChecked: z.number().int().nonnegative().describe("The manifest's rows when every count matched; else the rows of the tables that matched."),
+  detail: z.string().nullable().describe('Failed: the first mismatch, or the restore error (psql\'s message). Passed: null.'),
+});
+export type DrillSummary = z.infer<typeof DrillSummarySchema>;
+
+/** A stored, verified backup (one with a `.meta.json` sidecar). */
+export const BackupSchema = BackupFieldsSchema.extend({
+  drill: DrillSummarySchema.nullable()
+    .default(null)
+    .describe('The newest restore drill of this backup (`<id>.drill.json`), or null when it was never drilled.'),
+});
 export type Backup = z.infer<typeof BackupSchema>;
+
+/** What a backup's dump holds, counted as it streamed: `<id>.contents.json`, written before the sidecar. */
+export const ContentsManifestSchema = z.object({
+  format: z.literal(1),
+  tables: z
+    .array(z.object({ schema: z.string(), name: z.string(), rows: z.number().int().nonnegative() }))
+    .describe('Every table with a COPY block in the dump, with the rows of that block.'),
+  largeObjects: z.number().int().nonnegative(),
+  objects: z.object({
+    tables: z.number().int().nonnegative(),
+    sequences: z.number().int().nonnegative(),
+    views: z.number().int().nonnegative(),
+    functions: z.number().int().nonnegative(),
+    indexes: z.number().int().nonnegative(),
+  }),
+});
+export type ContentsManifest = z.infer<typeof ContentsManifestSchema>;
+
+/** The sidecar's summary of the contents manifest; `sha256` is the manifest object's, so a drill trusts only the manifest written with the backup. */
+export const SidecarContentsSchema = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  tables: z.number().int().nonnegative(),
+  rows: z.number().int().nonnegative().describe('The sum of the rows of every COPY block.'),
+  largeObjects: z.number().int().nonnegative(),
+});
+export type SidecarContents = z.infer<typeof SidecarContentsSchema>;
 
 /**
  * The sidecar (`<id>.meta.json`): the public Backup fields plus what an operator needs to restore
@@ -56,7 +105,7 @@ export type Backup = z.infer<typeof BackupSchema>;
 /** What a sidecar says for a field it does not carry (the reference service's sidecars). */
 export const UNKNOWN = 'unknown';
 
-export const BackupSidecarSchema = BackupSchema.extend({
+export const BackupSidecarSchema = BackupFieldsSchema.extend({
   pgDumpVersion: z.string().default(UNKNOWN),
   uncompressedSizeBytes: z.number().int().nonnegative().nullable().default(null).describe('null: not recorded.'),
   compression: z
@@ -65,8 +114,35 @@ export const BackupSidecarSchema = BackupSchema.extend({
   database: z.string().default(UNKNOWN),
   serviceVersion: z.string().default(UNKNOWN),
   format: z.literal('plain').default('plain'),
+  contents: SidecarContentsSchema.nullable().default(null).describe('null: no contents manifest (the reference service, older versions).'),
 });
 export type BackupSidecar = z.infer<typeof BackupSidecarSchema>;
+
+/** Where drills restore: a throwaway cluster the service starts, or a PostgreSQL server. */
+export const DrillTargetSchema = z.enum(['local', 'server']);
+export type DrillTarget = z.infer<typeof DrillTargetSchema>;
+
+/** One count a drill compared that differed. */
+export const DrillMismatchSchema = z.object({
+  what: z.string().describe('e.g. `rows of table public.orders`, `large objects`, `views`.'),
+  expected: z.number().int().nonnegative(),
+  actual: z.number().int().nonnegative(),
+});
+export type DrillMismatch = z.infer<typeof DrillMismatchSchema>;
+
+/** `<id>.drill.json`, written after each drill of that backup (never part of what makes a backup listed). */
+export const DrillRecordSchema = DrillSummarySchema.extend({
+  format: z.literal(1),
+  backupId: z.string(),
+  target: DrillTargetSchema,
+  serverVersion: z.string().nullable().describe('The PostgreSQL server the drill restored into (null when it could not be reached).'),
+  mismatches: z.array(DrillMismatchSchema),
+  query: z
+    .object({ sql: z.string(), result: z.boolean().nullable() })
+    .nullable()
+    .describe('RESTORE_DRILL_QUERY and what it returned (null: not run); null when none is configured.'),
+});
+export type DrillRecord = z.infer<typeof DrillRecordSchema>;
 
 /** One error body for every 4xx/5xx: RFC 9457 problem details (`application/problem+json`). */
 export const ProblemSchema = z.object({

@@ -25,9 +25,10 @@ describe('parseSidecar', () => {
         database: 'unknown',
         serviceVersion: 'unknown',
         format: 'plain',
+        contents: null,
       },
     });
-    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual(REFERENCE);
+    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual({ ...REFERENCE, drill: null });
     expect(parseSidecar(JSON.stringify({ ...REFERENCE, triggeredBy: 'api', createdAt: '2026-05-10T01:01:14.123456789Z' }), null).ok).toBe(true);
   });
 

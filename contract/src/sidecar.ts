@@ -1,4 +1,4 @@
-import { BackupSidecarSchema, isBackupId, UNKNOWN, type Backup, type BackupSidecar } from './schemas.js';
+import { BackupSidecarSchema, isBackupId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary } from './schemas.js';
 
 /** A backup `<id>` is listed only when `<id>.meta.json` exists beside it (invariant 1). */
 export const SIDECAR_SUFFIX = '.meta.json';
@@ -6,6 +6,16 @@ export const SIDECAR_SUFFIX = '.meta.json';
 /** The sidecar object name of a backup: `<id>.meta.json`. */
 export function sidecarName(id: string): string {
   return `${id}${SIDECAR_SUFFIX}`;
+}
+
+/** A backup's contents manifest, `<id>.contents.json`: written before the sidecar, removed with the backup. */
+export function contentsName(id: string): string {
+  return `${id}.contents.json`;
+}
+
+/** A backup's newest drill record, `<id>.drill.json`: written after a drill, removed with the backup. */
+export function drillName(id: string): string {
+  return `${id}.drill.json`;
 }
 
 /** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */
@@ -49,10 +59,10 @@ export function isOfDatabase(sidecar: Pick<BackupSidecar, 'database'>, database:
   return sidecar.database === database || sidecar.database === UNKNOWN;
 }
 
-/** The public Backup fields of a sidecar: what the API lists. */
-export function toBackup(sidecar: BackupSidecar): Backup {
+/** The public Backup fields of a sidecar, with its newest drill: what the API lists. */
+export function toBackup(sidecar: BackupSidecar, drill: DrillSummary | null = null): Backup {
   const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy } = sidecar;
-  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy };
+  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, drill };
 }
 
 /**

@@ -12,6 +12,7 @@ function job(status: 'queued' | 'running' | 'succeeded' | 'failed', jobId = rand
   const done = status === 'succeeded' || status === 'failed';
   return {
     jobId,
+    kind: 'backup' as const,
     status,
     triggeredBy: 'api',
     startedAt: status === 'queued' ? null : '2026-05-10T01:00:00Z',

@@ -194,7 +194,7 @@ export class BackupIndex {
    * 1,000 backups that is ~250 KB of JSON, which took most of a list request's time to rebuild.
    */
   listJson(): Buffer {
-    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map(toBackup)));
+    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map((sidecar) => toBackup(sidecar))));
     return this.#listJson;
   }
 

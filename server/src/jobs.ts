@@ -27,7 +27,7 @@ export class JobRegistry {
     if (this.#running) return { started: false, running: this.#get(this.#running.id) };
 
     const jobId = randomUUID();
-    this.#put({ jobId, status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId: null });
+    this.#put({ jobId, kind: 'backup', status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId: null });
     const controller = new AbortController();
     const started = Date.now();
     const done = (async () => {
