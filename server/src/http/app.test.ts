@@ -97,7 +97,7 @@ async function storeBackup(app: TestApp): Promise<{ body: Buffer; sidecar: Backu
   const sidecar: BackupSidecar = {
     id: BACKUP_ID, createdAt: '2026-05-10T01:00:00.000Z', sizeBytes: body.length, sha256: createHash('sha256').update(body).digest('hex'),
     pgVersion: '15.18', durationMs: 1234, triggeredBy: 'api', pgDumpVersion: '15.18', uncompressedSizeBytes: 60,
-    compression: { format: 'gzip', level: 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain',
+    compression: { format: 'gzip', level: 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain', contents: null,
   };
   await writeFile(join(app.dir, BACKUP_ID), body);
   await writeFile(join(app.dir, `${BACKUP_ID}.meta.json`), JSON.stringify(sidecar));
