@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Backup } from '@db-backup-service/sdk';
 import type { Progress } from './progress.js';
 
@@ -31,6 +32,8 @@ export interface BackupSource {
   list(opts: { signal?: AbortSignal }): Promise<Backup[]>;
   /** One backup by id or "latest"; throws CliError NOT_FOUND (4) when there is none. */
   resolve(idOrLatest: string, opts: { signal?: AbortSignal }): Promise<ResolvedBackup>;
-  /** Makes the dump available as a local file (downloading it where needed). */
+  /** The stored dump as a stream from its first byte, read once (the default swap restore streams it into psql). */
+  open(backup: ResolvedBackup, opts: { signal: AbortSignal }): Promise<Readable>;
+  /** Makes the dump available as a local file, downloading it where needed (--in-place verifies it before dropping anything). */
   fetch(backup: ResolvedBackup, opts: { signal: AbortSignal; progress: Progress }): Promise<LocalDump>;
 }

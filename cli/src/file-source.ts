@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { parseSidecar, sidecarName } from '@db-backup-service/sdk';
@@ -42,6 +43,10 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
         return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, origin: description };
       }
       return { id: basename(file), createdAt: null, sizeBytes: size, sha256: null, origin: description };
+    },
+
+    async open(_backup, { signal }) {
+      return createReadStream(file, { signal });
     },
 
     async fetch() {

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backupIdOfSidecar, compareNewestFirst, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
@@ -120,6 +121,10 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
         pgVersion: sidecar.pgVersion,
         origin: description,
       } satisfies ResolvedBackup;
+    },
+
+    async open(backup, { signal }) {
+      return createReadStream(join(dir, backup.id), { signal });
     },
 
     async fetch(backup): Promise<LocalDump> {
