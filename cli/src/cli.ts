@@ -24,6 +24,7 @@ import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js
 import { countdown, installCancellation, type Cancellation } from './cancellation.js';
 import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
 import { asCliError, CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
+import { drillCommand } from './drill-command.js';
 import { fileSource } from './file-source.js';
 import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
@@ -52,6 +53,7 @@ interface Options {
   file?: string;
   json?: boolean;
   serviceUrl?: string;
+  drill?: string;
 }
 
 const ENVIRONMENT_HELP = `Environment (the same variables as the service):
@@ -62,6 +64,7 @@ const ENVIRONMENT_HELP = `Environment (the same variables as the service):
   DB_RESTORE_SERVICE_URL         the service's URL (default http://127.0.0.1:$HTTP_PORT, HTTP_PORT default 8080)
   BACKUP_NAME_PREFIX             only backups with this prefix are listed (default: backup)
   PG_BIN_DIR                     where psql is (default: newest /usr/lib/postgresql/*/bin, else PATH)
+  RESTORE_DRILL_QUERY            --drill: a query that must return true in the restored copy
   TMPDIR                         where --in-place downloads an S3 backup to verify it first (the default swap streams: no temp file)
 
 The role needs CREATEDB and must own the target database (or be a superuser).`;
@@ -87,6 +90,7 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
     .option('--keep-old', 'after the swap, keep the replaced database as <target>__old_<random> (its DROP command is printed)')
     .option('--file <path>', 'restore a local .sql.gz instead (checked against <path>.meta.json when present)')
     .option('--json', 'print one JSON result on stdout, no progress')
+    .option('--drill <backup>', 'restore <backup> (an id or "latest") into a scratch database on the target server, compare it with its contents manifest, drop it; changes nothing else')
     .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
     .addHelpText(
       'after',
@@ -106,6 +110,13 @@ Examples:
   db-restore --force backup_20260510T010000Z.sql.gz
   db-restore --database staging latest
   db-restore --file ./backup_20260510T010000Z.sql.gz
+  db-restore --drill latest           prove the newest backup restores, with exact row counts
+
+--drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
+compares each table's row count, the large objects and the object counts with the backup's
+<id>.contents.json (checked against its sidecar; through the service: no manifest, no counts),
+runs RESTORE_DRILL_QUERY read-only when set, and drops the scratch database. Exit 0 when it
+passed, 6 when it failed. No countdown: the target database itself is never touched.
 
 ${ENVIRONMENT_HELP}
 
@@ -141,7 +152,7 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
     warnings.push(message);
     if (!json) ctx.stderr.write(`db-restore: warning: ${message}\n`);
   };
-  const restoring = backup !== undefined || opts.file !== undefined;
+  const restoring = backup !== undefined || opts.file !== undefined || opts.drill !== undefined;
   // Filled in as the restore learns things, so a failure's JSON says how far it got.
   const report: Record<string, unknown> = {};
   try {
@@ -154,6 +165,14 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
       const backups = await listBackups(ctx, opts, warn);
       printList(ctx, backups, json);
       return ExitCode.OK;
+    }
+    if (opts.drill !== undefined) {
+      if (backup !== undefined) throw new CliError(ExitCode.USAGE, 'name the backup to drill with --drill <id|latest> only');
+      const misplaced = (['force', 'inPlace', 'keepOld'] as const).filter((k) => opts[k] !== undefined);
+      if (misplaced.length > 0) throw new CliError(ExitCode.USAGE, '--force, --in-place and --keep-old apply to a restore, not to --drill');
+      const code = await drill(ctx, opts.drill, opts, warn, report);
+      if (json) ctx.stdout.write(`${JSON.stringify({ ok: true, exitCode: code, ...report, warnings })}\n`);
+      return code;
     }
     await restore(ctx, backup, opts, warn, report);
     if (json) ctx.stdout.write(`${JSON.stringify({ ok: true, exitCode: 0, ...report, warnings })}\n`);
@@ -192,6 +211,17 @@ function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
   const now = ctx.now();
   const rows = backups.map((b) => [b.id, formatTimestamp(b.createdAt), formatBytes(b.sizeBytes), `${formatDuration(now - Date.parse(b.createdAt))} ago`]);
   ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
+}
+
+async function drill(ctx: CliContext, backupArg: string, opts: Options, warn: (m: string) => void, report: Record<string, unknown>): Promise<number> {
+  const config = loadCliConfig(ctx.env, { database: true, storage: opts.file === undefined, databaseOverride: opts.database, serviceUrlOverride: opts.serviceUrl });
+  const db = config.db;
+  if (!db) throw new Error('unreachable: database settings missing');
+  const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
+  if (!source) throw new Error('unreachable: no backup source');
+  const psql = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.clientsDir, path: ctx.env.PATH, env: ctx.env });
+  const query = ctx.env.RESTORE_DRILL_QUERY?.trim() || null;
+  return drillCommand({ source, backupArg, db, psql, query, json: opts.json === true, stdout: ctx.stdout, process: ctx.process, warn, report });
 }
 
 function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: PsqlChoice): string {

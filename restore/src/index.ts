@@ -45,3 +45,6 @@ export {
   type TargetInfo,
 } from './restore.js';
 export { DRILL_APPLICATION_NAME, dropLeftoverDrillDatabases, runDrill, type DrillOptions, type DrillOutcome, type DrillServer } from './drill.js';
+export { checkManifest, type ManifestCheck } from './manifest-file.js';
+export { contentsName } from '@db-backup-service/contract';
+export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
