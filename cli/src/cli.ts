@@ -114,7 +114,8 @@ Examples:
 
 --drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
 compares each table's row count, the large objects and the object counts with the backup's
-<id>.contents.json (checked against its sidecar; through the service: no manifest, no counts),
+<id>.contents.json (checked against its sidecar; without one, e.g. through the service, with the
+counts of the backup's stream itself),
 runs RESTORE_DRILL_QUERY read-only when set, and drops the scratch database. Exit 0 when it
 passed, 6 when it failed. No countdown: the target database itself is never touched.
 
