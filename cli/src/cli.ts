@@ -7,7 +7,7 @@ import {
   dropDatabaseSql,
   findPsql,
   inspectTarget,
-  majorOfVersionNum,
+  newerDumper,
   peekDumpHead,
   recoverInterruptedSwap,
   restoreDatabase,
@@ -288,9 +288,8 @@ function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | und
  * the dump is fed as it is.
  */
 function adaptationFor(head: DumpHead, info: TargetInfo, db: DbSettings, warn: (m: string) => void): (PreambleAdaptation & { dropped: string[] }) | null {
-  const targetMajor = majorOfVersionNum(info.serverVersionNum);
-  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= targetMajor) return null;
-  const by = head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  const by = newerDumper(head, info.serverVersionNum);
+  if (by === null) return null;
   const server = `PostgreSQL ${info.serverVersion.split(' ')[0]}`;
   const dropped: string[] = [];
   return {

@@ -6,12 +6,11 @@ import type { Readable } from 'node:stream';
 import type { ContentsManifest, DrillMismatch, PgTlsSettings } from '@db-backup-service/contract';
 import { escapeIdentifier, type Client } from 'pg';
 import { countCatalogObjects, DumpContentsCounter } from './dump-contents.js';
-import type { DumpHead } from './dump-preamble.js';
+import { newerDumper, type DumpHead } from './dump-preamble.js';
 import { peekDumpHead } from './dump-peek.js';
 import { checkPsqlRunsDump } from './find-psql.js';
 import type { PgClient } from './pg-clients.js';
 import { connect, connectMaintenance, pgMessage } from './pg-connect.js';
-import { majorOfVersionNum } from './pg-version.js';
 import { DumpVerificationFailed, runPsqlRestore, type PreambleAdaptation } from './psql.js';
 import { createOptions, dropDatabaseSql, failureDetail, forceClause, isSideDatabase, sideDatabaseName } from './restore.js';
 
@@ -79,8 +78,8 @@ async function serverFacts(client: Client): Promise<ServerFacts> {
 
 /** A dump by a newer (or unknown) pg_dump than the server loses the preamble lines the server lacks, each named in a warning. */
 function adaptation(head: DumpHead, facts: ServerFacts, warn: (m: string) => void): PreambleAdaptation | null {
-  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= majorOfVersionNum(facts.versionNum)) return null;
-  const by = head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  const by = newerDumper(head, facts.versionNum);
+  if (by === null) return null;
   return {
     knownParameters: facts.parameters,
     onDropped: (line) => warn(`drill: the dump (by ${by}) sets a parameter that PostgreSQL ${facts.version.split(' ')[0]} does not have; dropped from its preamble: ${line}`),
