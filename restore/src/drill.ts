@@ -11,7 +11,7 @@ import { peekDumpHead } from './dump-peek.js';
 import { checkPsqlRunsDump } from './find-psql.js';
 import type { PgClient } from './pg-clients.js';
 import { connect, connectMaintenance, pgMessage } from './pg-connect.js';
-import { DumpVerificationFailed, runPsqlRestore, type PreambleAdaptation } from './psql.js';
+import { runPsqlRestore, type PreambleAdaptation } from './psql.js';
 import { createOptions, dropDatabaseSql, failureDetail, forceClause, isSideDatabase, sideDatabaseName } from './restore.js';
 
 /** The server a drill restores into; the role needs CREATEDB. */
@@ -234,7 +234,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
   } catch (err) {
     if (!opts.signal.aborted) {
       outcome.status = 'failed';
-      outcome.detail = err instanceof DumpVerificationFailed ? err.message : failureDetail(err, server.password);
+      outcome.detail = failureDetail(err, server.password);
     }
   } finally {
     opts.dump.destroy();
