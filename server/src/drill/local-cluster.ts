@@ -109,7 +109,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     const log = await readFile(path.join(baseDir, 'server.log'), 'utf8').catch(() => '');
     await destroy().catch(() => undefined);
     const output = [(error as { stderr?: string }).stderr ?? '', log].join('\n').trim().split('\n').slice(-5).join(' / ');
-    throw new Error(`could not start the local drill server (PostgreSQL ${version.text} in ${opts.binDir}): ${(error as Error).message.split('\n')[0]}${output ? `: ${output}` : ''}`, { cause: error });
+    const hint = runAs ? ` (the server runs as ${runAs.name}, who must be able to enter ${path.dirname(baseDir)}: check TMPDIR)` : '';
+    throw new Error(`could not start the local drill server (PostgreSQL ${version.text} in ${opts.binDir}): ${output || (error as Error).message.split('\n')[0]}${hint}`, { cause: error });
   }
   return {
     server: { host: baseDir, port: SOCKET_PORT, user: SUPERUSER, password, tls: { mode: 'disable', rootCert: null, cert: null, key: null } },
@@ -200,12 +201,12 @@ function isAlive(pid: number): boolean {
 }
 
 /** initdb and postgres refuse root: as root they run as `postgres` (Debian's server user), else `nobody`. */
-function serverUser(): { uid: number; gid: number } | null {
+function serverUser(): { name: string; uid: number; gid: number } | null {
   if (process.getuid?.() !== 0) return null;
   const passwd = readFileSync('/etc/passwd', 'utf8').split('\n');
   for (const name of ['postgres', 'nobody']) {
     const fields = passwd.find((line) => line.startsWith(`${name}:`))?.split(':');
-    if (fields?.[2] !== undefined && fields[3] !== undefined) return { uid: Number(fields[2]), gid: Number(fields[3]) };
+    if (fields?.[2] !== undefined && fields[3] !== undefined) return { name, uid: Number(fields[2]), gid: Number(fields[3]) };
   }
   throw new Error('running as root, but neither a "postgres" nor a "nobody" user exists to run the drill server as');
 }
