@@ -79,6 +79,13 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
           `${mb(size)}${gzipBytes ? ` (${pct(size / gzipBytes)} vs gzip -6)` : ''}${rss}; ${cpuNote} incl. pg_dump`,
       };
     }
+    case c.id === 'manifest-counter': {
+      const svc = find(results, 'service-local-l6');
+      return {
+        ratio: svc ? `${fmt((c.median / svc.median) * 100, 1)}% of backup` : '',
+        notes: `${fmt(Number(c.extra.plainBytes) / 1e6 / c.median, 0)} MB/s of plain dump, on the main thread during pg_dump`,
+      };
+    }
     case c.id === 'rss-large': {
       const small = find(results, 'rss-small');
       return { ratio: small ? `${fmt(c.median / small.median)}x small` : '', notes: `max polled VmRSS ${fmt(Math.max(...numbers(c.extra.maxPolledRssMB)), 0)} MB` };
@@ -139,6 +146,11 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
     checks.push({ target: '(same, dump→stored only)', measured: `${fmt(pipeline)}x`, met: null });
     const cpu = median(numbers(svc.extra.cpuSeconds)) / median(numbers(pigz.extra.cpuSeconds));
     checks.push({ target: '(same, CPU seconds of service + pg_dump vs pg_dump + pigz)', measured: `${fmt(cpu)}x`, met: null });
+  }
+  const manifest = find(results, 'manifest-counter');
+  if (manifest && svc) {
+    const share = manifest.median / svc.median;
+    checks.push({ target: "contents manifest's cost < 3% of the backup's time (default, local)", measured: `${fmt(share * 100, 1)}% (${fmt(manifest.median)} s of ${fmt(svc.median)} s)`, met: share < 0.03 });
   }
   if (small && large) {
     const peak = Math.max(...small.samples, ...large.samples);

@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick | --size <MB>] [--runs N] [--only a,b]`: the service against the tools
 // people would otherwise script, on one throwaway cluster, every case several times in one run.
 // Prints one table and writes bench/results/latest.{json,md}. See bench/README.md.
+import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 import { createReadStream, existsSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -9,6 +10,8 @@ import { pipeline as streamPipeline } from 'node:stream';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { contentsName, sidecarName } from '@db-backup-service/contract';
+import { DumpContentsCounter } from '@db-backup-service/restore';
 import { startPostgres, startS3, type PostgresCluster, type S3Harness } from '../test/harness/index.js';
 import { runApiLoad, type ApiLoadResult } from './api-load.js';
 import { peakRss, ROOT, serviceEnv, startBenchService, type BackupSample, type BenchService, type BenchStorage } from './bench-service.js';
@@ -247,6 +250,14 @@ async function main(): Promise<void> {
             }),
           );
         }
+        // The contents manifest's share of a backup: the counter the backup runs, over the same
+        // dump, only its push() calls timed; the report sets it against the default backup's job.
+        const counted: number[] = [];
+        for (const r of runs) {
+          log(`contents manifest: run ${r + 1} of ${opts.runs}`);
+          counted.push(await timeContentsCounter(pgEnv));
+        }
+        cases.push(caseOf('manifest-counter', 'contents manifest: DumpContentsCounter over the same dump (push only)', 's', counted, { plainBytes: main.plainBytes }));
       }
     }
 
@@ -393,6 +404,26 @@ function caseOf(id: string, label: string, unit: CaseResult['unit'], samples: nu
   return { id, label, unit, samples, median: median(samples), min: Math.min(...samples), max: Math.max(...samples), extra };
 }
 
+/** Seconds spent in DumpContentsCounter.push() while pg_dump's plain output streams through it. */
+async function timeContentsCounter(env: Record<string, string>): Promise<number> {
+  const child = spawn('pg_dump', PG_DUMP_ARGS.split(' '), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const counter = new DumpContentsCounter();
+  let ms = 0;
+  for await (const chunk of child.stdout) {
+    const started = performance.now();
+    counter.push(chunk as Buffer);
+    ms += performance.now() - started;
+  }
+  const code = await exited;
+  if (code !== 0) throw new Error(`bench: pg_dump for the contents manifest exited ${code}`);
+  if (counter.manifest().tables.length === 0) throw new Error('bench: the contents manifest counted no table');
+  return ms / 1000;
+}
+
 /** A bare node HTTP server sending one file: createReadStream -> response, nothing else. */
 async function startPlainFileServer(file: string): Promise<{ url: string; close: () => Promise<void> }> {
   const size = (await stat(file)).size;
@@ -407,8 +438,9 @@ async function startPlainFileServer(file: string): Promise<{ url: string; close:
 
 /** Deletes a backup behind the service's back (sidecar first, as the service does). */
 async function removeLocalBackup(dir: string, id: string): Promise<void> {
-  await rm(join(dir, `${id}.meta.json`), { force: true });
+  await rm(join(dir, sidecarName(id)), { force: true });
   await rm(join(dir, id), { force: true });
+  await rm(join(dir, contentsName(id)), { force: true });
   for (const name of await readdir(dir)) if (name.startsWith('.tmp-')) await rm(join(dir, name), { force: true });
 }
 

@@ -11,3 +11,4 @@ export {
   type PgClient,
 } from './pg-clients.js';
 export { PreambleAdapter, readDumpHead, readGzipDumpHead, type DumpHead, type PreambleAdapterOptions } from './dump-preamble.js';
+export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';

@@ -1,5 +1,16 @@
 import {
-  compareNewestFirst, drillName, DrillRecordSchema, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, type BackupSidecar, type DrillRecord, type DrillSummary,
+  compareNewestFirst,
+  contentsName,
+  drillName,
+  DrillRecordSchema,
+  isBackupId,
+  isOfDatabase,
+  parseSidecar,
+  sidecarName,
+  toBackup,
+  type BackupSidecar,
+  type DrillRecord,
+  type DrillSummary,
 } from '@db-backup-service/contract';
 import type { Logger } from './logger.js';
 import { StorageNotFoundError, type Storage, type StoredObject } from './storage/storage.js';
@@ -7,6 +18,24 @@ import { StorageNotFoundError, type Storage, type StoredObject } from './storage
 /** Does `id` carry this service's name prefix? Retention and clean-up act on nothing else. */
 export function isOwnBackupId(id: string, namePrefix: string): boolean {
   return isBackupId(id) && id.startsWith(`${namePrefix}_`);
+}
+
+/**
+ * The objects that belong to backup `id` besides its dump and sidecar: its contents manifest and
+ * drill record. They go with the backup and never make one listed (only a sidecar does).
+ */
+export function companionNames(id: string): string[] {
+  return [contentsName(id), drillName(id)];
+}
+
+const COMPANION_SUFFIXES = companionNames('');
+
+/** The backup id a companion object (`<id>.contents.json`, `<id>.drill.json`) belongs to, or null. */
+export function backupIdOfCompanion(name: string): string | null {
+  const suffix = COMPANION_SUFFIXES.find((s) => name.endsWith(s));
+  if (suffix === undefined) return null;
+  const id = name.slice(0, -suffix.length);
+  return isBackupId(id) ? id : null;
 }
 
 /** Whose backups these are (invariant 11): this name prefix, and a sidecar naming this database. */
@@ -29,7 +58,11 @@ export interface KnownSidecar {
 export interface StorageSnapshot {
   /** Our dumps with a valid sidecar of our database: the backups. */
   readonly backups: BackupSidecar[];
-  /** Own-prefix dump objects without a sidecar in this listing (interrupted, unverified, or in flight). */
+  /**
+   * Own-prefix dump objects without a sidecar in this listing (interrupted, unverified, or in
+   * flight), and companions whose backup has neither dump nor sidecar in it (left by a failed
+   * clean-up, or a drill that outlived its backup).
+   */
   readonly orphans: StoredObject[];
   /** Own-prefix backups whose sidecar names another database: never listed, pruned or cleaned. */
   readonly foreign: number;
@@ -71,6 +104,12 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
   const drills = new Map<string, StoredObject>();
   let foreign = 0;
   for (const object of objects) {
+    const companionOf = backupIdOfCompanion(object.name);
+    if (companionOf !== null) {
+      // Never a backup, nor someone's backup by itself: only leftover once its backup is gone.
+      if (isOwnBackupId(companionOf, owner.namePrefix) && !names.has(companionOf) && !names.has(sidecarName(companionOf))) orphans.push(object);
+      continue;
+    }
     if (!isOwnBackupId(object.name, owner.namePrefix)) continue;
     const drillObject = names.get(drillName(object.name));
     if (drillObject) drills.set(object.name, drillObject);
@@ -183,7 +222,7 @@ export class BackupIndex {
         fix: 'give each database its own BACKUP_NAME_PREFIX, S3_PREFIX or BACKUP_LOCAL_DIR',
       });
     }
-    return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(o.name)) };
+    return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(backupIdOfCompanion(o.name) ?? o.name)) };
   }
 
   /**

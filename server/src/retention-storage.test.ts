@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BackupSidecar } from '@db-backup-service/contract';
 import { startS3, type S3Harness } from '../../test/harness/index.js';
+import { contentsName, drillName } from '@db-backup-service/contract';
 import { BackupIndex } from './backup-index.js';
 import { silentLogger } from './logger.js';
 import { pruneBackups } from './retention.js';
@@ -87,6 +88,38 @@ for (const backend of BACKENDS) {
         expect(names).not.toContain(`${gone}.meta.json`);
       }
       expect(index.list().map((b) => b.id)).toEqual([fresh, week]);
+      await cleanup();
+    });
+
+    it("removes a backup's contents manifest and drill record with it; they never list, count as foreign or hide an orphan", async () => {
+      const { storage, cleanup } = await backend.create();
+      const withCompanions = async (id: string) => {
+        for (const name of [contentsName(id), drillName(id)]) await storage.putSmall(name, Buffer.from('{}'));
+        return id;
+      };
+      const fresh = await withCompanions(await putBackup(storage, 1));
+      const old = await withCompanions(await putBackup(storage, 30));
+      const otherPrefix = await withCompanions(await putBackup(storage, 40, 'otherdb'));
+      // Companions whose backup is gone (no dump, no sidecar): leftovers for the clean-up.
+      const gone = idAt(new Date(NOW.getTime() - 50 * DAY));
+      await withCompanions(gone);
+      // A dump without a sidecar is the orphan; its manifest waits until the dump is gone.
+      const unfinished = idAt(new Date(NOW.getTime() - 60 * DAY));
+      await storage.putSmall(unfinished, Buffer.from('dump'));
+      await storage.putSmall(contentsName(unfinished), Buffer.from('{}'));
+      // Companions of a name that is no backup id, and of another prefix: never ours.
+      for (const name of ['notes.contents.json', contentsName('otherdb_20200101T000000Z.sql.gz')]) await storage.putSmall(name, Buffer.from('{}'));
+
+      const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
+      const snapshot = await index.refresh();
+      expect(snapshot.backups.map((b) => b.id).sort()).toEqual([fresh, old].sort());
+      expect(snapshot.foreign).toBe(0);
+      expect(snapshot.orphans.map((o) => o.name).sort()).toEqual([contentsName(gone), drillName(gone), unfinished].sort());
+
+      expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
+      const names = (await storage.list()).map((o) => o.name);
+      for (const removed of [old, `${old}.meta.json`, contentsName(old), drillName(old)]) expect(names).not.toContain(removed);
+      for (const kept of [fresh, `${fresh}.meta.json`, contentsName(fresh), drillName(fresh), contentsName(otherPrefix), contentsName(gone)]) expect(names, kept).toContain(kept);
       await cleanup();
     });
 

@@ -1,5 +1,5 @@
 import { compareNewestFirst, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
-import type { BackupIndex } from './backup-index.js';
+import { companionNames, type BackupIndex } from './backup-index.js';
 import type { Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 
@@ -23,7 +23,8 @@ export function selectExpired(backups: readonly BackupSidecar[], policy: Retenti
  * Prunes expired backups. Acts only on a fresh, complete listing (the index refresh throws on a
  * failed or truncated listing, and then nothing is deleted) and only on this service's own
  * backups: its name prefix and its database (invariant 11; the index holds nothing else). The
- * sidecar goes first, so a backup stops listing before its dump disappears.
+ * sidecar goes first, so a backup stops listing before its dump disappears; its contents manifest
+ * and drill record go after the dump.
  */
 export async function pruneBackups(deps: {
   storage: Storage;
@@ -42,6 +43,7 @@ export async function pruneBackups(deps: {
       await storage.delete(sidecarName(backup.id));
       index.remove(backup.id);
       await storage.delete(backup.id);
+      await deleteCompanions(storage, backup.id, logger);
       deleted.push(backup.id);
       deps.onDeleted?.(backup.id);
       // Not `backupId`: the line names what it acts on, whatever job context it runs in (M2).
@@ -51,4 +53,18 @@ export async function pruneBackups(deps: {
     }
   }
   return deleted;
+}
+
+/**
+ * Last, once the backup is gone: without its dump and sidecar a companion is inert (never listed),
+ * so a failure here only leaves a leftover that the clean-up removes later.
+ */
+async function deleteCompanions(storage: Storage, id: string, logger: Logger): Promise<void> {
+  for (const name of companionNames(id)) {
+    try {
+      await storage.delete(name);
+    } catch (error) {
+      logger.warn('retention could not delete a file of a deleted backup; the clean-up of leftovers removes it later', { object: name, error: (error as Error).message });
+    }
+  }
 }

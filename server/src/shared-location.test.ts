@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSidecar, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
+import { contentsName, drillName, parseSidecar, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
 import { startPostgres, startS3, type PostgresCluster, type S3Harness } from '../../test/harness/index.js';
 import { BackupError } from './backup/backup-error.js';
 import { discoverPgDumps, type PgDumpClients } from './backup/pg-tools.js';
@@ -89,12 +89,14 @@ for (const backend of BACKENDS) {
       expect(failure).toBeInstanceOf(BackupError);
       expect(failure).toMatchObject({ code: 'ID_TAKEN', message: expect.stringMatching(/backup_20260601T030000Z\.sql\.gz was written by another service at the same time/) });
 
-      // B's backup is whole: its sidecar, and a dump matching its checksum.
+      // B's backup is whole: its sidecar, a dump matching its checksum and B's contents manifest.
       const stored = parseSidecar((await storage.getSmall(sidecarName(b.id))).toString('utf8'), b.id);
       expect(stored).toMatchObject({ ok: true, sidecar: { database: 'beta', sha256: b.sha256 } });
       expect(sha256(await storage.getSmall(b.id))).toBe(b.sha256);
-      expect((await storage.list()).map((o) => o.name).sort()).toEqual([b.id, sidecarName(b.id)]);
-      if (backend.name === 'local') expect((await readdir(dir)).sort()).toEqual([b.id, sidecarName(b.id)]);
+      expect(sha256(await storage.getSmall(contentsName(b.id)))).toBe(b.contents?.sha256);
+      const whole = [b.id, contentsName(b.id), sidecarName(b.id)].sort();
+      expect((await storage.list()).map((o) => o.name).sort()).toEqual(whole);
+      if (backend.name === 'local') expect((await readdir(dir)).sort()).toEqual(whole);
 
       // A's next backup (same second, ids from storage) takes the next free id.
       const retry = await runBackup(deps('alpha'), { triggeredBy: 'scheduler', signal: AbortSignal.timeout(60_000), now });
@@ -191,6 +193,26 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('removes a contents manifest or drill record whose backup is gone, once older than BACKUP_TIMEOUT, and no other', async () => {
+    const { dir, real, config, logger, age } = await setUp();
+    const gone = idAt(new Date(Date.now() - 3 * HOUR));
+    const goneRecently = idAt(new Date(Date.now() - 4 * HOUR));
+    const listed = idAt(new Date(Date.now() - 5 * HOUR));
+    const foreign = idAt(new Date(Date.now() - 6 * HOUR));
+    await putBackup(real, listed, (dump) => ownSidecar(listed, new Date(), dump, 'alpha'));
+    await putBackup(real, foreign, (dump) => ownSidecar(foreign, new Date(), dump, 'beta'));
+    const companions = [gone, goneRecently, listed, foreign].flatMap((id) => [contentsName(id), drillName(id)]);
+    for (const name of companions) await writeFile(join(dir, name), '{}');
+    for (const name of [...companions, listed, sidecarName(listed), foreign, sidecarName(foreign)]) await age(name, 2 * HOUR);
+    for (const name of [contentsName(goneRecently), drillName(goneRecently)]) await age(name, 30 * 60_000);
+
+    await engineOn(config, real, logger).cleanupLeftovers();
+
+    const left = (await readdir(dir)).sort();
+    expect(left).toEqual([...companions.filter((name) => !name.startsWith(gone)), listed, sidecarName(listed), foreign, sidecarName(foreign)].sort());
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('while another instance backs this database up, it removes nothing and says when it retries', async () => {
     const { dir, real, config, logger, lines, age } = await setUp();
     const orphan = idAt(new Date(Date.now() - 3 * HOUR));
@@ -214,17 +236,18 @@ describe('local: clean-up of leftovers in a shared directory', () => {
 });
 
 describe('local: discarding a failed backup (L2)', () => {
-  it('keeps the dump when its sidecar could not be deleted', async () => {
+  it('keeps the dump and its contents manifest when its sidecar could not be deleted', async () => {
     const dir = await mkdtemp(join(work, 'discard-'));
     const storage = await LocalStorage.open(dir);
     const id = idAt(new Date());
     await writeFile(join(dir, id), 'dump');
+    await writeFile(join(dir, contentsName(id)), '{}');
     // A sidecar that cannot be unlinked (a non-empty directory in its place): the delete fails.
     await mkdir(join(dir, sidecarName(id)));
     await writeFile(join(dir, sidecarName(id), 'x'), 'x');
     const { logger, lines } = captureLogger();
-    await discard(storage, id, true, logger, []);
-    expect((await readdir(dir)).sort()).toEqual([id, sidecarName(id)]);
+    await discard(storage, id, { sidecar: true, contents: true }, logger, []);
+    expect((await readdir(dir)).sort()).toEqual([contentsName(id), id, sidecarName(id)].sort());
     expect(lines).toEqual([expect.objectContaining({ message: 'could not delete the remains of a failed backup', object: sidecarName(id) })]);
     await rm(dir, { recursive: true, force: true });
   });

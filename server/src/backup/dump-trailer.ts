@@ -1,11 +1,13 @@
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES, type DumpEndingCheck } from '@db-backup-service/contract';
+import type { DumpContentsCounter } from '@db-backup-service/restore';
 import { BackupError } from './backup-error.js';
 
 /**
  * A pass-through stage for pg_dump's UNCOMPRESSED output that remembers only its first and last
- * few KB, so the completion trailer can be checked without buffering the dump.
+ * few KB, so the completion trailer can be checked without buffering the dump. It also feeds the
+ * contents counter, when given one: the one stage that sees the uncompressed bytes already.
  */
 export class DumpTrailerObserver extends Transform {
   readonly #keepBytes: number;
@@ -14,15 +16,18 @@ export class DumpTrailerObserver extends Transform {
   readonly #tail: Buffer;
   #tailLength = 0;
   #bytes = 0;
+  readonly #counter: DumpContentsCounter | null;
 
-  constructor(opts: { keepBytes?: number } = {}) {
+  constructor(opts: { keepBytes?: number; counter?: DumpContentsCounter } = {}) {
     super();
     this.#keepBytes = opts.keepBytes ?? DUMP_ENDS_KEEP_BYTES;
     this.#tail = Buffer.alloc(this.#keepBytes);
+    this.#counter = opts.counter ?? null;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#bytes += chunk.length;
+    this.#counter?.push(chunk);
     if (this.#head.length < this.#keepBytes) {
       this.#head = Buffer.concat([this.#head, chunk.subarray(0, this.#keepBytes - this.#head.length)]);
     }

@@ -7,10 +7,11 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
+import { BackupSidecarSchema, ContentsManifestSchema, contentsName, sidecarName } from '@db-backup-service/contract';
+import { countCatalogObjects } from '@db-backup-service/restore';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fillVaried, fingerprint, freePort, pollUntil, restoreWithStockTools, startPostgres, startS3 } from '../../../test/harness/index.js';
+import { fillRich, fillVaried, fingerprint, freePort, pollUntil, restoreWithStockTools, startPostgres, startS3 } from '../../../test/harness/index.js';
 import type { PostgresCluster, S3Harness } from '../../../test/harness/index.js';
 import { loadConfig } from '../config/config.js';
 import type { Config } from '../config/config.js';
@@ -54,6 +55,8 @@ beforeAll(async () => {
   realPgDump = pgDumps.clients.at(-1)!;
   await pg15.createDatabase('varied');
   await fillVaried(pg15, 'varied');
+  await pg15.createDatabase('rich');
+  await fillRich(pg15, 'rich');
   await pg15.createDatabase('small');
   await pg15.query('CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 2000) g', [], 'small');
 });
@@ -221,7 +224,7 @@ for (const backend of BACKENDS) {
       const config = configFor(pg15, 'varied');
       const stages: BackupStage[] = [];
       const sidecar = await backup(config, storage, { triggeredBy: 'scheduler', onStage: (s) => void stages.push(s) });
-      expect(stages).toEqual(['dumped', 'stored', 'verified']);
+      expect(stages).toEqual(['dumped', 'stored', 'verified', 'contents']);
 
       expect(sidecar.id).toMatch(/^test_\d{8}T\d{6}Z\.sql\.gz$/);
       expect(BackupSidecarSchema.parse(JSON.parse((await storage.getSmall(sidecarName(sidecar.id))).toString('utf8')))).toEqual(sidecar);
@@ -253,6 +256,36 @@ for (const backend of BACKENDS) {
       // The advisory lock went with the backup.
       const lock = await pg15.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [ADVISORY_LOCK_KEY.toString()], 'varied');
       expect(lock.rows[0]?.ok).toBe(true);
+    });
+
+    it("writes a contents manifest of a rich database, vouched for by the sidecar, with the catalog's counts", async () => {
+      const { storage } = await backend.create();
+      const sidecar = await backup(configFor(pg15, 'rich'), storage);
+      const bytes = await storage.getSmall(contentsName(sidecar.id));
+      const manifest = ContentsManifestSchema.parse(JSON.parse(bytes.toString('utf8')));
+      expect(bytes.toString('utf8')).toBe(`${JSON.stringify(manifest, null, 2)}\n`);
+      expect(sidecar.contents).toEqual({
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        tables: manifest.tables.length,
+        rows: manifest.tables.reduce((sum, t) => sum + t.rows, 0),
+        largeObjects: manifest.largeObjects,
+      });
+
+      const client = new pg.Client(pg15.connectionConfig('rich'));
+      await client.connect();
+      try {
+        const catalog = await countCatalogObjects(client);
+        expect({ objects: manifest.objects, largeObjects: manifest.largeObjects }).toEqual(catalog);
+        for (const t of manifest.tables) {
+          const ident = (s: string) => `"${s.replaceAll('"', '""')}"`;
+          const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident(t.schema)}.${ident(t.name)}`);
+          expect(t.rows, `${t.schema}.${t.name}`).toBe(Number(rows[0]?.n));
+        }
+      } finally {
+        await client.end();
+      }
+      expect(manifest.tables).toContainEqual({ schema: 'données', name: 'tärkeä 表', rows: 50 });
+      expect(manifest.largeObjects).toBe(3);
     });
 
     it('fails with DUMP_INCOMPLETE when the output lacks the trailer, and leaves nothing', async () => {
@@ -311,8 +344,8 @@ for (const backend of BACKENDS) {
       });
     }
 
-    for (const stage of ['dumped', 'stored', 'verified'] as const) {
-      it(`leaves no dump and no sidecar when it crashes at '${stage}'`, async () => {
+    for (const stage of ['dumped', 'stored', 'verified', 'contents'] as const) {
+      it(`leaves no dump, contents manifest or sidecar when it crashes at '${stage}'`, async () => {
         const { storage, leftovers, s3Events } = await backend.create();
         const error = await failureOf(
           backup(configFor(pg15, 'small'), storage, {

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
-import type { BackupSidecar, Trigger } from '@db-backup-service/contract';
+import { BackupSidecarSchema, contentsName, sidecarName } from '@db-backup-service/contract';
+import type { BackupSidecar, ContentsManifest, SidecarContents, Trigger } from '@db-backup-service/contract';
+import { DumpContentsCounter } from '@db-backup-service/restore';
 import type { Config } from '../config/config.js';
 import { addLogContext } from '../logger.js';
 import type { Logger } from '../logger.js';
@@ -26,9 +28,9 @@ import type { StreamedDigest } from './verify-backup.js';
 /**
  * Points a backup passes, in order. `dumped`: pg_dump exited 0 with a complete trailer, and the
  * storage has not committed the object yet. `stored`: putStream resolved. `verified`: the stored
- * object read back correctly; the sidecar is next.
+ * object read back correctly. `contents`: the contents manifest is stored; the sidecar is next.
  */
-export type BackupStage = 'dumped' | 'stored' | 'verified';
+export type BackupStage = 'dumped' | 'stored' | 'verified' | 'contents';
 
 export interface RunBackupDeps {
   readonly config: Config;
@@ -86,6 +88,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
   const signal = AbortSignal.any([outer, session.lost]);
   opts = { ...opts, signal };
   let id: string | null = null;
+  let contentsAttempted = false;
   let sidecarAttempted = false;
   try {
     const pgTools = choosePgDump(deps.pgDumps, session.server);
@@ -115,6 +118,11 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     logger.info('dump verified', { sha256: streamed.sha256 });
     await opts.onStage?.('verified');
 
+    // Before the sidecar: a listed backup always has the manifest its sidecar vouches for.
+    contentsAttempted = true;
+    const contents = await writeContents(storage, id, streamed.contents, signal, secrets);
+    await opts.onStage?.('contents');
+
     const sidecar: BackupSidecar = BackupSidecarSchema.parse({
       id,
       createdAt: now().toISOString(),
@@ -129,6 +137,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
       database: config.db.name,
       serviceVersion: SERVICE_VERSION,
       format: 'plain',
+      contents,
     });
     // The sidecar is what makes the dump a listed backup, so it is written last (invariant 1).
     sidecarAttempted = true;
@@ -142,7 +151,9 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     return sidecar;
   } catch (error) {
     // ID_TAKEN: what is stored under this id is another writer's (writes are create-only), not ours to remove.
-    if (id !== null && !(error instanceof BackupError && error.code === 'ID_TAKEN')) await discard(storage, id, sidecarAttempted, logger, secrets);
+    if (id !== null && !(error instanceof BackupError && error.code === 'ID_TAKEN')) {
+      await discard(storage, id, { sidecar: sidecarAttempted, contents: contentsAttempted }, logger, secrets);
+    }
     throw session.lost.aborted && !outer.aborted ? session.lost.reason : error;
   } finally {
     await session.close();
@@ -172,7 +183,7 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
  * there, the check until the compressed stream has inflated to exactly the dump; otherwise the
  * stream errors and the storage discards the upload instead of committing a partial dump.
  */
-async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined }> {
+async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined; readonly contents: ContentsManifest }> {
   const { config, storage, logger } = ctx.deps;
   const { pgTools } = ctx;
   const { signal, onStage } = ctx.opts;
@@ -189,7 +200,8 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
   const onAbort = () => dump.kill();
   signal.addEventListener('abort', onAbort, { once: true });
 
-  const trailer = new DumpTrailerObserver();
+  const counter = new DumpContentsCounter();
+  const trailer = new DumpTrailerObserver({ counter });
   const gate = createEndGate(async () => {
     try {
       await dump.assertSucceeded();
@@ -211,7 +223,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
       threads: config.backup.compressionThreads,
       poolSize: config.runtime.threadPoolSize,
     });
-    // The trailer observer counts the uncompressed bytes too: no stage of its own for that.
+    // The trailer observer counts the uncompressed bytes and the contents too: no stage of its own for that.
     const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
@@ -244,7 +256,13 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
         `storage reports ${putResult.value.sizeBytes} bytes for backup ${id}, but ${compressed.bytes} were streamed`,
       );
     }
-    return { sizeBytes: compressed.bytes, sha256: compressed.sha256(), uncompressedSizeBytes: trailer.bytes, etag: putResult.value.etag };
+    return {
+      sizeBytes: compressed.bytes,
+      sha256: compressed.sha256(),
+      uncompressedSizeBytes: trailer.bytes,
+      etag: putResult.value.etag,
+      contents: counter.manifest(),
+    };
   } finally {
     signal.removeEventListener('abort', onAbort);
     // Never leave a pg_dump behind, whatever happened above.
@@ -267,8 +285,9 @@ async function chooseBackupId(
     const id = newBackupId(prefix, startedAt, (candidate) => taken.has(candidate));
     let present: boolean;
     try {
-      const [dump, sidecar] = await Promise.all([storage.stat(id), storage.stat(sidecarName(id))]);
-      present = dump !== null || sidecar !== null;
+      // A contents manifest left by an earlier failure under this id would make its write fail.
+      const found = await Promise.all([storage.stat(id), storage.stat(sidecarName(id)), storage.stat(contentsName(id))]);
+      present = found.some((object) => object !== null);
     } catch (error) {
       throw storageFailure(`checking storage for backup ${id}`, error, storage, secrets);
     }
@@ -296,12 +315,40 @@ async function assertStillOurs(storage: Storage, id: string, etag: string | unde
 }
 
 /**
- * Removes a failed backup: sidecar first, so that a dump is never listed without being whole
- * (invariant 1). When the sidecar cannot be deleted, the dump stays: a sidecar that may still be
- * there must not end up describing a missing dump (L2); clean-up leaves a dump with a sidecar alone.
+ * Stores `<id>.contents.json` (pretty, like the sidecar) and returns the sidecar's summary of it,
+ * whose sha256 is of exactly the bytes stored.
  */
-export async function discard(storage: Storage, id: string, sidecarAttempted: boolean, logger: Logger, secrets: readonly string[]): Promise<void> {
-  const names = sidecarAttempted ? [sidecarName(id), id] : [id];
+async function writeContents(storage: Storage, id: string, manifest: ContentsManifest, signal: AbortSignal, secrets: readonly string[]): Promise<SidecarContents> {
+  const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  try {
+    await storage.putSmall(contentsName(id), bytes, { signal });
+  } catch (error) {
+    if (signal.aborted) throw abortedError(signal);
+    throw storageFailure(`writing the contents manifest of backup ${id}`, error, storage, secrets);
+  }
+  return {
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    tables: manifest.tables.length,
+    rows: manifest.tables.reduce((sum, table) => sum + table.rows, 0),
+    largeObjects: manifest.largeObjects,
+  };
+}
+
+/**
+ * Removes a failed backup: sidecar first, so that a dump is never listed without being whole
+ * (invariant 1), then the dump, then its contents manifest (never listed by itself). When the
+ * sidecar cannot be deleted, the rest stays: a sidecar that may still be there must not end up
+ * describing a missing dump (L2); clean-up leaves a dump with a sidecar alone. A manifest left
+ * behind is removed by the leftover clean-up once neither its dump nor its sidecar exists.
+ */
+export async function discard(
+  storage: Storage,
+  id: string,
+  attempted: { readonly sidecar: boolean; readonly contents: boolean },
+  logger: Logger,
+  secrets: readonly string[],
+): Promise<void> {
+  const names = [...(attempted.sidecar ? [sidecarName(id)] : []), id, ...(attempted.contents ? [contentsName(id)] : [])];
   for (const name of names) {
     try {
       await storage.delete(name);
@@ -309,7 +356,7 @@ export async function discard(storage: Storage, id: string, sidecarAttempted: bo
       logger.warn('could not delete the remains of a failed backup', {
         object: name,
         error: redact(describeError(error), secrets),
-        ...(name === id ? {} : { kept: `${id} (its sidecar may still exist)` }),
+        ...(name === sidecarName(id) ? { kept: `${id} (its sidecar may still exist)` } : {}),
       });
       return;
     }
