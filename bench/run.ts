@@ -332,23 +332,26 @@ async function main(): Promise<void> {
       const file = join(keptBackup.dir, keptBackup.id);
       const cli: number[] = [];
       const stock: number[] = [];
+      const drill: number[] = [];
+      const cliEnv = (db: string): Record<string, string> => ({
+        DB_HOST: pg.host,
+        DB_PORT: String(pg.port),
+        DB_USER: pg.user,
+        DB_PASSWORD: pg.password,
+        DB_NAME: db,
+        STORAGE_BACKEND: 'local',
+        BACKUP_LOCAL_DIR: keptBackup.dir,
+      });
+      const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), keptBackup.id];
       for (const r of runs) {
         log(`restores: run ${r + 1} of ${opts.runs}`);
         const cliDb = `bench_restore_cli_${r}`;
-        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, {
-          env: {
-            DB_HOST: pg.host,
-            DB_PORT: String(pg.port),
-            DB_USER: pg.user,
-            DB_PASSWORD: pg.password,
-            DB_NAME: cliDb,
-            STORAGE_BACKEND: 'local',
-            BACKUP_LOCAL_DIR: keptBackup.dir,
-          },
-          args: [process.execPath, join(ROOT, 'cli/dist/bin.js'), keptBackup.id],
-        });
+        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv(cliDb), args: cliArgs });
         cli.push(t.ms / 1000);
         await pg.dropDatabase(cliDb);
+        // The drill: the same restore into a scratch database, then the counts, then the drop.
+        const d = await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv(`bench_drill_${r}`), args: cliArgs });
+        drill.push(d.ms / 1000);
         const stockDb = `bench_restore_stock_${r}`;
         await pg.createDatabase(stockDb);
         const s = await timeShell('gunzip -c "$1" | psql --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null', {
@@ -359,7 +362,8 @@ async function main(): Promise<void> {
         await pg.dropDatabase(stockDb);
       }
       cases.push(caseOf('restore-stock', 'gunzip -c | psql --single-transaction', 's', stock, {}));
-      cases.push(caseOf('restore-cli', 'db-restore --force (local backend; verify + restore)', 's', cli, {}));
+      cases.push(caseOf('restore-cli', 'db-restore --force (local backend; streamed, verified on the way, swapped)', 's', cli, {}));
+      cases.push(caseOf('restore-drill', 'db-restore --drill (restore into a scratch database, count, drop)', 's', drill, {}));
     }
 
     for (const service of services.splice(0)) await service.stop();

@@ -12,7 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { escapeIdentifier } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SWAP_STAGES } from '../cli/src/index.js';
-import { fingerprint, pgClientBin, pollUntil, usePostgres } from './harness/index.js';
+import { countedManifest, fingerprint, pgClientBin, pollUntil, usePostgres } from './harness/index.js';
 
 const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
 const ID_A = 'backup_20260510T010000Z.sql.gz';
@@ -71,7 +71,7 @@ async function pgDump(db: string): Promise<Buffer> {
 }
 
 /** Writes `<id>` and its sidecar the way the service does (sidecar last). */
-async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdAt: string; sha256?: string; uncompressed: number }): Promise<void> {
+async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdAt: string; sha256?: string; uncompressed: number; contents?: object }): Promise<void> {
   await writeFile(join(dir, id), gz);
   const sidecar = {
     id,
@@ -88,6 +88,7 @@ async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdA
     database: 'app',
     serviceVersion: '0.1.0',
     format: 'plain',
+    contents: opts.contents ?? null,
   };
   await writeFile(join(dir, `${id}.meta.json`), `${JSON.stringify(sidecar, null, 2)}\n`);
 }
@@ -310,6 +311,20 @@ describe('db-restore (built CLI, real PostgreSQL, local backups)', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('a backup whose sidecar checksum is wrong (valid gzip) streams into a scratch database that is dropped at the end; the target is untouched (exit 5)', async () => {
+    const before = await seedTarget('app');
+    const tampered = join(work, 'tampered');
+    await mkdir(tampered, { recursive: true });
+    const gz = gzipSync(await pgDump('src'));
+    await writeBackup(tampered, ID_CORRUPT, gz, { createdAt: '2026-05-12T01:00:05Z', sha256: '0'.repeat(64), uncompressed: 0 });
+    const res = await cli(['--force', '--json', ID_CORRUPT], cliEnv({ BACKUP_LOCAL_DIR: tampered }));
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toMatch(/verification of backup_20260512T010000Z\.sql\.gz failed: SHA-256 is [0-9a-f]{64}, the sidecar says 0{64}\. database app is unchanged; the scratch database was dropped\./);
+    expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 5, databaseState: 'untouched' });
+    expect(await snapshot('app')).toEqual(before);
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('a dump with large objects that fails near the end leaves the target exactly as it was (swap, exit 6)', async () => {
     const before = await seedTarget('app');
     const res = await cli(['--force', '--json', 'latest'], cliEnv({ BACKUP_LOCAL_DIR: failingDir }));
@@ -508,5 +523,69 @@ describe('db-restore: the replaced content (M6)', () => {
     expect(await allowsConnections('app')).toBe(false);
     await pg.query('ALTER DATABASE app WITH ALLOW_CONNECTIONS true', [], 'postgres');
     await dropLeftovers();
+  });
+});
+
+describe('db-restore --drill', () => {
+  const ID = 'backup_20260514T010000Z.sql.gz';
+  let drillDir: string;
+  let manifest: Awaited<ReturnType<typeof countedManifest>>;
+  let gz: Buffer;
+
+  /** The backup with `<id>.contents.json` and a sidecar recording its SHA-256 (or a wrong one). */
+  async function writeDrillBackup(m: object, recordedSha?: string): Promise<void> {
+    const json = Buffer.from(JSON.stringify(m));
+    await writeFile(join(drillDir, `${ID}.contents.json`), json);
+    const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
+    const contents = { sha256: recordedSha ?? createHash('sha256').update(json).digest('hex'), tables: manifest.tables.length, rows, largeObjects: manifest.largeObjects };
+    await writeBackup(drillDir, ID, gz, { createdAt: '2026-05-14T01:00:05Z', uncompressed: 0, contents });
+  }
+
+  async function drillLeftovers(): Promise<string[]> {
+    return (await databases()).filter((d) => d.includes('__drill_'));
+  }
+
+  beforeAll(async () => {
+    drillDir = join(work, 'drill');
+    await mkdir(drillDir);
+    const sql = await pgDump('src');
+    gz = gzipSync(sql);
+    manifest = await countedManifest(pg, 'src', sql.toString('utf8'));
+  });
+
+  it('passes with the per-table comparison printed, exit 0, the target untouched and no scratch left', async () => {
+    const before = await seedTarget('app');
+    await writeDrillBackup(manifest);
+    const res = await cli(['--drill', ID], cliEnv({ BACKUP_LOCAL_DIR: drillDir, RESTORE_DRILL_QUERY: 'SELECT count(*) > 0 FROM customers' }));
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/rows of table public\.customers\s+501\s+501\s+ok/);
+    expect(res.stdout).toMatch(/large objects\s+2\s+2\s+ok/);
+    expect(res.stdout).toContain('query     SELECT count(*) > 0 FROM customers -> true');
+    expect(res.stdout).toMatch(/Drill passed in .* \(scratch app__drill_[0-9a-f]{8}, dropped/);
+    expect(res.stderr).not.toContain('countdown');
+    const json = await cli(['--drill', 'latest', '--json'], cliEnv({ BACKUP_LOCAL_DIR: drillDir }));
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, exitCode: 0, backup: { id: ID }, drill: { status: 'passed', tablesChecked: manifest.tables.length, mismatches: [] } });
+    expect(await snapshot('app')).toEqual(before);
+    expect(await drillLeftovers()).toEqual([]);
+  });
+
+  it('a manifest claiming one row more fails naming the table (exit 6)', async () => {
+    const tables = manifest.tables.map((t) => (t.name === 'orders' ? { ...t, rows: t.rows + 1 } : t));
+    await writeDrillBackup({ ...manifest, tables });
+    const res = await cli(['--drill', ID, '--json'], cliEnv({ BACKUP_LOCAL_DIR: drillDir }));
+    expect(res.code, res.stderr).toBe(6);
+    const orders = manifest.tables.find((t) => t.name === 'orders')!.rows;
+    expect(res.stderr).toContain(`drill of ${ID} failed: table public.orders: manifest ${orders + 1} rows, restored ${orders}`);
+    expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 6, drill: { status: 'failed', mismatches: [{ what: 'rows of table public.orders', expected: orders + 1, actual: orders }] } });
+    expect(await drillLeftovers()).toEqual([]);
+  });
+
+  it('a manifest whose SHA-256 is not the sidecar\'s is refused before anything is restored (exit 5)', async () => {
+    await writeDrillBackup(manifest, 'a'.repeat(64));
+    const res = await cli(['--drill', ID], cliEnv({ BACKUP_LOCAL_DIR: drillDir }));
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toContain(`${ID}.contents.json does not belong to this backup: its SHA-256 is`);
+    expect(await drillLeftovers()).toEqual([]);
   });
 });

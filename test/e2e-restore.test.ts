@@ -250,13 +250,39 @@ describe.each(['local', 's3'] as const)('%s backend: backup via the API, db-rest
     expect(await fingerprint(cluster, db)).toEqual(stateB);
     expect(await leftoverDatabases()).toEqual([]);
 
-    if (backend === 's3') {
-      // Downloaded through the service into a private dir under TMPDIR, which is gone again (cli()).
-      for (const run of [byId, latest]) expect(run.tmpCreated.some((n) => n.startsWith('db-restore-'))).toBe(true);
-    } else {
-      // The local backend reads the backup directory in place: no copy at all.
-      for (const run of [byId, latest]) expect(run.tmpCreated).toEqual([]);
+    // The swap streams the backup (S3: the service's download) straight into psql: no copy at all.
+    for (const run of [byId, latest]) expect(run.tmpCreated).toEqual([]);
+  });
+
+  it('--in-place verifies first: S3 downloads to a private dir under TMPDIR, gone again afterwards', async () => {
+    const { backup, state } = await aBackup();
+    await mutate(db, 'before the in-place restore');
+    const res = await cli(['--force', '--in-place', backup.id], cliEnv(svc, env));
+    expect(res.code, res.stderr).toBe(0);
+    expect(await fingerprint(cluster, db)).toEqual(state);
+    if (backend === 's3') expect(res.tmpCreated.some((n) => n.startsWith('db-restore-'))).toBe(true);
+    else expect(res.tmpCreated).toEqual([]);
+  });
+
+  it('the swap restores with no usable temp directory at all (TMPDIR a regular file, or missing): the dump never touches disk', async () => {
+    const { backup, state } = await aBackup();
+    const notADir = join(work, `tmpdir-is-a-file-${backend}`);
+    await writeFile(notADir, 'not a directory');
+    for (const tmp of [notADir, join(work, 'no-such-dir', 'tmp')]) {
+      await mutate(db, `before restoring with TMPDIR=${tmp}`);
+      const res = await runProcess(process.execPath, [CLI, '--force', backup.id], { ...cliEnv(svc, env), TMPDIR: tmp }, 90_000);
+      printed.push(res.stdout, res.stderr);
+      expect(res.code, res.stderr).toBe(0);
+      expect(await fingerprint(cluster, db)).toEqual(state);
     }
+    if (backend === 's3') {
+      // The contrast: --in-place needs the temp directory for its verified copy.
+      const inPlace = await runProcess(process.execPath, [CLI, '--force', '--in-place', backup.id], { ...cliEnv(svc, env), TMPDIR: notADir }, 90_000);
+      printed.push(inPlace.stdout, inPlace.stderr);
+      expect(inPlace.code).not.toBe(0);
+      expect(await fingerprint(cluster, db)).toEqual(state);
+    }
+    expect(await leftoverDatabases()).toEqual([]);
   });
 
   it('--database other restores there and leaves DB_NAME untouched', async () => {
@@ -300,9 +326,9 @@ describe.each(['local', 's3'] as const)('%s backend: backup via the API, db-rest
     try {
       const res = await cli(['--force', '--json', backup.id], cliEnv(svc, env));
       expect(res.code, res.stderr).toBe(5);
-      // Local: the CLI hashes the file against its sidecar. S3: the SDK's download does, against
-      // the checksum the service announces from the same sidecar.
-      expect(res.stderr).toMatch(backend === 'local' ? /SHA-256 is [0-9a-f]{64}, the sidecar says/ : /does not match its checksum/);
+      // Both backends: the CLI hashes the backup as it streams into the scratch database, against
+      // the sidecar's checksum (S3: as the service lists it), and drops the scratch before COMMIT.
+      expect(res.stderr).toMatch(/SHA-256 is [0-9a-f]{64}, the sidecar says/);
       expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 5, databaseState: 'untouched' });
     } finally {
       await stored.write(backup.id, original);

@@ -1,4 +1,6 @@
-import type { Backup } from '@db-backup-service/sdk';
+import type { Readable } from 'node:stream';
+import type { ContentsManifest } from '@db-backup-service/restore';
+import type { Backup, BackupSidecar } from '@db-backup-service/sdk';
 import type { Progress } from './progress.js';
 
 /** A backup chosen for restore, with what its dump must match. */
@@ -13,6 +15,8 @@ export interface ResolvedBackup {
   readonly database?: string;
   /** The PostgreSQL version that was dumped, from the sidecar or listing (for the plan). */
   readonly pgVersion?: string;
+  /** The sidecar's summary of the contents manifest (null: none); absent where the sidecar is not read (the service). */
+  readonly contents?: BackupSidecar['contents'];
   /** Where it comes from, for the plan: "local directory /backups", "db-backup-service at http://...". */
   readonly origin: string;
 }
@@ -24,6 +28,11 @@ export interface LocalDump {
   cleanup(): Promise<void>;
 }
 
+/** A backup's contents manifest for a drill: the manifest; or none (with a note why); or one that failed its check (a problem). */
+export type ManifestLookup =
+  | { readonly manifest: ContentsManifest; readonly problem: null; readonly note: null }
+  | { readonly manifest: null; readonly problem: string | null; readonly note: string | null };
+
 /** Where backups are listed and read from: one implementation per storage backend, plus --file. */
 export interface BackupSource {
   readonly description: string;
@@ -31,6 +40,10 @@ export interface BackupSource {
   list(opts: { signal?: AbortSignal }): Promise<Backup[]>;
   /** One backup by id or "latest"; throws CliError NOT_FOUND (4) when there is none. */
   resolve(idOrLatest: string, opts: { signal?: AbortSignal }): Promise<ResolvedBackup>;
-  /** Makes the dump available as a local file (downloading it where needed). */
+  /** The stored dump as a stream from its first byte, read once (the default swap restore streams it into psql). */
+  open(backup: ResolvedBackup, opts: { signal: AbortSignal }): Promise<Readable>;
+  /** The backup's contents manifest (`<id>.contents.json`), checked against its sidecar (db-restore --drill). */
+  manifest(backup: ResolvedBackup): Promise<ManifestLookup>;
+  /** Makes the dump available as a local file, downloading it where needed (--in-place verifies it before dropping anything). */
   fetch(backup: ResolvedBackup, opts: { signal: AbortSignal; progress: Progress }): Promise<LocalDump>;
 }

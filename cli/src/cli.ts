@@ -1,18 +1,34 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
 import type { Backup } from '@db-backup-service/sdk';
-import { majorOfVersionNum, readGzipDumpHead, type DumpHead } from '@db-backup-service/restore';
+import {
+  checkPsqlRunsDump,
+  dropDatabaseSql,
+  findPsql,
+  inspectTarget,
+  majorOfVersionNum,
+  peekDumpHead,
+  recoverInterruptedSwap,
+  restoreDatabase,
+  SWAP_STAGES,
+  type DumpExpectations,
+  type DumpHead,
+  type PreambleAdaptation,
+  type PsqlChoice,
+  type RestoreMode,
+  type SwapStage,
+  type TargetInfo,
+} from '@db-backup-service/restore';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { countdown, installCancellation, type Cancellation } from './cancellation.js';
 import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
-import { CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
+import { asCliError, CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
+import { drillCommand } from './drill-command.js';
 import { fileSource } from './file-source.js';
 import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
-import { checkPsqlRunsDump, findPsql, type PsqlChoice } from './pg-bin.js';
-import type { PreambleAdaptation } from './psql.js';
 import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
-import { dropDatabaseSql, inspectTarget, recoverInterruptedSwap, restoreDatabase, SWAP_STAGES, type RestoreMode, type SwapStage, type TargetInfo } from './restore.js';
 import { serviceSource } from './service-source.js';
 import { verifyDump } from './verify.js';
 import { VERSION } from './version.js';
@@ -37,6 +53,7 @@ interface Options {
   file?: string;
   json?: boolean;
   serviceUrl?: string;
+  drill?: string;
 }
 
 const ENVIRONMENT_HELP = `Environment (the same variables as the service):
@@ -47,7 +64,8 @@ const ENVIRONMENT_HELP = `Environment (the same variables as the service):
   DB_RESTORE_SERVICE_URL         the service's URL (default http://127.0.0.1:$HTTP_PORT, HTTP_PORT default 8080)
   BACKUP_NAME_PREFIX             only backups with this prefix are listed (default: backup)
   PG_BIN_DIR                     where psql is (default: newest /usr/lib/postgresql/*/bin, else PATH)
-  TMPDIR                         where an S3 backup is downloaded to before it is verified
+  RESTORE_DRILL_QUERY            --drill: a query that must return true in the restored copy
+  TMPDIR                         where --in-place downloads an S3 backup to verify it first (the default swap streams: no temp file)
 
 The role needs CREATEDB and must own the target database (or be a superuser).`;
 
@@ -72,13 +90,16 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
     .option('--keep-old', 'after the swap, keep the replaced database as <target>__old_<random> (its DROP command is printed)')
     .option('--file <path>', 'restore a local .sql.gz instead (checked against <path>.meta.json when present)')
     .option('--json', 'print one JSON result on stdout, no progress')
+    .option('--drill <backup>', 'restore <backup> (an id or "latest") into a scratch database on the target server, compare it with its contents manifest, drop it; changes nothing else')
     .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
     .addHelpText(
       'after',
       `
-Without --in-place, the backup is restored into a new database <target>__restore_<random>, which
-replaces the target only when the whole restore succeeded: on failure the target is left as it was.
-The backup's SHA-256 (from its sidecar) and gzip integrity are verified before anything is changed.
+Without --in-place, the backup streams (from the directory, the file or the service, no temp file)
+into a new database <target>__restore_<random>, which replaces the target only when the whole
+restore succeeded and the backup's SHA-256 (from its sidecar), size and gzip integrity matched at
+its end: on failure or a mismatch the new database is dropped and the target left as it was.
+--in-place verifies the whole backup first (S3: downloaded to TMPDIR), then drops the target.
 Writes made to the target after the backup was taken are lost (--keep-old keeps the replaced copy).
 A run first re-enables connections to a target an interrupted swap left refusing them, and names
 every leftover database with its DROP command. Ctrl-C, SIGTERM and SIGHUP wait for the swap to end.
@@ -89,6 +110,13 @@ Examples:
   db-restore --force backup_20260510T010000Z.sql.gz
   db-restore --database staging latest
   db-restore --file ./backup_20260510T010000Z.sql.gz
+  db-restore --drill latest           prove the newest backup restores, with exact row counts
+
+--drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
+compares each table's row count, the large objects and the object counts with the backup's
+<id>.contents.json (checked against its sidecar; through the service: no manifest, no counts),
+runs RESTORE_DRILL_QUERY read-only when set, and drops the scratch database. Exit 0 when it
+passed, 6 when it failed. No countdown: the target database itself is never touched.
 
 ${ENVIRONMENT_HELP}
 
@@ -124,7 +152,7 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
     warnings.push(message);
     if (!json) ctx.stderr.write(`db-restore: warning: ${message}\n`);
   };
-  const restoring = backup !== undefined || opts.file !== undefined;
+  const restoring = backup !== undefined || opts.file !== undefined || opts.drill !== undefined;
   // Filled in as the restore learns things, so a failure's JSON says how far it got.
   const report: Record<string, unknown> = {};
   try {
@@ -138,10 +166,19 @@ async function dispatch(ctx: CliContext, backup: string | undefined, opts: Optio
       printList(ctx, backups, json);
       return ExitCode.OK;
     }
+    if (opts.drill !== undefined) {
+      if (backup !== undefined) throw new CliError(ExitCode.USAGE, 'name the backup to drill with --drill <id|latest> only');
+      const misplaced = (['force', 'inPlace', 'keepOld'] as const).filter((k) => opts[k] !== undefined);
+      if (misplaced.length > 0) throw new CliError(ExitCode.USAGE, '--force, --in-place and --keep-old apply to a restore, not to --drill');
+      const code = await drill(ctx, opts.drill, opts, warn, report);
+      if (json) ctx.stdout.write(`${JSON.stringify({ ok: true, exitCode: code, ...report, warnings })}\n`);
+      return code;
+    }
     await restore(ctx, backup, opts, warn, report);
     if (json) ctx.stdout.write(`${JSON.stringify({ ok: true, exitCode: 0, ...report, warnings })}\n`);
     return ExitCode.OK;
-  } catch (err) {
+  } catch (caught) {
+    const err = asCliError(caught);
     const failure = err instanceof CliError ? err : new CliError(ExitCode.UNEXPECTED, `unexpected error: ${(err as Error).stack ?? String(err)}`, { cause: err });
     ctx.stderr.write(`db-restore: ${failure.message}\n`);
     if (json) {
@@ -174,6 +211,17 @@ function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
   const now = ctx.now();
   const rows = backups.map((b) => [b.id, formatTimestamp(b.createdAt), formatBytes(b.sizeBytes), `${formatDuration(now - Date.parse(b.createdAt))} ago`]);
   ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
+}
+
+async function drill(ctx: CliContext, backupArg: string, opts: Options, warn: (m: string) => void, report: Record<string, unknown>): Promise<number> {
+  const config = loadCliConfig(ctx.env, { database: true, storage: opts.file === undefined, databaseOverride: opts.database, serviceUrlOverride: opts.serviceUrl });
+  const db = config.db;
+  if (!db) throw new Error('unreachable: database settings missing');
+  const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
+  if (!source) throw new Error('unreachable: no backup source');
+  const psql = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.clientsDir, path: ctx.env.PATH, env: ctx.env });
+  const query = ctx.env.RESTORE_DRILL_QUERY?.trim() || null;
+  return drillCommand({ source, backupArg, db, psql, query, json: opts.json === true, stdout: ctx.stdout, process: ctx.process, warn, report });
 }
 
 function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: PsqlChoice): string {
@@ -294,6 +342,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   const started = ctx.now();
   let dump: LocalDump | null = null;
   let fh: FileHandle | null = null;
+  let stream: Readable | null = null;
   try {
     // 1. What will happen. Resolving and inspecting change nothing.
     const backup = await source.resolve(backupArg ?? 'latest', { signal: cancellation.signal });
@@ -306,29 +355,38 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     // 2. The abort window.
     if (!opts.force) await countdown(ctx.countdownSeconds, cancellation.signal, ctx.stderr);
 
-    // 3. A local, verified copy. One handle for verify and restore: what was checked is what is restored.
-    dump = await source.fetch(backup, { signal: cancellation.signal, progress });
-    fh = await open(dump.path, 'r');
-    const verifyPhase = progress.phase('verify', backup.sizeBytes);
-    const verified = await measured(
-      verifyPhase,
-      verifyDump(fh, { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes }, {
-        signal: cancellation.signal,
-        onProgress: (n) => verifyPhase.update(n),
-        label: backup.id,
-      }),
-    );
-    report.verified = { sha256: verified.sha256, sizeBytes: verified.sizeBytes, uncompressedBytes: verified.uncompressedBytes };
-    const start = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read({ buffer: start, position: 0 });
-    const head = readGzipDumpHead(start.subarray(0, bytesRead));
-    checkPsqlRunsDump(psql, head);
-    const adaptTo = adaptationFor(head, info, db, warn);
+    // 3. swap: the backup streams into psql and is verified on the way (COMMIT only when it matched).
+    //    in-place: a local copy, verified before the target is dropped. Both: one read of the bytes
+    //    that are restored, so what was checked is what is restored.
+    let expected: DumpExpectations = { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes };
+    if (mode === 'swap') {
+      stream = await source.open(backup, { signal: cancellation.signal });
+    } else {
+      dump = await source.fetch(backup, { signal: cancellation.signal, progress });
+      fh = await open(dump.path, 'r');
+      const verifyPhase = progress.phase('verify', backup.sizeBytes);
+      const verified = await measured(
+        verifyPhase,
+        verifyDump(fh, expected, {
+          signal: cancellation.signal,
+          onProgress: (n) => verifyPhase.update(n),
+          label: backup.id,
+        }),
+      );
+      report.verified = { sha256: verified.sha256, sizeBytes: verified.sizeBytes, uncompressedBytes: verified.uncompressedBytes };
+      expected = { sha256: verified.sha256, sizeBytes: verified.sizeBytes };
+      stream = fh.createReadStream({ start: 0, autoClose: false });
+    }
+    // The head (pg_dump version, \restrict) decides how psql gets the dump, before anything is created.
+    const peeked = await peekDumpHead(stream);
+    stream = peeked.dump;
+    checkPsqlRunsDump(psql, peeked.head);
+    const adaptTo = adaptationFor(peeked.head, info, db, warn);
     report.psql = { version: psql.psql.version.text, path: psql.psql.path };
     report.droppedPreambleLines = adaptTo?.dropped ?? [];
 
     // 4. All or nothing.
-    const restorePhase = progress.phase('restore', verified.sizeBytes);
+    const restorePhase = progress.phase('restore', backup.sizeBytes);
     const outcome = await measured(
       restorePhase,
       restoreDatabase({
@@ -336,7 +394,9 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         mode,
         keepOld,
         psqlPath: psql.psql.path,
-        dump: fh,
+        dump: stream,
+        expected,
+        label: backup.id,
         adaptTo,
         signal: cancellation.signal,
         critical: (fn) => cancellation.critical(fn),
@@ -345,6 +405,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         ...(onStage ? { onStage } : {}),
       }),
     );
+    report.verified ??= { sha256: outcome.verified.sha256, sizeBytes: outcome.verified.sizeBytes, uncompressedBytes: outcome.verified.uncompressedBytes };
     const durationMs = ctx.now() - started;
     const keptOld = outcome.keptOld === null ? null : { database: outcome.keptOld, dropCommand: dropDatabaseSql(outcome.keptOld) };
     Object.assign(report, { replaced: outcome.replaced, databaseState: 'restored', durationMs, ...(keptOld ? { keptOld } : {}) });
@@ -352,7 +413,8 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       ctx.stdout.write(`Restored ${backup.id} into database ${outcome.database} on ${db.host}:${db.port} (${mode}) in ${formatDuration(durationMs)}.\n`);
       if (keptOld) ctx.stdout.write(`The previous content is kept as database ${keptOld.database}; drop it when done: ${keptOld.dropCommand}\n`);
     }
-  } catch (err) {
+  } catch (caught) {
+    const err = asCliError(caught);
     // An abort that surfaced as something else (a read stream's AbortError) before anything changed.
     if (cancellation.signal.aborted && !(err instanceof CliError)) {
       throw new CliError(ExitCode.CANCELLED, 'cancelled; nothing was changed in the database', { cause: err, databaseState: 'untouched' });
@@ -362,6 +424,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     ctx.stdout.off('error', ignoreWriteError);
     ctx.stderr.off('error', ignoreWriteError);
     cancellation.dispose();
+    stream?.destroy();
     await fh?.close().catch(() => undefined);
     await dump?.cleanup().catch(() => undefined);
   }

@@ -1,3 +1,5 @@
+import { RestoreError, type DatabaseState, type RestoreErrorKind } from '@db-backup-service/restore';
+
 /**
  * db-restore's exit codes: stable, documented in --help and the README, relied on by scripts.
  */
@@ -25,7 +27,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   7  db-backup-service unreachable or unhealthy (S3 backend)`;
 
 /** What a failure left the target database as; reported in messages and the --json result. */
-export type DatabaseState = 'untouched' | 'unchanged' | 'empty' | 'restored' | 'unknown';
+export type { DatabaseState };
 
 /** An expected failure: its message is for the operator, its exit code for scripts. */
 export class CliError extends Error {
@@ -40,4 +42,18 @@ export class CliError extends Error {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.databaseState = opts.databaseState ?? null;
   }
+}
+
+const EXIT_CODE_OF: Record<RestoreErrorKind, ExitCode> = {
+  usage: ExitCode.USAGE,
+  verification: ExitCode.VERIFICATION_FAILED,
+  failed: ExitCode.RESTORE_FAILED,
+  cancelled: ExitCode.CANCELLED,
+  unexpected: ExitCode.UNEXPECTED,
+};
+
+/** The one place the restore package's failures become db-restore's exit codes; anything else passes as it is. */
+export function asCliError(err: unknown): unknown {
+  if (!(err instanceof RestoreError)) return err;
+  return new CliError(EXIT_CODE_OF[err.kind], err.message, { cause: err, ...(err.databaseState === null ? {} : { databaseState: err.databaseState }) });
 }

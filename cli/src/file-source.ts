@@ -1,8 +1,10 @@
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { parseSidecar, sidecarName } from '@db-backup-service/sdk';
 import type { BackupSource, ResolvedBackup } from './backup-source.js';
 import { CliError, ExitCode } from './exit-codes.js';
+import { readLocalManifest } from './local-manifest.js';
 
 /**
  * `--file PATH`: a .sql.gz on local disk (e.g. one downloaded with curl -OJ). When `<PATH>.meta.json`
@@ -39,9 +41,15 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
           });
         }
         const s = parsed.sidecar;
-        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, origin: description };
+        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, contents: s.contents, origin: description };
       }
       return { id: basename(file), createdAt: null, sizeBytes: size, sha256: null, origin: description };
+    },
+
+    manifest: (backup) => readLocalManifest(file, backup),
+
+    async open(_backup, { signal }) {
+      return createReadStream(file, { signal });
     },
 
     async fetch() {

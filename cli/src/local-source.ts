@@ -1,7 +1,9 @@
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backupIdOfSidecar, compareNewestFirst, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
+import { readLocalManifest } from './local-manifest.js';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /** Whose backups db-restore may pick: the service's name prefix and, when DB_NAME is set, its database. */
@@ -118,8 +120,15 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
         sha256: sidecar.sha256,
         database: sidecar.database,
         pgVersion: sidecar.pgVersion,
+        contents: sidecar.contents,
         origin: description,
       } satisfies ResolvedBackup;
+    },
+
+    manifest: (backup) => readLocalManifest(join(dir, backup.id), backup),
+
+    async open(backup, { signal }) {
+      return createReadStream(join(dir, backup.id), { signal });
     },
 
     async fetch(backup): Promise<LocalDump> {

@@ -12,3 +12,40 @@ export {
 } from './pg-clients.js';
 export { PreambleAdapter, readDumpHead, readGzipDumpHead, type DumpHead, type PreambleAdapterOptions } from './dump-preamble.js';
 export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
+export { peekDumpHead, PEEK_BYTES } from './dump-peek.js';
+export { RestoreError, type DatabaseState, type RestoreErrorKind } from './errors.js';
+export { connect, DEFAULT_APPLICATION_NAME, pgMessage, type PgDatabase, type PgServer } from './pg-connect.js';
+export {
+  DumpVerificationFailed,
+  lastLines,
+  PSQL_ARGS,
+  PsqlFailed,
+  psqlEnv,
+  runPsqlRestore,
+  type DumpExpectations,
+  type PreambleAdaptation,
+  type PsqlConnection,
+  type PsqlRestoreOptions,
+  type VerifiedDump,
+} from './psql.js';
+export { checkPsqlRunsDump, findPsql, type PsqlChoice } from './find-psql.js';
+export {
+  allowConnectionsSql,
+  dropDatabaseSql,
+  inspectTarget,
+  recoverInterruptedSwap,
+  restoreDatabase,
+  sideDatabaseName,
+  SWAP_STAGES,
+  validateDatabaseName,
+  type ExistingDatabase,
+  type RestoreMode,
+  type RestoreOptions,
+  type RestoreOutcome,
+  type SwapStage,
+  type TargetInfo,
+} from './restore.js';
+export { DRILL_APPLICATION_NAME, dropLeftoverDrillDatabases, runDrill, type DrillOptions, type DrillOutcome, type DrillServer } from './drill.js';
+export { checkManifest, type ManifestCheck } from './manifest-file.js';
+export { contentsName } from '@db-backup-service/contract';
+export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';

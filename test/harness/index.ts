@@ -19,3 +19,4 @@ export { startService, type ServiceExit, type ServiceProcess, type StartServiceO
 export { fillRich, fillVaried, fingerprint, restoreWithStockTools, RICH_LONG_TEXT_LENGTH, TRICKY_TEXT } from './data.js';
 export { api, type Api } from './api.js';
 export { IMAGE_RUNTIME_ENV } from './image-env.js';
+export { countedManifest, tocObjects } from './contents.js';

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { contentsName, ContentsManifestSchema, type BackupSidecar, type ContentsManifest } from '@db-backup-service/contract';
+import { contentsName, type BackupSidecar, type ContentsManifest } from '@db-backup-service/contract';
+import { checkManifest } from '@db-backup-service/restore';
 import { StorageNotFoundError, type Storage } from '../storage/storage.js';
 
 /** The manifest cannot be trusted or read: the drill fails with this message. */
@@ -15,7 +15,7 @@ export class ManifestError extends Error {
  * A backup's contents manifest, trusted only when its SHA-256 is the one its sidecar recorded:
  * the sidecar is written last, after the dump was verified, so a manifest changed or replaced
  * since would make the drill check the wrong counts. null when the sidecar records none (the
- * reference service's backups, older ones): the drill then counts from the stream itself.
+ * reference service's backups, older ones): the drill then restores without counts to compare.
  */
 export async function readContentsManifest(storage: Storage, sidecar: BackupSidecar, signal: AbortSignal): Promise<ContentsManifest | null> {
   if (sidecar.contents === null) return null;
@@ -27,17 +27,7 @@ export async function readContentsManifest(storage: Storage, sidecar: BackupSide
     if (error instanceof StorageNotFoundError) throw new ManifestError(`the contents manifest ${name} is missing, but the sidecar records one`);
     throw error;
   }
-  const sha256 = createHash('sha256').update(data).digest('hex');
-  if (sha256 !== sidecar.contents.sha256) {
-    throw new ManifestError(`the contents manifest ${name} does not match its sidecar (SHA-256 ${sha256}, the sidecar records ${sidecar.contents.sha256}): it was changed after the backup`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(data.toString('utf8'));
-  } catch {
-    throw new ManifestError(`the contents manifest ${name} is not valid JSON`);
-  }
-  const parsed = ContentsManifestSchema.safeParse(json);
-  if (!parsed.success) throw new ManifestError(`the contents manifest ${name} is not a contents manifest (${parsed.error.issues[0]?.message ?? 'invalid'})`);
-  return parsed.data;
+  const checked = checkManifest(data, sidecar.contents.sha256);
+  if (!checked.ok) throw new ManifestError(`the contents manifest ${name} cannot be trusted: ${checked.problem} (it was changed after the backup)`);
+  return checked.manifest;
 }

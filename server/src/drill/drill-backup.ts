@@ -1,12 +1,11 @@
 // One restore drill of one stored backup, on the configured target; the record it leaves.
 import { drillName, DrillRecordSchema, type BackupSidecar, type DrillRecord } from '@db-backup-service/contract';
-import { findPgClients, parseVersionText } from '@db-backup-service/restore';
+import { dropLeftoverDrillDatabases, findPsql, parseVersionText, runDrill } from '@db-backup-service/restore';
 import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { readContentsManifest } from './contents-manifest.js';
 import { localServerVersion, removeStaleClusters, startLocalCluster } from './local-cluster.js';
-import { dropLeftoverDrillDatabases, runDrill } from './restore-drill.js';
 
 export interface DrillDeps {
   readonly config: Config;
@@ -27,8 +26,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
   let release: (() => Promise<void>) | null = null;
   try {
     const manifest = await readContentsManifest(storage, backup, signal);
-    const psql = (await findPgClients({ tool: 'psql', binDir: config.pgBinDir, clientsDir: config.pgClientsDir, path: config.runtime.path, env: config.runtime.childEnv })).at(-1);
-    if (psql === undefined) throw new Error('psql not found');
+    const { psql } = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.pgClientsDir, path: config.runtime.path, env: config.runtime.childEnv });
     let server: DbServer = config.drill.server;
     if (config.drill.target === 'local') {
       const binDir = config.drill.localBinDir ?? '';

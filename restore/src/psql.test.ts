@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { lastLines, PSQL_ARGS, psqlEnv, redact } from './psql.js';
+import { redact } from '@db-backup-service/contract';
+import { lastLines, PSQL_ARGS, psqlEnv } from './psql.js';
 
 describe('psql helpers', () => {
   it('hands the password over in the environment, never in argv', () => {

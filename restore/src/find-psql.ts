@@ -1,13 +1,7 @@
-import {
-  describeClients,
-  findPgClients,
-  PgClientsError,
-  psqlUnderstandsRestrict,
-  RESTRICT_RELEASES,
-  type DumpHead,
-  type PgClient,
-} from '@db-backup-service/restore';
-import { CliError, ExitCode } from './exit-codes.js';
+import type { DumpHead } from './dump-preamble.js';
+import { RestoreError } from './errors.js';
+import { describeClients, findPgClients, PgClientsError, type PgClient } from './pg-clients.js';
+import { psqlUnderstandsRestrict, RESTRICT_RELEASES } from './pg-version.js';
 
 export interface PsqlChoice {
   readonly psql: PgClient;
@@ -34,7 +28,7 @@ export async function findPsql(opts: {
     if (psql === undefined) throw new PgClientsError('psql not found');
     return { psql, found };
   } catch (error) {
-    if (error instanceof PgClientsError) throw new CliError(ExitCode.USAGE, error.message);
+    if (error instanceof PgClientsError) throw new RestoreError('usage', error.message, { cause: error });
     throw error;
   }
 }
@@ -43,8 +37,8 @@ export async function findPsql(opts: {
 export function checkPsqlRunsDump(choice: PsqlChoice, head: DumpHead): void {
   if (!head.restrict || psqlUnderstandsRestrict(choice.psql.version)) return;
   const by = head.pgDumpVersion === null ? 'its pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
-  throw new CliError(
-    ExitCode.USAGE,
+  throw new RestoreError(
+    'usage',
     `this backup opens with \\restrict (written by ${by}), which psql ${choice.psql.version.text} cannot run (psql found: ${describeClients(choice.found)}). ` +
       `Install a psql from ${RESTRICT_RELEASES} (e.g. postgresql-client-${Math.max(17, Math.floor(head.pgDumpVersion?.major ?? 17))}) or point PG_BIN_DIR at one.`,
     { databaseState: 'untouched' },

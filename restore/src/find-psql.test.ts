@@ -1,10 +1,10 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseVersionText, type DumpHead } from '@db-backup-service/restore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ExitCode } from './exit-codes.js';
-import { checkPsqlRunsDump, findPsql } from './pg-bin.js';
+import type { DumpHead } from './dump-preamble.js';
+import { checkPsqlRunsDump, findPsql } from './find-psql.js';
+import { parseVersionText } from './pg-version.js';
 
 let root: string;
 
@@ -34,8 +34,8 @@ describe('findPsql', () => {
     expect([choice.psql.path, choice.psql.via, choice.psql.version.text]).toEqual([path, 'PG_BIN_DIR', '16.9']);
   });
 
-  it('fails with exit 2 when PG_BIN_DIR has no psql', async () => {
-    await expect(find(root, join(root, 'pg'))).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringContaining(`PG_BIN_DIR is ${root}`) });
+  it('fails as a usage error when PG_BIN_DIR has no psql', async () => {
+    await expect(find(root, join(root, 'pg'))).rejects.toMatchObject({ kind: 'usage', message: expect.stringContaining(`PG_BIN_DIR is ${root}`) });
   });
 
   it('takes the newest psql under PG_CLIENTS_DIR (numerically: 10 > 9.6)', async () => {
@@ -50,7 +50,7 @@ describe('findPsql', () => {
     const onPath = await fakePsql(join(root, 'bin'), '15.18');
     const byDefault = (path: string) => findPsql({ pgBinDir: null, clientsDir: null, defaultClientsDir: join(root, 'none'), path, env: {} });
     expect((await byDefault(`/nonexistent:${join(root, 'bin')}`)).psql).toMatchObject({ path: onPath, via: 'PATH' });
-    await expect(byDefault('/nonexistent')).rejects.toMatchObject({ exitCode: ExitCode.USAGE, message: expect.stringMatching(/psql not found.*PG_BIN_DIR/) });
+    await expect(byDefault('/nonexistent')).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/psql not found.*PG_BIN_DIR/) });
   });
 });
 
@@ -70,7 +70,7 @@ describe('checkPsqlRunsDump', () => {
     } catch (e) {
       error = e;
     }
-    expect(error).toMatchObject({ exitCode: ExitCode.USAGE, databaseState: 'untouched' });
+    expect(error).toMatchObject({ kind: 'usage', databaseState: 'untouched' });
     expect((error as Error).message).toBe(
       `this backup opens with \\restrict (written by pg_dump 17.12), which psql 16.9 cannot run (psql found: 16.9 (${join(root, 'pg', '16', 'bin')})). ` +
         'Install a psql from 18.x, 17.6+, 16.10+, 15.14+, 14.19+ or 13.22+ (e.g. postgresql-client-17) or point PG_BIN_DIR at one.',

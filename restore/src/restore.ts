@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { pgSslAttempts, refusedForEncryption } from '@db-backup-service/sdk';
-import { Client, escapeIdentifier, escapeLiteral, type ClientConfig } from 'pg';
-import type { DbSettings } from './config.js';
-import { CliError, ExitCode, type DatabaseState } from './exit-codes.js';
-import { PsqlFailed, redact, runPsqlRestore, type PreambleAdaptation } from './psql.js';
+import { escapeIdentifier, escapeLiteral, type Client } from 'pg';
+import { RestoreError, type DatabaseState } from './errors.js';
+import { connectMaintenance, pgMessage, type PgDatabase } from './pg-connect.js';
+import { DumpVerificationFailed, PsqlFailed, runPsqlRestore, type DumpExpectations, type PreambleAdaptation, type VerifiedDump } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
 
@@ -48,8 +46,11 @@ export interface ExistingDatabase {
 /** Identifiers are at most 63 bytes (NAMEDATALEN - 1); longer ones would be truncated silently. */
 const MAX_IDENTIFIER_BYTES = 63;
 
+/** The databases a restore or a drill makes beside a target: `<target>__<kind>_<8 hex>`. */
+export type SideKind = 'restore' | 'old' | 'drill';
+
 /** `<target>__<kind>_<random>`, the target part shortened (by whole characters) to fit 63 bytes. */
-export function sideDatabaseName(target: string, kind: 'restore' | 'old', random = randomBytes(4).toString('hex')): string {
+export function sideDatabaseName(target: string, kind: SideKind, random = randomBytes(4).toString('hex')): string {
   const suffix = `__${kind}_${random}`;
   const chars = Array.from(target);
   while (chars.length > 0 && Buffer.byteLength(chars.join('') + suffix) > MAX_IDENTIFIER_BYTES) chars.pop();
@@ -58,67 +59,9 @@ export function sideDatabaseName(target: string, kind: 'restore' | 'old', random
 
 export function validateDatabaseName(name: string): void {
   if (name === '' || Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES || name.includes('\0')) {
-    throw new CliError(ExitCode.USAGE, `"${name.slice(0, 80)}" is not a usable database name (1-63 bytes)`);
+    throw new RestoreError('usage', `"${name.slice(0, 80)}" is not a usable database name (1-63 bytes)`);
   }
-  if (name === 'template0' || name === 'template1') throw new CliError(ExitCode.USAGE, `refusing to restore into ${name}`);
-}
-
-/**
- * A connection for CREATE/DROP/RENAME: to `postgres`, never the target itself; `template1` when
- * the target is `postgres` or a server has no `postgres` database.
- */
-async function connectMaintenance(db: DbSettings): Promise<Client> {
-  if (db.database === 'postgres') return connect(db, 'template1');
-  try {
-    return await connect(db, 'postgres');
-  } catch (err) {
-    if ((err as { cause?: { code?: string } }).cause?.code !== '3D000') throw err;
-    return connect(db, 'template1');
-  }
-}
-
-function clientConfig(db: DbSettings, database: string): ClientConfig {
-  return {
-    host: db.host,
-    port: db.port,
-    user: db.user,
-    password: db.password,
-    database,
-    application_name: 'db-restore',
-    connectionTimeoutMillis: 15_000,
-  };
-}
-
-function pgMessage(err: unknown, password: string): string {
-  const e = err as { message?: string; code?: string };
-  return redact(e.message ?? String(err), password);
-}
-
-async function connect(db: DbSettings, database: string): Promise<Client> {
-  // PGSSLMODE as libpq (and so psql) means it; allow/prefer fall back with a second attempt.
-  const attempts = pgSslAttempts(db.tls, (file) => readFileSync(file, 'utf8'));
-  try {
-    for (let i = 0; ; i++) {
-      const client = new Client({ ...clientConfig(db, database), ssl: attempts[i] ?? false });
-      // An idle connection dropping mid-restore must reach us as a failed query, not crash the process.
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-        return client;
-      } catch (err) {
-        await client.end().catch(() => undefined);
-        if (i + 1 >= attempts.length || !refusedForEncryption(err)) throw err;
-      }
-    }
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    const login = code === '28P01' || code === '28000';
-    throw new CliError(
-      ExitCode.USAGE,
-      `cannot ${login ? 'log in to' : 'connect to'} PostgreSQL at ${db.host}:${db.port} (database ${database}) as ${db.user}: ${pgMessage(err, db.password)}. Check DB_HOST, DB_PORT, DB_USER and DB_PASSWORD.`,
-      { cause: err, databaseState: 'untouched' },
-    );
-  }
+  if (name === 'template0' || name === 'template1') throw new RestoreError('usage', `refusing to restore into ${name}`);
 }
 
 async function describeTarget(client: Client, target: string, versionNum: number): Promise<ExistingDatabase | null> {
@@ -170,9 +113,9 @@ async function describeTarget(client: Client, target: string, versionNum: number
  * Connects, checks the role may do what a restore needs, and describes the target. Runs before
  * the countdown, so a wrong password or a missing privilege stops db-restore before it downloads.
  */
-export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
+export async function inspectTarget(db: PgDatabase): Promise<TargetInfo> {
   validateDatabaseName(db.database);
-  const client = await connectMaintenance(db);
+  const client = await connectMaintenance(db, db.database);
   try {
     const { rows } = await client.query<{ version: string; version_num: string; current_user: string; rolsuper: boolean; rolcreatedb: boolean }>(
       `SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS version_num,
@@ -180,16 +123,16 @@ export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
          FROM pg_roles r WHERE r.rolname = current_user`,
     );
     const me = rows[0];
-    if (!me) throw new CliError(ExitCode.UNEXPECTED, 'cannot read the current role from pg_roles');
+    if (!me) throw new RestoreError('unexpected', 'cannot read the current role from pg_roles');
     const versionNum = Number(me.version_num);
     const target = await describeTarget(client, db.database, versionNum);
     if (!me.rolsuper && !me.rolcreatedb) {
-      throw new CliError(ExitCode.USAGE, `role ${me.current_user} may not create databases: grant it CREATEDB (ALTER ROLE ${escapeIdentifier(me.current_user)} CREATEDB) or use a superuser as DB_USER.`, {
+      throw new RestoreError('usage', `role ${me.current_user} may not create databases: grant it CREATEDB (ALTER ROLE ${escapeIdentifier(me.current_user)} CREATEDB) or use a superuser as DB_USER.`, {
         databaseState: 'untouched',
       });
     }
     if (target && !me.rolsuper && !target.canSetOwner) {
-      throw new CliError(ExitCode.USAGE, `role ${me.current_user} does not own database ${db.database} (owner: ${target.owner}), so it may not drop or rename it. Use the owner or a superuser as DB_USER.`, {
+      throw new RestoreError('usage', `role ${me.current_user} does not own database ${db.database} (owner: ${target.owner}), so it may not drop or rename it. Use the owner or a superuser as DB_USER.`, {
         databaseState: 'untouched',
       });
     }
@@ -204,7 +147,7 @@ export async function inspectTarget(db: DbSettings): Promise<TargetInfo> {
 async function tryLockTarget(client: Client, target: string): Promise<void> {
   const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtext('db-restore'), hashtext($1)) AS ok`, [target]);
   if (!rows[0]?.ok) {
-    throw new CliError(ExitCode.RESTORE_FAILED, `another db-restore is restoring ${target} right now; nothing was changed`, { databaseState: 'untouched' });
+    throw new RestoreError('failed', `another db-restore is restoring ${target} right now; nothing was changed`, { databaseState: 'untouched' });
   }
 }
 
@@ -240,7 +183,7 @@ export function dropDatabaseSql(database: string): string {
 }
 
 /** Databases named `<target>__<kind>_<8 hex>`, as sideDatabaseName makes them. */
-function isSideDatabase(name: string, target: string, kind: 'restore' | 'old'): boolean {
+export function isSideDatabase(name: string, target: string, kind: SideKind): boolean {
   const prefix = sideDatabaseName(target, kind, '00000000').slice(0, -8);
   return name.startsWith(prefix) && /^[0-9a-f]{8}$/.test(name.slice(prefix.length));
 }
@@ -251,10 +194,10 @@ function isSideDatabase(name: string, target: string, kind: 'restore' | 'old'): 
  * db-restore is between recording its intent and committing its swap, so a recorded intent
  * found now belongs to a run that is gone and its target may be switched back on.
  */
-export async function recoverInterruptedSwap(db: DbSettings, warn: (message: string) => void): Promise<void> {
+export async function recoverInterruptedSwap(db: PgDatabase, warn: (message: string) => void): Promise<void> {
   validateDatabaseName(db.database);
   const target = db.database;
-  const client = await connectMaintenance(db);
+  const client = await connectMaintenance(db, db.database);
   try {
     await tryLockTarget(client, target);
     const { rows } = await client.query<{ datname: string; datallowconn: boolean; comment: string | null }>(
@@ -269,8 +212,8 @@ export async function recoverInterruptedSwap(db: DbSettings, warn: (message: str
 
     if (refusing && marked.length > 0) {
       await client.query(allowConnectionsSql(target)).catch((err: unknown) => {
-        throw new CliError(
-          ExitCode.RESTORE_FAILED,
+        throw new RestoreError(
+          'failed',
           `database ${target} refuses connections since a db-restore swap was interrupted, and enabling them failed (${pgMessage(err, db.password)}): run ${allowConnectionsSql(target)} as its owner or a superuser`,
           { cause: err, databaseState: 'unknown' },
         );
@@ -300,12 +243,17 @@ export async function recoverInterruptedSwap(db: DbSettings, warn: (message: str
 }
 
 export interface RestoreOptions {
-  readonly db: DbSettings;
+  readonly db: PgDatabase;
   readonly mode: RestoreMode;
   /** swap: keep the replaced database as `<target>__old_<random>` instead of dropping it (M6). */
   readonly keepOld: boolean;
   readonly psqlPath: string;
-  readonly dump: FileHandle;
+  /** The stored .sql.gz from its first byte: hashed, gunzipped and fed to psql as it streams. */
+  readonly dump: Readable;
+  /** What the dump must match; swap: a mismatch found at its end drops the scratch, the target untouched. */
+  readonly expected: DumpExpectations;
+  /** Names the dump in messages (the backup id or file). */
+  readonly label: string;
   /** Drop the preamble's SET lines for parameters other than these (a dump by a newer pg_dump); null: restore as it is. */
   readonly adaptTo: PreambleAdaptation | null;
   /** Cancels the restore (Ctrl-C): psql is stopped and the database left as the mode promises. */
@@ -325,10 +273,12 @@ export interface RestoreOutcome {
   readonly replaced: boolean;
   /** With keepOld: the database that holds the replaced content. */
   readonly keptOld: string | null;
+  /** The dump as it was read while restoring. */
+  readonly verified: VerifiedDump;
 }
 
 /** `CREATE DATABASE` options that give a new database the target's encoding and locale. */
-function createOptions(existing: ExistingDatabase | null, owner: string | null): string {
+export function createOptions(existing: ExistingDatabase | null, owner: string | null): string {
   const parts = ['TEMPLATE template0'];
   if (existing) {
     parts.push(`ENCODING ${escapeLiteral(existing.encoding)}`, `LC_COLLATE ${escapeLiteral(existing.collate)}`, `LC_CTYPE ${escapeLiteral(existing.ctype)}`);
@@ -344,7 +294,7 @@ function createOptions(existing: ExistingDatabase | null, owner: string | null):
 }
 
 /** Ends the other sessions on `database` that this role may end; returns how many it signalled. */
-async function terminateSessions(client: Client, database: string): Promise<number> {
+export async function terminateSessions(client: Client, database: string): Promise<number> {
   const { rows } = await client.query<{ n: string }>(
     `SELECT count(pg_terminate_backend(a.pid)) AS n
        FROM pg_stat_activity a
@@ -387,13 +337,13 @@ async function whileInUse<T>(client: Client, database: string, fn: () => Promise
 export async function restoreDatabase(opts: RestoreOptions): Promise<RestoreOutcome> {
   const { db } = opts;
   const target = db.database;
-  const client = await connectMaintenance(db);
+  const client = await connectMaintenance(db, target);
   try {
     await tryLockTarget(client, target);
     const { rows } = await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
     const versionNum = Number(rows[0]?.v ?? 0);
     const existing = await describeTarget(client, target, versionNum);
-    const force = versionNum >= 130000 ? ' WITH (FORCE)' : '';
+    const force = forceClause(versionNum);
     const owner = existing && existing.canSetOwner ? existing.owner : null;
     return opts.mode === 'swap'
       ? await swapRestore(client, opts, existing, owner, force)
@@ -403,25 +353,41 @@ export async function restoreDatabase(opts: RestoreOptions): Promise<RestoreOutc
   }
 }
 
-/** Streams the verified dump through psql into `database` (both restore modes do this once). */
-function restoreDumpInto(opts: RestoreOptions, database: string): Promise<void> {
+/** DROP DATABASE's `WITH (FORCE)` (13+): ends the sessions a drop would otherwise fail on. */
+export function forceClause(versionNum: number): string {
+  return versionNum >= 130000 ? ' WITH (FORCE)' : '';
+}
+
+/** Streams the dump through psql into `database` (both restore modes do this once). */
+function restoreDumpInto(opts: RestoreOptions, database: string): Promise<VerifiedDump> {
   return runPsqlRestore({
     psqlPath: opts.psqlPath,
     connection: opts.db,
     database,
     dump: opts.dump,
+    expected: opts.expected,
+    label: opts.label,
     adaptTo: opts.adaptTo,
     signal: opts.signal,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });
 }
 
-function failure(opts: RestoreOptions, what: string, err: unknown, state: DatabaseState, stateText: string): CliError {
+/** psql's failure with the tail of its stderr, or the server's message (password redacted). */
+export function failureDetail(err: unknown, password: string): string {
+  if (err instanceof PsqlFailed) return `${err.message}${err.stderrTail ? `:\n${err.stderrTail}` : ''}`;
+  if (err instanceof RestoreError) return err.message;
+  return pgMessage(err, password);
+}
+
+function failure(opts: RestoreOptions, what: string, err: unknown, state: DatabaseState, stateText: string): RestoreError {
   if (opts.signal.aborted) {
-    return new CliError(ExitCode.CANCELLED, `cancelled during ${what}; ${stateText}`, { cause: err, databaseState: state });
+    return new RestoreError('cancelled', `cancelled during ${what}; ${stateText}`, { cause: err, databaseState: state });
   }
-  const detail = err instanceof PsqlFailed ? `${err.message}${err.stderrTail ? `:\n${err.stderrTail}` : ''}` : pgMessage(err, opts.db.password);
-  return new CliError(ExitCode.RESTORE_FAILED, `restore failed during ${what}: ${detail}\n${stateText}`, { cause: err, databaseState: state });
+  if (err instanceof DumpVerificationFailed) {
+    return new RestoreError('verification', `${err.message}. ${stateText}`, { cause: err, databaseState: state });
+  }
+  return new RestoreError('failed', `restore failed during ${what}: ${failureDetail(err, opts.db.password)}\n${stateText}`, { cause: err, databaseState: state });
 }
 
 async function swapRestore(client: Client, opts: RestoreOptions, existing: ExistingDatabase | null, owner: string | null, force: string): Promise<RestoreOutcome> {
@@ -445,11 +411,14 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
     }
   };
 
+  let verified: VerifiedDump;
   try {
-    await restoreDumpInto(opts, scratch);
+    verified = await restoreDumpInto(opts, scratch);
   } catch (err) {
     const leftover = await dropScratch();
-    throw failure(opts, 'psql', err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
+    // A dump that is not what its sidecar says never got near the target: only a scratch existed.
+    const state: DatabaseState = err instanceof DumpVerificationFailed ? 'untouched' : 'unchanged';
+    throw failure(opts, 'psql', err, state, `${targetText}; the scratch database was dropped.${leftover}`);
   }
 
   await opts.onStage?.('scratch-restored');
@@ -467,7 +436,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
         const leftover = await dropScratch();
         throw failure(opts, `ALTER DATABASE ${scratch} RENAME TO ${target}`, err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
       }
-      return { database: target, mode: 'swap', replaced: false, keptOld: null };
+      return { database: target, mode: 'swap', replaced: false, keptOld: null, verified };
     }
 
     const old = sideDatabaseName(target, 'old');
@@ -525,13 +494,13 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
       throw failure(opts, `the swap${busy}`, err, 'unchanged', `${targetText}; the scratch database was dropped.${leftover}`);
     }
     await opts.onStage?.('swapped');
-    if (opts.keepOld) return { database: target, mode: 'swap', replaced: true, keptOld: old };
+    if (opts.keepOld) return { database: target, mode: 'swap', replaced: true, keptOld: old, verified };
     try {
       await client.query(`DROP DATABASE ${escapeIdentifier(old)}${force}`);
     } catch (err) {
       opts.warn(`restored, but the previous copy remains as database ${old} (${pgMessage(err, opts.db.password)}); drop it with: ${dropDatabaseSql(old)}`);
     }
-    return { database: target, mode: 'swap', replaced: true, keptOld: null };
+    return { database: target, mode: 'swap', replaced: true, keptOld: null, verified };
   });
 }
 
@@ -557,8 +526,9 @@ async function inPlaceRestore(client: Client, opts: RestoreOptions, existing: Ex
     }
   });
 
+  let verified: VerifiedDump;
   try {
-    await restoreDumpInto(opts, target);
+    verified = await restoreDumpInto(opts, target);
   } catch (err) {
     // A dump with large objects may have committed part of itself: start from empty again.
     const state = await opts.critical(() =>
@@ -569,5 +539,5 @@ async function inPlaceRestore(client: Client, opts: RestoreOptions, existing: Ex
     );
     throw failure(opts, 'psql', err, state.state, state.text);
   }
-  return { database: target, mode: 'in-place', replaced: existing !== null, keptOld: null };
+  return { database: target, mode: 'in-place', replaced: existing !== null, keptOld: null, verified };
 }
