@@ -136,4 +136,37 @@ describe('drill jobs', () => {
     expect(engine.jobs.list()[0]).toMatchObject({ kind: 'drill', status: 'succeeded', triggeredBy: 'scheduler' });
     await engine.stop(1_000);
   });
+
+  it('RESTORE_DRILL as a schedule drills the newest backup on its own timer; /info-style nextRunAt is set', async () => {
+    const { engine, drilled } = await setUp({ env: { RESTORE_DRILL: '1s' }, backups: 2 });
+    expect(engine.drillScheduler?.nextRunAt()).toBeInstanceOf(Date);
+    const deadline = Date.now() + 10_000;
+    while (drilled.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(drilled[0]).toBe(engine.index.latest()!.id);
+    await engine.stop(1_000);
+    expect(engine.drillScheduler?.nextRunAt()).toBeNull();
+  });
+
+  it('shutdown aborts a running drill: its job fails, no record is written', async () => {
+    const { engine, own } = await setUp({
+      run: ({ signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))),
+    });
+    const started = engine.triggerDrill('latest', 'api');
+    if (!started?.started) throw new Error('not started');
+    await new Promise((resolve) => setImmediate(resolve));
+    await engine.stop(10);
+    expect(engine.jobs.get(started.job.jobId)).toMatchObject({ status: 'failed', errorMessage: 'the service is shutting down (SHUTDOWN_TIMEOUT reached)' });
+    await expect(readFile(path.join(own, drillName(started.job.backupId!)))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("a drill record that cannot be stored changes neither the job's result nor the index", async () => {
+    const { engine, storage } = await setUp();
+    const putSmall = storage.putSmall.bind(storage);
+    storage.putSmall = (name, data, opts) => (name.endsWith('.drill.json') ? Promise.reject(new Error('disk full')) : putSmall(name, data, opts));
+    const started = engine.triggerDrill('latest', 'api');
+    if (!started?.started) throw new Error('not started');
+    expect(await finished(engine, started.job.jobId)).toMatchObject({ status: 'succeeded' });
+    expect(engine.index.drillOf(started.job.backupId!)).toMatchObject({ status: 'passed' });
+    await engine.stop(1_000);
+  });
 });
