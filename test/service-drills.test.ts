@@ -35,6 +35,8 @@ afterEach(async () => {
   current = undefined;
   if (!setup) return;
   for (const svc of setup.services) await svc.stop('SIGTERM', 30_000).catch(() => svc.kill());
+  const logs = setup.services.flatMap((svc) => svc.logs).join('\n');
+  for (const secret of [setup.pg.password, TOKEN, ...(setup.s3 ? [setup.s3.secretAccessKey] : [])]) expect(logs).not.toContain(secret);
   await setup.pg.destroy();
   await setup.s3?.destroy();
   await rm(setup.dir, { recursive: true, force: true });

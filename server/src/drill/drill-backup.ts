@@ -1,5 +1,5 @@
 // One restore drill of one stored backup, on the configured target; the record it leaves.
-import { drillName, DrillRecordSchema, type BackupSidecar, type DrillRecord } from '@db-backup-service/contract';
+import { drillName, DrillRecordSchema, redact, type BackupSidecar, type DrillRecord } from '@db-backup-service/contract';
 import { dropLeftoverDrillDatabases, findPsql, parseVersionText, runDrill } from '@db-backup-service/restore';
 import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
@@ -24,6 +24,9 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
   const started = Date.now();
   const warn = (message: string) => logger.warn(message, { backupId: backup.id });
   let release: (() => Promise<void>) | null = null;
+  // psql's and the server's messages end up in the record, the job and the log: never a password.
+  const secrets = [config.db.password, config.drill.server.password, config.apiToken];
+  const clean = (text: string | null) => (text === null ? null : redact(text, secrets));
   try {
     const manifest = await readContentsManifest(storage, backup, signal);
     const { psql } = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.pgClientsDir, path: config.runtime.path, env: config.runtime.childEnv });
@@ -35,6 +38,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
       const cluster = await startLocalCluster({ binDir, env });
       release = cluster.destroy;
       server = cluster.server;
+      secrets.push(cluster.server.password);
     }
     const dump = await storage.get(backup.id, { signal });
     try {
@@ -58,7 +62,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
         durationMs: Date.now() - started,
         tablesChecked: outcome.tablesChecked,
         rowsChecked: outcome.rowsChecked,
-        detail: outcome.detail,
+        detail: clean(outcome.detail),
         serverVersion: outcome.serverVersion,
         mismatches: outcome.mismatches,
         query: outcome.query,
@@ -68,7 +72,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
     }
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    return failedBeforeRestore(config, backup, started, (error as Error).message);
+    return failedBeforeRestore(config, backup, started, clean((error as Error).message) ?? '');
   } finally {
     await release?.().catch((error: unknown) => warn(`could not remove the local drill server: ${(error as Error).message}`));
   }
