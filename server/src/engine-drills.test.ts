@@ -159,6 +159,18 @@ describe('drill jobs', () => {
     await expect(readFile(path.join(own, drillName(started.job.backupId!)))).rejects.toThrow(/ENOENT/);
   });
 
+  it('a drill stuck past BACKUP_TIMEOUT is aborted; the next drill can start', async () => {
+    const { engine } = await setUp({
+      env: { BACKUP_TIMEOUT: '1s' },
+      run: ({ signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))),
+    });
+    const started = engine.triggerDrill('latest', 'api');
+    if (!started?.started) throw new Error('not started');
+    expect(await finished(engine, started.job.jobId)).toMatchObject({ status: 'failed', errorMessage: expect.stringContaining('BACKUP_TIMEOUT (PT1S) reached') });
+    expect(engine.triggerDrill('latest', 'api')?.started).toBe(true);
+    await engine.stop(0);
+  });
+
   it("a drill record that cannot be stored changes neither the job's result nor the index", async () => {
     const { engine, storage } = await setUp();
     const putSmall = storage.putSmall.bind(storage);

@@ -52,6 +52,8 @@ export class BackupEngine {
   readonly #listeners: EngineEvents[] = [];
   #accepting = false;
   #cleaning: Promise<void> | null = null;
+  /** Start-up removal of what killed drills left (never rejects). */
+  #drillCleanup: Promise<void> = Promise.resolve();
   #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
   /** The running job's retention and clean-up (#afterJob), which stop() waits for. */
@@ -131,8 +133,9 @@ export class BackupEngine {
     if (this.#stopping !== null) return;
     this.#accepting = true;
     void this.cleanupLeftovers();
-    // Before the first drill can start: what a killed drill left must not be taken for a new one's.
-    await this.deps.drills.cleanup();
+    // Not awaited: the drill server may be slow to answer, and start-up must not wait for it.
+    // Drills wait for it instead (#runDrillJob).
+    this.#drillCleanup = this.deps.drills.cleanup();
     this.scheduler.start();
     this.drillScheduler?.start();
     this.#every(config.indexRefreshMs, async () => {
@@ -178,10 +181,14 @@ export class BackupEngine {
     return result;
   }
 
-  async #runDrillJob(jobId: string, backup: BackupSidecar, signal: AbortSignal): Promise<{ backupId: string }> {
+  async #runDrillJob(jobId: string, backup: BackupSidecar, stopSignal: AbortSignal): Promise<{ backupId: string }> {
     const { logger, drills } = this.deps;
     let record: DrillRecord | null = null;
+    // A drill is bounded like a backup (invariant 12): an abort makes runDrill drop its scratch database.
+    const { signal, timer } = this.#withDeadline(stopSignal);
     try {
+      // What killed drills left is removed first: a new scratch database must not be taken for it.
+      await this.#drillCleanup;
       logger.info('restore drill started', { target: this.deps.config.drill.target });
       record = await drills.run({ backup, signal });
       this.index.setDrill(record);
@@ -196,6 +203,7 @@ export class BackupEngine {
       if (record === null) logger.error('restore drill aborted', { error: (error as Error).message });
       throw error;
     } finally {
+      clearTimeout(timer);
       const finished = record;
       withoutLogContext(() =>
         queueMicrotask(() => {
@@ -216,16 +224,11 @@ export class BackupEngine {
   }
 
   async #runJob(jobId: string, triggeredBy: Trigger, stopSignal: AbortSignal): Promise<{ backupId: string }> {
-    const { logger, config } = this.deps;
+    const { logger } = this.deps;
     let sidecar: BackupSidecar | null = null;
     // The overall deadline (invariant 12): a backup stuck anywhere is aborted as a shutdown would
     // abort it (the pipeline removes what it stored), so it cannot block later backups for ever.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort(new Error(`BACKUP_TIMEOUT (${formatIsoDuration(config.backup.timeoutMs)}) reached; raise BACKUP_TIMEOUT if the database needs longer`));
-    }, config.backup.timeoutMs);
-    timer.unref();
-    const signal = AbortSignal.any([stopSignal, deadline.signal]);
+    const { signal, timer } = this.#withDeadline(stopSignal);
     try {
       // Clean-up holds the cross-instance lock briefly; a backup waits for it rather than
       // mistaking it for another instance's backup.
@@ -253,6 +256,17 @@ export class BackupEngine {
         }),
       );
     }
+  }
+
+  /** `stopSignal`, also fired once BACKUP_TIMEOUT has passed; clear the timer when the job ends. */
+  #withDeadline(stopSignal: AbortSignal): { signal: AbortSignal; timer: NodeJS.Timeout } {
+    const { timeoutMs } = this.deps.config.backup;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(new Error(`BACKUP_TIMEOUT (${formatIsoDuration(timeoutMs)}) reached; raise BACKUP_TIMEOUT if the database needs longer`));
+    }, timeoutMs);
+    timer.unref();
+    return { signal: AbortSignal.any([stopSignal, deadline.signal]), timer };
   }
 
   async #afterJob(jobId: string, sidecar: BackupSidecar | null): Promise<void> {
