@@ -153,6 +153,20 @@ describe('drills', () => {
     expect(drilled.drill).toMatchObject({ status: 'passed' });
   }, 300_000);
 
+  it('RESTORE_DRILL_QUERY must return true in the restored database: true passes, false fails the drill', async () => {
+    const setup = await setUp({ fill: (pg) => fillVaried(pg, 'app', { bigRows: 100 }) });
+    const first = await start(setup, { RESTORE_DRILL_QUERY: 'SELECT count(*) = 100 FROM big' });
+    const id = (await first.A.backup()).backupId!;
+    expect((await drill(first.A, id)).status).toBe('succeeded');
+    expect(JSON.parse(await readFile(join(setup.dir, drillName(id)), 'utf8'))).toMatchObject({ query: { sql: 'SELECT count(*) = 100 FROM big', result: true } });
+    await first.svc.stop();
+    const second = await start(setup, { RESTORE_DRILL_QUERY: 'SELECT count(*) = 101 FROM big' });
+    const failed = await drill(second.A, id);
+    expect(failed.status).toBe('failed');
+    expect(failed.errorMessage).toContain('RESTORE_DRILL_QUERY');
+    expect(JSON.parse(await readFile(join(setup.dir, drillName(id)), 'utf8'))).toMatchObject({ status: 'failed', query: { result: false } });
+  }, 300_000);
+
   it('a stored dump that fails half-way fails its drill with psql\'s message and leaves no scratch database', async () => {
     const setup = await setUp({ fill: async () => undefined });
     // Valid gzip, a sidecar whose checksum matches, a dump that stops at its third statement.
