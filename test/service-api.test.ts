@@ -426,7 +426,9 @@ exec "${real}/pg_dump" "$@"
     await rm(binDir, { recursive: true, force: true });
   });
 
-  const leftovers = async () => (await readdir(setup.dir)).filter((f) => !f.endsWith('.meta.json') && !existsSync(join(setup.dir, `${f}.meta.json`)));
+  // A dump or contents manifest is a leftover unless its backup's sidecar exists.
+  const sidecarOf = (f: string) => `${f.replace(/\.contents\.json$/, '')}.meta.json`;
+  const leftovers = async () => (await readdir(setup.dir)).filter((f) => !f.endsWith('.meta.json') && !existsSync(join(setup.dir, sidecarOf(f))));
   const start = (extra: Record<string, string>) => startService({ ...setup.env, PG_BIN_DIR: binDir, ...extra }, { waitFor: 'healthy' });
   const startBackupAndWaitForDump = async (svc: ServiceProcess) => {
     await rm(join(binDir, 'marker'), { force: true });

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backup, Job } from '@db-backup-service/contract';
+import { contentsName, type Backup, type Job } from '@db-backup-service/contract';
 import { filesNotOwnerOnly, startRig, verifyBackup, type Rig } from './support/rig.js';
 import { STACK_TRACE } from './support/secrets.js';
 import { printSummary } from './support/summary.js';
@@ -60,9 +60,9 @@ describe('disk full (local backend on a small tmpfs)', () => {
     const s = await statfs(dir);
     return s.bavail * s.bsize;
   };
-  /** Storage holds exactly the listed backups: pairs, no temp files, nothing orphaned. */
+  /** Storage holds exactly the listed backups: dump, contents manifest and sidecar, no temp files, nothing orphaned. */
   const assertOnlyListed = async (listed: readonly Backup[]) => {
-    const expected = listed.flatMap((b) => [b.id, `${b.id}.meta.json`]).sort();
+    const expected = listed.flatMap((b) => [b.id, contentsName(b.id), `${b.id}.meta.json`]).sort();
     expect((await readdir(dir)).filter((f) => f !== 'filler').sort()).toEqual(expected);
   };
   /** Older backups are intact: the bytes on disk still have the listed SHA-256, and download. */

@@ -56,9 +56,10 @@ export interface RunBackupOptions {
 }
 
 /**
- * Runs one backup: pg_dump -> gzip -> SHA-256 -> storage, read-back verification, then the
- * sidecar, written last (invariants 1, 2, 5). Resolves with the sidecar; rejects with a
- * BackupError whose message is safe to show (invariant 6), after removing whatever it stored.
+ * Runs one backup: pg_dump -> gzip -> SHA-256 -> storage, read-back verification, the contents
+ * manifest, then the sidecar, written last (invariants 1, 2, 5). Resolves with the sidecar;
+ * rejects with a BackupError whose message is safe to show (invariant 6), after removing whatever
+ * it stored.
  *
  * The caller provides the single-flight lock within this process and the log context (jobId);
  * this function adds `backupId` to it and takes a PostgreSQL advisory lock against other instances.
@@ -177,11 +178,12 @@ interface DumpContext {
 const GC_LIMIT_BYTES = 12 * 1024 * 1024;
 
 /**
- * pg_dump stdout -> trailer observer + byte count -> GC pacer -> end gate -> gzip -> gunzip check
- * -> SHA-256 + byte count -> storage.putStream, with no temp file and bounded memory (invariant 5).
- * The end gate holds back the end of the stream until pg_dump has exited 0 and the trailer is
- * there, the check until the compressed stream has inflated to exactly the dump; otherwise the
- * stream errors and the storage discards the upload instead of committing a partial dump.
+ * pg_dump stdout -> trailer observer + byte count + contents counter -> GC pacer -> end gate ->
+ * gzip -> gunzip check -> SHA-256 + byte count -> storage.putStream, with no temp file and
+ * bounded memory (invariant 5). The end gate holds back the end of the stream until pg_dump has
+ * exited 0 and the trailer is there, the check until the compressed stream has inflated to exactly
+ * the dump; otherwise the stream errors and the storage discards the upload instead of committing
+ * a partial dump.
  */
 async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined; readonly contents: ContentsManifest }> {
   const { config, storage, logger } = ctx.deps;

@@ -8,7 +8,7 @@ import { Readable, Transform, Writable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import type { Backup } from '@db-backup-service/contract';
+import { contentsName, type Backup } from '@db-backup-service/contract';
 import {
   api, fillVaried, fingerprint, freePort, IMAGE_RUNTIME_ENV, startPostgres, startS3, startService,
   type Api, type PostgresCluster, type S3Harness, type ServiceProcess,
@@ -153,7 +153,7 @@ export async function verifyBackup(A: Api, backup: Backup, saveTo?: string): Pro
 
 /**
  * What storage holds besides complete backups (invariant 1): S3 keys under the prefix other than
- * `<id>` + `<id>.meta.json` pairs of listed backups; local files other than such pairs (temp files
+ * `<id>` + `<id>.meta.json` pairs of listed backups (and their `<id>.contents.json`); local files other than such pairs (temp files
  * `.tmp-*` included). Empty when storage holds exactly the listed backups.
  *
  * fauxqs lists no multipart uploads (ListMultipartUploads is always empty), so an upload left
@@ -162,10 +162,12 @@ export async function verifyBackup(A: Api, backup: Backup, saveTo?: string): Pro
  */
 export async function storageLeftovers(rig: Rig, listed: readonly Backup[]): Promise<string[]> {
   const expected = new Set(listed.flatMap((b) => [b.id, `${b.id}.meta.json`]));
+  // A listed backup's contents manifest belongs to it (written before its sidecar).
+  const companions = new Set(listed.map((b) => contentsName(b.id)));
   const present = rig.s3
     ? (await rig.s3.listKeys(`${S3_PREFIX}/`)).map((k) => k.slice(S3_PREFIX.length + 1))
     : await readdir(rig.dir);
-  const extra = present.filter((name) => !expected.has(name));
+  const extra = present.filter((name) => !expected.has(name) && !companions.has(name));
   const missing = [...expected].filter((name) => !present.includes(name)).map((n) => `missing: ${n}`);
   return [...extra, ...missing];
 }
