@@ -103,7 +103,11 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
     }
     case c.id === 'restore-cli': {
       const stock = find(results, 'restore-stock');
-      return { ratio: stock ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'sha256 + gunzip -t pass, then psql' };
+      return { ratio: stock ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'one pass: sha256 + gunzip into psql, COMMIT after the checksum, then the swap' };
+    }
+    case c.id === 'restore-drill': {
+      const stock = find(results, 'restore-stock');
+      return { ratio: stock ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'the same restore into a scratch database, then count(*) per table and the catalog counts, then DROP' };
     }
     case c.id.startsWith('api-'):
       return { ratio: '', notes: `p50 ${fmt(median(numbers(c.extra.p50Ms)), 1)} ms, p99 ${fmt(median(numbers(c.extra.p99Ms)), 1)} ms, errors ${String(c.extra.errors)}` };

@@ -333,24 +333,25 @@ async function main(): Promise<void> {
       const cli: number[] = [];
       const stock: number[] = [];
       const drill: number[] = [];
-      const cliEnv = (db: string): Record<string, string> => ({
+      // DB_NAME as the service has it (db-restore picks only that database's backups); --database says where to restore.
+      const cliEnv: Record<string, string> = {
         DB_HOST: pg.host,
         DB_PORT: String(pg.port),
         DB_USER: pg.user,
         DB_PASSWORD: pg.password,
-        DB_NAME: db,
+        DB_NAME: main.db,
         STORAGE_BACKEND: 'local',
         BACKUP_LOCAL_DIR: keptBackup.dir,
-      });
+      };
       const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), keptBackup.id];
       for (const r of runs) {
         log(`restores: run ${r + 1} of ${opts.runs}`);
         const cliDb = `bench_restore_cli_${r}`;
-        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv(cliDb), args: cliArgs });
+        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv, args: cliArgs });
         cli.push(t.ms / 1000);
         await pg.dropDatabase(cliDb);
         // The drill: the same restore into a scratch database, then the counts, then the drop.
-        const d = await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv(`bench_drill_${r}`), args: cliArgs });
+        const d = await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv, args: cliArgs });
         drill.push(d.ms / 1000);
         const stockDb = `bench_restore_stock_${r}`;
         await pg.createDatabase(stockDb);

@@ -86,6 +86,14 @@ describe('runDrill (real PostgreSQL, real pg_dump)', () => {
     expect(await drillDatabases()).toEqual([]);
   });
 
+  it('without a manifest, counts the stream itself as it restores and compares with that', async () => {
+    const out = await drill({ manifest: null });
+    expect(out.detail).toBeNull();
+    expect(out).toMatchObject({ status: 'passed', mismatches: [], tablesChecked: manifest.tables.length });
+    expect(out.rowsChecked).toBe(manifest.tables.reduce((n, t) => n + t.rows, 0));
+    expect(await drillDatabases()).toEqual([]);
+  });
+
   it('fails naming the table when the manifest claims one row more', async () => {
     const tables = manifest.tables.map((t) => (t.schema === 'public' && t.name === 'big' ? { ...t, rows: t.rows + 1 } : t));
     const out = await drill({ manifest: { ...manifest, tables } });
@@ -121,6 +129,17 @@ describe('runDrill (real PostgreSQL, real pg_dump)', () => {
     expect(out.status).toBe('failed');
     expect(out.detail).toMatch(/^verification of the backup failed: SHA-256 is [0-9a-f]{64}, the sidecar says f{64}$/);
     expect(await drillDatabases()).toEqual([]);
+  });
+
+  it('adapts the preamble of a newer pg_dump\'s dump to the drill server, naming each dropped line', async () => {
+    const sql = (await import('node:zlib')).gunzipSync(good).toString('utf8');
+    const newer = sql.replace(/^-- Dumped by pg_dump version .*$/m, '-- Dumped by pg_dump version 17.6').replace(/^SET statement_timeout = 0;$/m, 'SET statement_timeout = 0;\nSET transaction_timeout = 0;');
+    expect(newer).toContain('SET transaction_timeout = 0;');
+    const warnings: string[] = [];
+    const out = await drill({ gz: gzipSync(newer), warn: (m) => warnings.push(m) });
+    expect(out.detail).toBeNull();
+    expect(out.status).toBe('passed');
+    expect(warnings).toEqual([expect.stringMatching(/^drill: the dump \(by pg_dump 17\.6\) sets a parameter that PostgreSQL \S+ does not have; dropped from its preamble: SET transaction_timeout = 0;$/)]);
   });
 
   it('an abort rejects with the reason and drops the scratch database', async () => {

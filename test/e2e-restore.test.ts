@@ -549,6 +549,29 @@ describe('SDK against the running service (local backend)', () => {
     }
   });
 
+  it('db-restore through the service resumes a download cut mid-body and streams on into the same restore', async () => {
+    const backup = await aBackup();
+    const proxy = await cuttingProxy(svc.port, Math.floor(backup.sizeBytes / 3));
+    try {
+      await cluster.dropDatabase('sdk_copy');
+      const env = {
+        ...serviceEnv(db, { STORAGE_BACKEND: 's3' }),
+        DB_RESTORE_SERVICE_URL: `http://127.0.0.1:${proxy.port}`,
+      };
+      const res = await cli(['--force', '--json', '--database', 'sdk_copy', backup.id], env);
+      expect(res.code, res.stderr).toBe(0);
+      expect(proxy.cuts).toBe(1);
+      const result = JSON.parse(res.stdout) as { warnings: string[]; verified: { sha256: string } };
+      expect(result.warnings.join('\n')).toMatch(/download interrupted .*; resuming at byte \d+ \(attempt 1\)/);
+      expect(result.verified.sha256).toBe(backup.sha256);
+      expect(proxy.requests.some((r) => /range: bytes=\d+-\r\n/i.test(r) && /if-range: "[0-9a-f]{64}"/i.test(r))).toBe(true);
+      expect(res.tmpCreated).toEqual([]);
+      expect(await fingerprint(cluster, 'sdk_copy')).toEqual(await fingerprint(cluster, db));
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('errors are BackupServiceError values with status and problem body, never the token', async () => {
     const wrong = createClient({ baseUrl: svc.baseUrl, token: WRONG_TOKEN });
     const unauthorized = await wrong.listBackups().catch((e: unknown) => e);

@@ -7,7 +7,7 @@ import {
   dropDatabaseSql,
   findPsql,
   inspectTarget,
-  majorOfVersionNum,
+  newerDumper,
   peekDumpHead,
   recoverInterruptedSwap,
   restoreDatabase,
@@ -114,7 +114,8 @@ Examples:
 
 --drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
 compares each table's row count, the large objects and the object counts with the backup's
-<id>.contents.json (checked against its sidecar; through the service: no manifest, no counts),
+<id>.contents.json (checked against its sidecar; without one, e.g. through the service, with the
+counts of the backup's stream itself),
 runs RESTORE_DRILL_QUERY read-only when set, and drops the scratch database. Exit 0 when it
 passed, 6 when it failed. No countdown: the target database itself is never touched.
 
@@ -287,9 +288,8 @@ function testPause(ctx: CliContext): ((stage: SwapStage) => Promise<void>) | und
  * the dump is fed as it is.
  */
 function adaptationFor(head: DumpHead, info: TargetInfo, db: DbSettings, warn: (m: string) => void): (PreambleAdaptation & { dropped: string[] }) | null {
-  const targetMajor = majorOfVersionNum(info.serverVersionNum);
-  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= targetMajor) return null;
-  const by = head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  const by = newerDumper(head, info.serverVersionNum);
+  if (by === null) return null;
   const server = `PostgreSQL ${info.serverVersion.split(' ')[0]}`;
   const dropped: string[] = [];
   return {

@@ -51,7 +51,7 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
   if (found.problem !== null) {
     throw new CliError(ExitCode.VERIFICATION_FAILED, `the contents manifest of ${backup.id} is not usable: ${found.problem}. Nothing was restored.`, { databaseState: 'untouched' });
   }
-  if (found.note !== null) warn(`${found.note}: the drill restores the backup and runs no count comparison with a manifest`);
+  if (found.note !== null) warn(`${found.note}: the drill compares the restored copy with the counts of the backup's stream itself`);
   if (!opts.json) opts.stdout.write(`Drill of ${backup.id} (${backup.origin}) on ${db.host}:${db.port} as ${db.user}, psql ${opts.psql.psql.version.text}\n`);
 
   const cancellation = installCancellation(opts.process, () => undefined);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupServiceError, createClient, isBackupId, type BackupServiceClient } from '@db-backup-service/sdk';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
+import { resumableDownload } from './resumable-download.js';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /**
@@ -82,8 +83,11 @@ export function serviceSource(serviceUrl: string, apiToken: string, opts: { fetc
 
     async open(backup, { signal }) {
       // Straight into the restore: the checksum is checked on the way, before its COMMIT.
-      const download = await call((c) => c.download(backup.id, { signal }));
-      return download.stream;
+      const first = await call((c) => c.download(backup.id, { signal }));
+      return resumableDownload(client, first, {
+        signal,
+        onRetry: (r) => opts.warn(`download interrupted (${r.error.message}); resuming at byte ${r.resumeFrom} (attempt ${r.attempt})`),
+      });
     },
 
     async fetch(backup: ResolvedBackup, { signal, progress }): Promise<LocalDump> {

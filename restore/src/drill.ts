@@ -1,17 +1,17 @@
 // The restore drill: a backup is known good only once it has been restored and counted
 // (invariant 9). The dump streams into a scratch database with the same runPsqlRestore a swap
 // uses, the scratch is counted against the manifest taken while the dump streamed at backup
-// time, and dropped again whatever happened.
+// time (or, without one, with the counts of the stream itself), and dropped again whatever happened.
 import type { Readable } from 'node:stream';
 import type { ContentsManifest, DrillMismatch, PgTlsSettings } from '@db-backup-service/contract';
 import { escapeIdentifier, type Client } from 'pg';
-import type { DumpHead } from './dump-preamble.js';
+import { countCatalogObjects, DumpContentsCounter } from './dump-contents.js';
+import { newerDumper, type DumpHead } from './dump-preamble.js';
 import { peekDumpHead } from './dump-peek.js';
 import { checkPsqlRunsDump } from './find-psql.js';
 import type { PgClient } from './pg-clients.js';
 import { connect, connectMaintenance, pgMessage } from './pg-connect.js';
-import { majorOfVersionNum } from './pg-version.js';
-import { DumpVerificationFailed, runPsqlRestore, type PreambleAdaptation } from './psql.js';
+import { runPsqlRestore, type PreambleAdaptation } from './psql.js';
 import { createOptions, dropDatabaseSql, failureDetail, forceClause, isSideDatabase, sideDatabaseName } from './restore.js';
 
 /** The server a drill restores into; the role needs CREATEDB. */
@@ -33,7 +33,7 @@ export interface DrillOptions {
   /** The stored .sql.gz from its first byte. */
   dump: Readable;
   expected: { sha256: string | null; sizeBytes: number | null };
-  /** null: nothing to compare the counts with (a backup without manifest). */
+  /** null: counted from the stream itself as it restores (a backup without manifest: the reference service's, older ones). */
   manifest: ContentsManifest | null;
   /** RESTORE_DRILL_QUERY: run read-only in the scratch database; must return one row whose first column is true. */
   query: string | null;
@@ -78,8 +78,8 @@ async function serverFacts(client: Client): Promise<ServerFacts> {
 
 /** A dump by a newer (or unknown) pg_dump than the server loses the preamble lines the server lacks, each named in a warning. */
 function adaptation(head: DumpHead, facts: ServerFacts, warn: (m: string) => void): PreambleAdaptation | null {
-  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= majorOfVersionNum(facts.versionNum)) return null;
-  const by = head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
+  const by = newerDumper(head, facts.versionNum);
+  if (by === null) return null;
   return {
     knownParameters: facts.parameters,
     onDropped: (line) => warn(`drill: the dump (by ${by}) sets a parameter that PostgreSQL ${facts.version.split(' ')[0]} does not have; dropped from its preamble: ${line}`),
@@ -88,41 +88,6 @@ function adaptation(head: DumpHead, facts: ServerFacts, warn: (m: string) => voi
 
 function qualified(schema: string, name: string): string {
   return `${escapeIdentifier(schema)}.${escapeIdentifier(name)}`;
-}
-
-/** The manifest's object counts, as the catalog has them. */
-type ObjectCounts = ContentsManifest['objects'];
-
-/**
- * The catalog side of the manifest's object counts (design, part 1): tables relkind r/p,
- * sequences S, views v/m, functions prokind f/p/w, indexes pg_index. System schemas and members of
- * extensions are left out (CREATE EXTENSION makes those, not the dump), and so are the indexes of
- * such tables. (The manifest's engineer writes countCatalogObjects in dump-contents.ts; until it
- * lands, these are the queries.)
- */
-async function countCatalogObjects(client: Client): Promise<ObjectCounts> {
-  const { rows } = await client.query<Record<keyof ObjectCounts, string>>(
-    `WITH ns AS (
-       SELECT oid FROM pg_catalog.pg_namespace
-        WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%'
-     ), ext AS (
-       SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'
-     ), rel AS (
-       SELECT c.oid, c.relkind FROM pg_catalog.pg_class c
-        WHERE c.relnamespace IN (SELECT oid FROM ns)
-          AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::regclass AND ext.objid = c.oid)
-     )
-     SELECT (SELECT count(*) FROM rel WHERE relkind IN ('r', 'p')) AS tables,
-            (SELECT count(*) FROM rel WHERE relkind = 'S') AS sequences,
-            (SELECT count(*) FROM rel WHERE relkind IN ('v', 'm')) AS views,
-            (SELECT count(*) FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace IN (SELECT oid FROM ns) AND p.prokind IN ('f', 'p', 'w')
-                AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_proc'::regclass AND ext.objid = p.oid)) AS functions,
-            (SELECT count(*) FROM pg_catalog.pg_index i
-              WHERE i.indexrelid IN (SELECT oid FROM rel) AND i.indrelid IN (SELECT oid FROM rel)) AS indexes`,
-  );
-  const r = rows[0];
-  return { tables: Number(r?.tables ?? 0), sequences: Number(r?.sequences ?? 0), views: Number(r?.views ?? 0), functions: Number(r?.functions ?? 0), indexes: Number(r?.indexes ?? 0) };
 }
 
 interface Comparison {
@@ -164,12 +129,10 @@ async function compare(client: Client, manifest: ContentsManifest): Promise<Comp
       mismatch({ what: `rows of table ${label}`, expected: t.rows, actual: restored }, `table ${label}: manifest ${t.rows} rows, restored ${restored}`);
     }
   }
-  const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM pg_catalog.pg_largeobject_metadata');
-  const largeObjects = Number(rows[0]?.n ?? 0);
+  const { objects, largeObjects } = await countCatalogObjects(client);
   if (largeObjects !== manifest.largeObjects) {
     mismatch({ what: 'large objects', expected: manifest.largeObjects, actual: largeObjects }, `large objects: manifest ${manifest.largeObjects}, restored ${largeObjects}`);
   }
-  const objects = await countCatalogObjects(client);
   for (const kind of ['tables', 'sequences', 'views', 'functions', 'indexes'] as const) {
     if (objects[kind] !== manifest.objects[kind]) {
       mismatch({ what: kind, expected: manifest.objects[kind], actual: objects[kind] }, `${kind}: manifest ${manifest.objects[kind]}, restored ${objects[kind]}`);
@@ -235,6 +198,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
 
     await admin.query(`CREATE DATABASE ${escapeIdentifier(scratch)} ${createOptions(null, null)}`);
     created = true;
+    // No manifest (a reference service's backup, an older one): the counts of the stream itself are the expectation.
+    const counter = opts.manifest === null ? new DumpContentsCounter() : null;
     await runPsqlRestore({
       psqlPath: opts.psql.path,
       connection: server,
@@ -245,20 +210,18 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
       label: 'the backup',
       adaptTo: adaptation(peeked.head, facts, opts.warn),
       signal: opts.signal,
+      ...(counter === null ? {} : { onUncompressed: (chunk: Buffer) => counter.push(chunk) }),
     });
 
-    if (opts.manifest === null) {
-      opts.warn('drill: the backup has no contents manifest, so no counts were compared (restored and queried only)');
-    }
+    const manifest = opts.manifest ?? counter?.manifest();
+    if (manifest === undefined) throw new Error('unreachable: neither a manifest nor a counter');
     const scratchClient = await connect(server, scratch, DRILL_APPLICATION_NAME);
     try {
-      if (opts.manifest !== null) {
-        const c = await compare(scratchClient, opts.manifest);
-        outcome.tablesChecked = c.tablesChecked;
-        outcome.rowsChecked = c.rowsMatched;
-        outcome.mismatches = c.mismatches;
-        outcome.detail = c.first;
-      }
+      const c = await compare(scratchClient, manifest);
+      outcome.tablesChecked = c.tablesChecked;
+      outcome.rowsChecked = c.rowsMatched;
+      outcome.mismatches = c.mismatches;
+      outcome.detail = c.first;
       if (opts.query !== null) {
         const q = await runQuery(scratchClient, opts.query, server.password);
         outcome.query = { sql: opts.query, result: q.result };
@@ -271,7 +234,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
   } catch (err) {
     if (!opts.signal.aborted) {
       outcome.status = 'failed';
-      outcome.detail = err instanceof DumpVerificationFailed ? err.message : failureDetail(err, server.password);
+      outcome.detail = failureDetail(err, server.password);
     }
   } finally {
     opts.dump.destroy();

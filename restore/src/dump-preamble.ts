@@ -5,7 +5,7 @@
 // passes byte for byte (COPY data is never decoded: lines are split on the newline byte).
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
-import { parseVersionText, type PgVersion } from './pg-version.js';
+import { majorOfVersionNum, parseVersionText, type PgVersion } from './pg-version.js';
 
 const NEWLINE = 0x0a;
 /** A preamble line is short (a comment or a SET); a longer line is the dump's first statement. */
@@ -54,6 +54,15 @@ export function readDumpHead(head: Buffer): DumpHead {
     if (text.startsWith('\\restrict ')) restrict = true;
   }
   return { pgDumpVersion, serverVersion, restrict };
+}
+
+/**
+ * Whether a dump needs its preamble adapted to a server (`server_version_num`): when its pg_dump is
+ * newer than the server, or unknown. Names the pg_dump for the warnings, else null.
+ */
+export function newerDumper(head: DumpHead, serverVersionNum: number): string | null {
+  if (head.pgDumpVersion !== null && head.pgDumpVersion.major <= majorOfVersionNum(serverVersionNum)) return null;
+  return head.pgDumpVersion === null ? 'an unknown pg_dump' : `pg_dump ${head.pgDumpVersion.text}`;
 }
 
 /** How much of a dump the header is looked for in: the header and preamble are well under 4 KB. */

@@ -10,8 +10,7 @@ export {
   type FindClientsOptions,
   type PgClient,
 } from './pg-clients.js';
-export { PreambleAdapter, readDumpHead, readGzipDumpHead, type DumpHead, type PreambleAdapterOptions } from './dump-preamble.js';
-export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
+export { newerDumper, PreambleAdapter, readDumpHead, readGzipDumpHead, type DumpHead, type PreambleAdapterOptions } from './dump-preamble.js';
 export { peekDumpHead, PEEK_BYTES } from './dump-peek.js';
 export { RestoreError, type DatabaseState, type RestoreErrorKind } from './errors.js';
 export { connect, DEFAULT_APPLICATION_NAME, pgMessage, type PgDatabase, type PgServer } from './pg-connect.js';
@@ -49,3 +48,4 @@ export { DRILL_APPLICATION_NAME, dropLeftoverDrillDatabases, runDrill, type Dril
 export { checkManifest, type ManifestCheck } from './manifest-file.js';
 export { contentsName } from '@db-backup-service/contract';
 export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
+export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
