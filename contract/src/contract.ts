@@ -42,11 +42,26 @@ export const apiContract = c.router(
       responses: { 202: JobSchema, 401: ProblemSchema, 409: JobConflictSchema, 503: ProblemSchema, ...everyRoute },
       metadata: bearer,
     },
+    triggerDrill: {
+      method: 'POST',
+      path: '/api/v1/backups/:id/drill',
+      pathParams: z.object({ id: z.string() }),
+      body: c.noBody(),
+      summary: 'Restore a backup into a scratch database and check it (a drill)',
+      description:
+        'Starts a drill job of the backup (`latest`: the newest) and returns it (202, kind `drill`, backupId set). The drill restores the stored ' +
+        'dump into a scratch database on the drill target (RESTORE_DRILL_TARGET), compares the row and object counts with the backup\'s ' +
+        'contents manifest, runs RESTORE_DRILL_QUERY, and drops the scratch database; its result is the job\'s status and the backup\'s `drill`. ' +
+        'At most one drill runs at a time (409 with the running drill\'s id); drills and backups do not wait for each other. ' +
+        '404 for an unknown backup, 503 (SHUTTING_DOWN) while the service is stopping.',
+      responses: { 202: JobSchema, 401: ProblemSchema, 404: ProblemSchema, 409: JobConflictSchema, 503: ProblemSchema, ...withPathParams },
+      metadata: bearer,
+    },
     getJob: {
       method: 'GET',
       path: '/api/v1/backups/jobs/:jobId',
       pathParams: z.object({ jobId: z.string() }),
-      summary: 'Status of a backup job',
+      summary: 'Status of a backup or drill job',
       responses: { 200: JobSchema, 401: ProblemSchema, 404: ProblemSchema, ...withPathParams },
       metadata: bearer,
     },

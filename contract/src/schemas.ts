@@ -154,7 +154,7 @@ export const ProblemSchema = z.object({
 });
 export type Problem = z.infer<typeof ProblemSchema>;
 
-/** 409 body: a backup is already running; `jobId` is the running job to poll instead. */
+/** 409 body: a job of the same kind (backup, drill) is already running; `jobId` is the running job to poll instead. */
 export const JobConflictSchema = ProblemSchema.extend({
   status: z.literal(409),
   jobId: z.string().uuid(),
@@ -195,9 +195,17 @@ export const InfoSchema = z.object({
     nextRunAt: z.string().datetime().nullable().describe('When the scheduler starts the next backup.'),
   }),
   storage: z.object({ backend: z.enum(['local', 's3']) }),
+  drill: z.object({
+    mode: z.enum(['off', 'after-backup', 'schedule']).describe('RESTORE_DRILL: off (on demand only), after every successful backup, or on its own schedule (the newest backup).'),
+    target: DrillTargetSchema.describe('RESTORE_DRILL_TARGET: a throwaway local cluster, or a PostgreSQL server.'),
+    nextRunAt: z.string().datetime().nullable().describe('When the schedule drills next (null unless mode is schedule).'),
+    last: DrillSummarySchema.extend({ backupId: z.string() }).nullable().describe('The newest drill of a listed backup; null when none was drilled.'),
+  }),
   backup: z.object({
     lastSuccessfulBackupAgeSeconds: z.number().int().nullable(),
     lastSuccessfulBackupId: z.string().nullable(),
+    lastVerifiedBackupAgeSeconds: z.number().int().nullable().describe('Age of the newest backup whose newest drill passed (known to restore); null when none.'),
+    lastVerifiedBackupId: z.string().nullable(),
     foreignBackups: z
       .number()
       .int()

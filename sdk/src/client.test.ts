@@ -52,6 +52,31 @@ describe('triggerBackup', () => {
   });
 });
 
+describe('triggerDrill', () => {
+  it('starts a drill of a backup (202), reports a running drill (409) as a value, and throws NOT_FOUND for an unknown backup', async () => {
+    const started = { ...job('queued'), kind: 'drill' as const, backupId: ID };
+    const running = randomUUID();
+    server = await startTestServer((_req, res, n) => {
+      if (n === 1) json(res, 202, started);
+      else if (n === 2) problem(res, 409, 'Conflict', `job ${running} is running`, 'DRILL_RUNNING', { jobId: running });
+      else problem(res, 404, 'Not Found', 'no such backup', 'NOT_FOUND');
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    expect(await client.triggerDrill(ID)).toEqual({ kind: 'started', job: started });
+    expect(await client.triggerDrill('latest')).toEqual({
+      kind: 'conflict',
+      jobId: running,
+      conflict: expect.objectContaining({ status: 409, jobId: running, code: 'DRILL_RUNNING' }),
+    });
+    expect(await client.triggerDrill('backup_20200101T000000Z.sql.gz').catch((e: unknown) => e)).toMatchObject({ code: 'NOT_FOUND', status: 404 });
+    expect(server.requests.map((r) => [r.method, r.url])).toEqual([
+      ['POST', `/api/v1/backups/${ID}/drill`],
+      ['POST', '/api/v1/backups/latest/drill'],
+      ['POST', '/api/v1/backups/backup_20200101T000000Z.sql.gz/drill'],
+    ]);
+  });
+});
+
 describe('BackupServiceError', () => {
   it('carries status, code and the problem+json body', async () => {
     server = await startTestServer((_req, res) => problem(res, 404, 'Not Found', 'no such job', 'JOB_NOT_FOUND'));

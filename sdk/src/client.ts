@@ -53,8 +53,9 @@ export interface CallOptions {
 }
 
 /**
- * Result of {@link BackupServiceClient.triggerBackup}. A running backup is not an error: the
- * service allows one at a time and answers 409 with the running job's id, which can be polled.
+ * Result of {@link BackupServiceClient.triggerBackup} and {@link BackupServiceClient.triggerDrill}.
+ * A running job of the same kind is not an error: the service runs one backup and one drill at a
+ * time and answers 409 with the running job's id, which can be polled.
  */
 export type TriggerResult =
   | { readonly kind: 'started'; readonly job: Job }
@@ -111,6 +112,13 @@ export interface BackupServiceClient {
   readonly baseUrl: string;
   /** POST /api/v1/backups: starts a backup, or reports the one already running as a value. */
   triggerBackup(opts?: CallOptions): Promise<TriggerResult>;
+  /**
+   * POST /api/v1/backups/:id/drill: starts a restore drill of a backup id or `'latest'` (a job of
+   * kind `drill`), or reports the drill already running as a value. An unknown backup throws
+   * NOT_FOUND. The drill's result is the job's status (failed: `errorMessage` says why) and the
+   * backup's `drill`.
+   */
+  triggerDrill(idOrLatest: string, opts?: CallOptions): Promise<TriggerResult>;
   /** GET /api/v1/backups/jobs/:jobId. Jobs live in the service's memory: a restart forgets them (NOT_FOUND). */
   getJob(jobId: string, opts?: CallOptions): Promise<Job>;
   /** Polls a job until it is `succeeded` or `failed` and returns it in that state (a failed job is not thrown). */
@@ -213,6 +221,17 @@ export function createClient(options: ClientOptions): BackupServiceClient {
     async triggerBackup(opts) {
       const what = 'POST /api/v1/backups';
       const res = await api.triggerBackup(fetchOptions(opts));
+      if (res.status === 202) return { kind: 'started', job: expectBody(JobSchema, res, what) };
+      if (res.status === 409) {
+        const conflict = expectBody(JobConflictSchema, res, what);
+        return { kind: 'conflict', jobId: conflict.jobId, conflict };
+      }
+      throw failure(res, what);
+    },
+
+    async triggerDrill(idOrLatest, opts) {
+      const what = `POST /api/v1/backups/${idOrLatest}/drill`;
+      const res = await api.triggerDrill({ params: { id: encodeURIComponent(idOrLatest) }, ...fetchOptions(opts) });
       if (res.status === 202) return { kind: 'started', job: expectBody(JobSchema, res, what) };
       if (res.status === 409) {
         const conflict = expectBody(JobConflictSchema, res, what);

@@ -2,12 +2,15 @@ import {
   compareNewestFirst,
   contentsName,
   drillName,
+  DrillRecordSchema,
   isBackupId,
   isOfDatabase,
   parseSidecar,
   sidecarName,
   toBackup,
   type BackupSidecar,
+  type DrillRecord,
+  type DrillSummary,
 } from '@db-backup-service/contract';
 import type { Logger } from './logger.js';
 import { StorageNotFoundError, type Storage, type StoredObject } from './storage/storage.js';
@@ -65,6 +68,20 @@ export interface StorageSnapshot {
   readonly foreign: number;
   /** Every sidecar read, by backup id: what the next snapshot need not read again. */
   readonly known: ReadonlyMap<string, KnownSidecar>;
+  /** The drill record (`<id>.drill.json`) beside each own backup that has one, by backup id. */
+  readonly drills: ReadonlyMap<string, StoredObject>;
+}
+
+/** The part of a drill record the backup JSON carries. */
+export function summaryOf(record: DrillRecord): DrillSummary {
+  const { status, at, durationMs, tablesChecked, rowsChecked, detail } = record;
+  return { status, at, durationMs, tablesChecked, rowsChecked, detail };
+}
+
+/** A backup's newest drill as last read (version: the record's size and date in the listing; '' for one this service wrote). */
+interface KnownDrill {
+  readonly version: string;
+  readonly summary: DrillSummary;
 }
 
 function versionOf(object: StoredObject): string {
@@ -84,6 +101,7 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
   const backups: BackupSidecar[] = [];
   const orphans: StoredObject[] = [];
   const read = new Map<string, KnownSidecar>();
+  const drills = new Map<string, StoredObject>();
   let foreign = 0;
   for (const object of objects) {
     const companionOf = backupIdOfCompanion(object.name);
@@ -93,6 +111,8 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
       continue;
     }
     if (!isOwnBackupId(object.name, owner.namePrefix)) continue;
+    const drillObject = names.get(drillName(object.name));
+    if (drillObject) drills.set(object.name, drillObject);
     const sidecarObject = names.get(sidecarName(object.name));
     if (!sidecarObject) {
       orphans.push(object);
@@ -124,7 +144,7 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
     if (current.entry.kind === 'own') backups.push(current.entry.sidecar);
     else if (current.entry.kind === 'foreign') foreign++;
   }
-  return { backups, orphans, foreign, known: read };
+  return { backups, orphans, foreign, known: read, drills };
 }
 
 /**
@@ -137,6 +157,8 @@ export class BackupIndex {
   readonly #owner: Owner;
   readonly #logger: Logger;
   #byId = new Map<string, BackupSidecar>();
+  /** Each listed backup's newest drill, by id. */
+  #drills = new Map<string, KnownDrill>();
   #known: ReadonlyMap<string, KnownSidecar> = new Map();
   #foreign = 0;
   #warnedForeign = false;
@@ -187,6 +209,7 @@ export class BackupIndex {
       else byId.delete(id);
     }
     this.#byId = byId;
+    await this.#readDrills(snapshot.drills);
     this.#known = snapshot.known;
     this.#foreign = snapshot.foreign;
     this.#resort();
@@ -202,6 +225,61 @@ export class BackupIndex {
     return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(backupIdOfCompanion(o.name) ?? o.name)) };
   }
 
+  /**
+   * Keeps the drill of every listed backup: records new or changed in the listing are read, those
+   * of backups no longer listed dropped. A record missing from the listing is kept (the listing
+   * may predate this service's own write); an unreadable one keeps what was known.
+   */
+  async #readDrills(objects: ReadonlyMap<string, StoredObject>): Promise<void> {
+    const drills = new Map<string, KnownDrill>();
+    for (const id of this.#byId.keys()) {
+      const previous = this.#drills.get(id);
+      const object = objects.get(id);
+      if (!object || previous?.version === versionOf(object)) {
+        if (previous) drills.set(id, previous);
+        continue;
+      }
+      try {
+        const parsed = DrillRecordSchema.safeParse(JSON.parse((await this.#storage.getSmall(object.name)).toString('utf8')));
+        if (parsed.success) {
+          drills.set(id, { version: versionOf(object), summary: summaryOf(parsed.data) });
+          continue;
+        }
+        this.#logger.warn('ignoring a drill record that is not valid', { object: object.name });
+      } catch (error) {
+        if (!(error instanceof StorageNotFoundError)) this.#logger.warn('could not read a drill record', { object: object.name, error: (error as Error).message });
+      }
+      if (previous) drills.set(id, previous);
+    }
+    this.#drills = drills;
+  }
+
+  /** Records a drill this service just ran (its record may not be in storage: the write may have failed). */
+  setDrill(record: DrillRecord): void {
+    if (!this.#byId.has(record.backupId)) return;
+    this.#drills.set(record.backupId, { version: '', summary: summaryOf(record) });
+    this.#listJson = null;
+  }
+
+  /** The newest drill of a backup, or null when it was never drilled. */
+  drillOf(id: string): DrillSummary | null {
+    return this.#drills.get(id)?.summary ?? null;
+  }
+
+  /** The newest drill of any listed backup (by when it finished), with its backup id. */
+  lastDrill(): (DrillSummary & { backupId: string }) | null {
+    let last: (DrillSummary & { backupId: string }) | null = null;
+    for (const [backupId, { summary }] of this.#drills) {
+      if (this.#byId.has(backupId) && (last === null || summary.at > last.at)) last = { ...summary, backupId };
+    }
+    return last;
+  }
+
+  /** The newest backup whose newest drill passed: the newest one known to restore. */
+  lastVerified(): BackupSidecar | null {
+    return this.#sorted.find((b) => this.#drills.get(b.id)?.summary.status === 'passed') ?? null;
+  }
+
   add(sidecar: BackupSidecar): void {
     this.#byId.set(sidecar.id, sidecar);
     this.#record(sidecar.id, sidecar);
@@ -210,6 +288,7 @@ export class BackupIndex {
 
   remove(id: string): void {
     this.#record(id, null);
+    this.#drills.delete(id);
     if (this.#byId.delete(id)) this.#resort();
   }
 
@@ -232,7 +311,7 @@ export class BackupIndex {
    * 1,000 backups that is ~250 KB of JSON, which took most of a list request's time to rebuild.
    */
   listJson(): Buffer {
-    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map((sidecar) => toBackup(sidecar))));
+    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map((sidecar) => toBackup(sidecar, this.drillOf(sidecar.id)))));
     return this.#listJson;
   }
 

@@ -10,6 +10,7 @@ import { abortedError } from './backup/lock-session.js';
 import { BackupEngine, EngineStoppedError, type BackupRunner, type ExclusiveRunner } from './engine.js';
 import { silentLogger } from './logger.js';
 import { LocalStorage } from './storage/local-storage.js';
+import { NO_DRILLS } from './drill/no-drills.test-helper.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,6 +31,7 @@ async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), tr
     logger: silentLogger(),
     runBackup,
     exclusive,
+    drills: NO_DRILLS,
   });
 }
 

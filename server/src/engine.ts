@@ -1,4 +1,4 @@
-import { backupIdOfSidecar, sidecarName, type BackupSidecar, type Job, type Trigger } from '@db-backup-service/contract';
+import { backupIdOfSidecar, isBackupId, sidecarName, type BackupSidecar, type DrillRecord, type Job, type Trigger } from '@db-backup-service/contract';
 import { BackupIndex, isOwnBackupId } from './backup-index.js';
 import type { Config } from './config/config.js';
 import { formatIsoDuration } from './config/duration.js';
@@ -11,6 +11,17 @@ import type { Storage } from './storage/storage.js';
 /** Runs one backup to completion (the pipeline in backup/), returning its sidecar. */
 export type BackupRunner = (opts: { triggeredBy: Trigger; signal: AbortSignal; existingIds: () => Set<string> }) => Promise<BackupSidecar>;
 
+/** Drills one backup (drill/drill-backup.ts): resolves its record, passed or failed; rejects only when aborted. */
+export type DrillRunner = (opts: { backup: BackupSidecar; signal: AbortSignal }) => Promise<DrillRecord>;
+
+export interface DrillDeps {
+  readonly run: DrillRunner;
+  /** Stores a drill's record (`<id>.drill.json`); logs its own failures. */
+  readonly store: (record: DrillRecord) => Promise<void>;
+  /** Start-up: removes what killed drills left (scratch databases, local clusters); never throws. */
+  readonly cleanup: () => Promise<void>;
+}
+
 /**
  * Runs `fn` only when no backup of this database is running anywhere (in this or another
  * instance); resolves false without running it otherwise.
@@ -20,6 +31,8 @@ export type ExclusiveRunner = (fn: () => Promise<void>) => Promise<boolean>;
 export interface EngineEvents {
   jobStarted?(job: Job): void;
   jobFinished?(job: Job, backup: BackupSidecar | null): void;
+  /** A drill job ended: its record, or null when it was aborted. */
+  drillFinished?(job: Job, record: DrillRecord | null): void;
   retentionDeleted?(id: string): void;
 }
 
@@ -33,10 +46,14 @@ export class BackupEngine {
   readonly jobs = new JobRegistry();
   readonly index: BackupIndex;
   readonly scheduler: Scheduler;
+  /** RESTORE_DRILL as a schedule: drills the newest backup; null for off and after-backup. */
+  readonly drillScheduler: Scheduler | null;
   readonly #timers: NodeJS.Timeout[] = [];
   readonly #listeners: EngineEvents[] = [];
   #accepting = false;
   #cleaning: Promise<void> | null = null;
+  /** Start-up removal of what killed drills left (never rejects). */
+  #drillCleanup: Promise<void> = Promise.resolve();
   #starting: Promise<void> | null = null;
   #stopping: Promise<void> | null = null;
   /** The running job's retention and clean-up (#afterJob), which stop() waits for. */
@@ -49,6 +66,7 @@ export class BackupEngine {
       logger: Logger;
       runBackup: BackupRunner;
       exclusive: ExclusiveRunner;
+      drills: DrillDeps;
     },
   ) {
     const { config, storage, logger } = deps;
@@ -61,6 +79,25 @@ export class BackupEngine {
         return latest ? new Date(latest.createdAt) : null;
       },
       trigger: () => this.trigger('scheduler').started,
+      logger,
+    });
+    const drillSchedule = config.drill.schedule;
+    this.drillScheduler = drillSchedule === null ? null : new Scheduler({
+      what: 'drill',
+      // Cron mode ignores the interval.
+      intervalMs: drillSchedule.intervalMs ?? 0,
+      cron: drillSchedule.cron,
+      lastSuccessAt: () => {
+        const last = this.index.lastDrill();
+        return last ? new Date(last.at) : null;
+      },
+      trigger: () => {
+        const result = this.triggerDrill('latest', 'scheduler');
+        if (result !== null) return result.started;
+        logger.info('scheduled drill skipped: there is no backup yet');
+        this.drillScheduler?.jobFinished(false);
+        return true;
+      },
       logger,
     });
   }
@@ -96,7 +133,11 @@ export class BackupEngine {
     if (this.#stopping !== null) return;
     this.#accepting = true;
     void this.cleanupLeftovers();
+    // Not awaited: the drill server may be slow to answer, and start-up must not wait for it.
+    // Drills wait for it instead (#runDrillJob).
+    this.#drillCleanup = this.deps.drills.cleanup();
     this.scheduler.start();
+    this.drillScheduler?.start();
     this.#every(config.indexRefreshMs, async () => {
       await this.index.refresh();
     });
@@ -106,28 +147,88 @@ export class BackupEngine {
   /** Starts a backup unless one is running (then: the running job, for a 409). */
   trigger(triggeredBy: Trigger): StartResult {
     if (!this.#accepting) {
-      const running = this.jobs.running();
+      const running = this.jobs.running('backup');
       if (running) return { started: false, running };
       throw new EngineStoppedError();
     }
-    const result = this.jobs.start(triggeredBy, (jobId, signal) =>
+    const result = this.jobs.start('backup', triggeredBy, (jobId, signal) =>
       withLogContext({ jobId, triggeredBy }, () => this.#runJob(jobId, triggeredBy, signal)),
     );
     if (result.started) this.#emit('jobStarted', result.job);
     return result;
   }
 
+  /**
+   * Starts a drill of a listed backup (`latest`: the newest) unless a drill is running (then: that
+   * job, for a 409); null when there is no such backup. An id that is not a backup id is never
+   * looked up (invariant 7).
+   */
+  triggerDrill(idOrLatest: string, triggeredBy: Trigger): StartResult | null {
+    if (!this.#accepting) {
+      const running = this.jobs.running('drill');
+      if (running) return { started: false, running };
+      throw new EngineStoppedError();
+    }
+    const backup = idOrLatest === 'latest' ? this.index.latest() : isBackupId(idOrLatest) ? (this.index.get(idOrLatest) ?? null) : null;
+    if (backup === null) return null;
+    const result = this.jobs.start(
+      'drill',
+      triggeredBy,
+      (jobId, signal) => withLogContext({ jobId, triggeredBy, backupId: backup.id }, () => this.#runDrillJob(jobId, backup, signal)),
+      backup.id,
+    );
+    if (result.started) this.#emit('jobStarted', result.job);
+    return result;
+  }
+
+  async #runDrillJob(jobId: string, backup: BackupSidecar, stopSignal: AbortSignal): Promise<{ backupId: string }> {
+    const { logger, drills } = this.deps;
+    let record: DrillRecord | null = null;
+    // A drill is bounded like a backup (invariant 12): an abort makes runDrill drop its scratch database.
+    const { signal, timer } = this.#withDeadline(stopSignal);
+    try {
+      // What killed drills left is removed first: a new scratch database must not be taken for it.
+      await this.#drillCleanup;
+      logger.info('restore drill started', { target: this.deps.config.drill.target });
+      record = await drills.run({ backup, signal });
+      this.index.setDrill(record);
+      await drills.store(record);
+      if (record.status === 'failed') {
+        logger.error('restore drill failed', { reason: record.detail, mismatches: record.mismatches.length });
+        throw new DrillFailedError(record.detail ?? 'the drill failed');
+      }
+      logger.info('restore drill passed', { tablesChecked: record.tablesChecked, rowsChecked: record.rowsChecked, durationMs: record.durationMs });
+      return { backupId: backup.id };
+    } catch (error) {
+      if (record === null) logger.error('restore drill aborted', { error: (error as Error).message });
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      const finished = record;
+      withoutLogContext(() =>
+        queueMicrotask(() => {
+          const after = this.#afterDrill(jobId, finished).finally(() => this.#afterJobs.delete(after));
+          this.#afterJobs.add(after);
+        }),
+      );
+    }
+  }
+
+  async #afterDrill(jobId: string, record: DrillRecord | null): Promise<void> {
+    await this.jobs.idle('drill');
+    const job = this.jobs.get(jobId);
+    if (job) this.#emit('drillFinished', job, record);
+    // Any recorded drill counts as done for the schedule: a backup that fails its drill does not
+    // get better by drilling it again in RETRY_DELAY_MS; the next backup is drilled on time.
+    this.drillScheduler?.jobFinished(record !== null);
+  }
+
   async #runJob(jobId: string, triggeredBy: Trigger, stopSignal: AbortSignal): Promise<{ backupId: string }> {
-    const { logger, config } = this.deps;
+    const { logger } = this.deps;
     let sidecar: BackupSidecar | null = null;
     // The overall deadline (invariant 12): a backup stuck anywhere is aborted as a shutdown would
     // abort it (the pipeline removes what it stored), so it cannot block later backups for ever.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort(new Error(`BACKUP_TIMEOUT (${formatIsoDuration(config.backup.timeoutMs)}) reached; raise BACKUP_TIMEOUT if the database needs longer`));
-    }, config.backup.timeoutMs);
-    timer.unref();
-    const signal = AbortSignal.any([stopSignal, deadline.signal]);
+    const { signal, timer } = this.#withDeadline(stopSignal);
     try {
       // Clean-up holds the cross-instance lock briefly; a backup waits for it rather than
       // mistaking it for another instance's backup.
@@ -157,13 +258,34 @@ export class BackupEngine {
     }
   }
 
+  /** `stopSignal`, also fired once BACKUP_TIMEOUT has passed; clear the timer when the job ends. */
+  #withDeadline(stopSignal: AbortSignal): { signal: AbortSignal; timer: NodeJS.Timeout } {
+    const { timeoutMs } = this.deps.config.backup;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(new Error(`BACKUP_TIMEOUT (${formatIsoDuration(timeoutMs)}) reached; raise BACKUP_TIMEOUT if the database needs longer`));
+    }, timeoutMs);
+    timer.unref();
+    return { signal: AbortSignal.any([stopSignal, deadline.signal]), timer };
+  }
+
   async #afterJob(jobId: string, sidecar: BackupSidecar | null): Promise<void> {
-    await this.jobs.idle();
+    await this.jobs.idle('backup');
     const job = this.jobs.get(jobId);
     if (job) this.#emit('jobFinished', job, sidecar);
     this.scheduler.jobFinished(sidecar !== null);
+    if (sidecar && this.deps.config.drill.mode === 'after-backup' && this.#accepting) this.#drillAfterBackup(sidecar);
     if (sidecar) await this.prune();
     await this.cleanupLeftovers();
+  }
+
+  /** RESTORE_DRILL=after-backup: the new backup is drilled, unless a drill runs (the next backup tries again). */
+  #drillAfterBackup(sidecar: BackupSidecar): void {
+    // 'scheduler': started by the service itself, not by an API call.
+    const result = this.triggerDrill(sidecar.id, 'scheduler');
+    if (result !== null && !result.started) {
+      this.deps.logger.info('drill after backup skipped: a drill is already running', { backupId: sidecar.id, runningJobId: result.running.jobId });
+    }
   }
 
   /** Applies retention; errors are logged, never thrown (a failed listing deletes nothing). */
@@ -189,7 +311,7 @@ export class BackupEngine {
    * so another instance's backup in its verification window is never taken for garbage.
    */
   cleanupLeftovers(): Promise<void> {
-    if (this.jobs.running()) return Promise.resolve();
+    if (this.jobs.running('backup')) return Promise.resolve();
     this.#cleaning ??= this.#cleanup().finally(() => (this.#cleaning = null));
     return this.#cleaning;
   }
@@ -230,14 +352,16 @@ export class BackupEngine {
     this.#stopping ??= (async () => {
       this.#accepting = false;
       this.scheduler.stop();
+      this.drillScheduler?.stop();
       for (const timer of this.#timers) clearInterval(timer);
-      if (this.jobs.running()) {
-        this.deps.logger.info('waiting for the running backup to finish', { timeoutMs });
+      const running = (['backup', 'drill'] as const).filter((kind) => this.jobs.running(kind) !== null);
+      if (running.length > 0) {
+        this.deps.logger.info(`waiting for the running ${running.join(' and ')} to finish`, { timeoutMs });
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
         if ((await Promise.race([this.jobs.idle(), timedOut])) === 'timeout') {
-          this.deps.logger.warn('shutdown timeout reached: aborting the running backup');
-          // The job's message reads "backup aborted: <this>".
+          this.deps.logger.warn(`shutdown timeout reached: aborting the running ${running.join(' and ')}`);
+          // The job's message reads "backup aborted: <this>"; an aborted drill drops its scratch database.
           this.jobs.abortRunning(new Error('the service is shutting down (SHUTDOWN_TIMEOUT reached)'));
           await this.jobs.idle();
         }
@@ -258,6 +382,15 @@ export class BackupEngine {
     }, ms);
     timer.unref();
     this.#timers.push(timer);
+  }
+}
+
+/** The drill ran and failed: the job fails with its detail (psql's message, the first mismatch). */
+export class DrillFailedError extends Error {
+  readonly code = 'DRILL_FAILED';
+  constructor(detail: string) {
+    super(detail);
+    this.name = 'DrillFailedError';
   }
 }
 

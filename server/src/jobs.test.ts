@@ -13,7 +13,7 @@ describe('JobRegistry', () => {
     const gate = deferred();
     let runs = 0;
     const results = Array.from({ length: 20 }, () =>
-      jobs.start('api', async () => {
+      jobs.start('backup', 'api', async () => {
         runs++;
         await gate.promise;
         return { backupId: 'b' };
@@ -27,12 +27,12 @@ describe('JobRegistry', () => {
     await jobs.idle();
     expect(runs).toBe(1);
     expect(jobs.get(id)).toMatchObject({ status: 'succeeded', backupId: 'b', triggeredBy: 'api', errorMessage: null });
-    expect(jobs.running()).toBeNull();
+    expect(jobs.running('backup')).toBeNull();
   });
 
   it('goes queued -> running -> failed with the error message and timing', async () => {
     const jobs = new JobRegistry();
-    const result = jobs.start('scheduler', async () => {
+    const result = jobs.start('backup', 'scheduler', async () => {
       throw new Error('pg_dump: connection refused');
     });
     expect(result.started && result.job.status).toBe('queued');
@@ -48,7 +48,7 @@ describe('JobRegistry', () => {
     const jobs = new JobRegistry();
     const ids: string[] = [];
     for (let i = 0; i < JOB_HISTORY_LIMIT + 5; i++) {
-      const r = jobs.start('api', async () => ({ backupId: null }));
+      const r = jobs.start('backup', 'api', async () => ({ backupId: null }));
       if (r.started) ids.push(r.job.jobId);
       await jobs.idle();
     }
@@ -60,10 +60,32 @@ describe('JobRegistry', () => {
 
   it('aborts the running job through its signal', async () => {
     const jobs = new JobRegistry();
-    const r = jobs.start('api', (_id, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))));
+    const r = jobs.start('backup', 'api', (_id, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error))));
     await Promise.resolve();
     jobs.abortRunning(new Error('shutting down'));
     await jobs.idle();
     expect(jobs.get(r.started ? r.job.jobId : '')).toMatchObject({ status: 'failed', errorMessage: 'shutting down' });
+  });
+
+  it('locks each kind on its own: a drill runs beside a backup, a second drill conflicts; both share the history', async () => {
+    const jobs = new JobRegistry();
+    const gate = deferred();
+    const backup = jobs.start('backup', 'api', async () => {
+      await gate.promise;
+      return { backupId: 'b' };
+    });
+    const drill = jobs.start('drill', 'api', async () => {
+      await gate.promise;
+      return { backupId: 'a' };
+    }, 'a');
+    expect(backup.started && drill.started).toBe(true);
+    expect(drill.started && drill.job).toMatchObject({ kind: 'drill', backupId: 'a', status: 'queued' });
+    const second = jobs.start('drill', 'scheduler', async () => ({ backupId: 'x' }), 'x');
+    expect(!second.started && second.running.jobId).toBe(drill.started && drill.job.jobId);
+    expect(jobs.running('backup')?.kind).toBe('backup');
+    expect(jobs.running('drill')?.kind).toBe('drill');
+    gate.resolve();
+    await jobs.idle();
+    expect(jobs.list().map((j) => [j.kind, j.status])).toEqual([['drill', 'succeeded'], ['backup', 'succeeded']]);
   });
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Job, Trigger } from '@db-backup-service/contract';
+import type { Job, JobKind, Trigger } from '@db-backup-service/contract';
 
 /** How many finished and running jobs are remembered (FIFO eviction of the oldest). */
 export const JOB_HISTORY_LIMIT = 100;
@@ -10,24 +10,38 @@ export interface JobOutcome {
   readonly backupId: string | null;
 }
 
+interface RunningJob {
+  readonly id: string;
+  readonly controller: AbortController;
+  readonly done: Promise<void>;
+}
+
 /**
- * The in-memory job registry and the single-flight lock (invariant 3). `start` is synchronous
- * between checking and taking the lock, so concurrent triggers from the API and the scheduler
- * can never both win.
+ * The in-memory job registry and the single-flight lock (invariant 3), one lock per kind: a
+ * drill never waits for a backup, nor a backup for a drill. `start` is synchronous between
+ * checking and taking the lock, so concurrent triggers from the API and the scheduler can never
+ * both win. Jobs of both kinds share one history.
  */
 export class JobRegistry {
   readonly #jobs = new Map<string, Job>();
-  #running: { id: string; controller: AbortController; done: Promise<void> } | null = null;
+  readonly #running = new Map<JobKind, RunningJob>();
 
   /**
-   * Starts `run` as a new job unless one is running. `run` receives the job id and an abort
-   * signal (fired by `abortRunning`, e.g. at shutdown).
+   * Starts `run` as a new job of `kind` unless one of that kind is running. `run` receives the
+   * job id and an abort signal (fired by `abortRunning`, e.g. at shutdown). `backupId`: what the
+   * job reports from the start (a drill's backup); a backup job's comes with its outcome.
    */
-  start(triggeredBy: Trigger, run: (jobId: string, signal: AbortSignal) => Promise<JobOutcome>): StartResult {
-    if (this.#running) return { started: false, running: this.#get(this.#running.id) };
+  start(
+    kind: JobKind,
+    triggeredBy: Trigger,
+    run: (jobId: string, signal: AbortSignal) => Promise<JobOutcome>,
+    backupId: string | null = null,
+  ): StartResult {
+    const running = this.#running.get(kind);
+    if (running) return { started: false, running: this.#get(running.id) };
 
     const jobId = randomUUID();
-    this.#put({ jobId, kind: 'backup', status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId: null });
+    this.#put({ jobId, kind, status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId });
     const controller = new AbortController();
     const started = Date.now();
     const done = (async () => {
@@ -40,10 +54,10 @@ export class JobRegistry {
       } catch (error) {
         this.#finish(jobId, started, { status: 'failed', errorMessage: error instanceof Error ? error.message : String(error) });
       } finally {
-        this.#running = null;
+        this.#running.delete(kind);
       }
     })();
-    this.#running = { id: jobId, controller, done };
+    this.#running.set(kind, { id: jobId, controller, done });
     return { started: true, job: this.#get(jobId) };
   }
 
@@ -51,9 +65,10 @@ export class JobRegistry {
     return this.#jobs.get(jobId);
   }
 
-  /** The running job, or null. */
-  running(): Job | null {
-    return this.#running ? this.#get(this.#running.id) : null;
+  /** The running job of `kind`, or null. */
+  running(kind: JobKind): Job | null {
+    const running = this.#running.get(kind);
+    return running ? this.#get(running.id) : null;
   }
 
   /** Newest first. */
@@ -61,14 +76,22 @@ export class JobRegistry {
     return [...this.#jobs.values()].reverse();
   }
 
-  /** Resolves when no job is running (immediately when idle). */
-  async idle(): Promise<void> {
-    await this.#running?.done;
+  /** Resolves when no job of `kind` (of any kind when omitted) is running; immediately when idle. */
+  async idle(kind?: JobKind): Promise<void> {
+    // A job started while waiting is waited for too: idle means idle when this resolves.
+    for (let jobs = this.#runningOf(kind); jobs.length > 0; jobs = this.#runningOf(kind)) {
+      await Promise.all(jobs.map((j) => j.done));
+    }
   }
 
-  /** Asks the running job to stop; it fails with `reason` and cleans up after itself. */
+  /** Asks every running job to stop; each fails with `reason` and cleans up after itself. */
   abortRunning(reason: Error): void {
-    this.#running?.controller.abort(reason);
+    for (const job of this.#running.values()) job.controller.abort(reason);
+  }
+
+  #runningOf(kind: JobKind | undefined): RunningJob[] {
+    const all = [...this.#running.entries()];
+    return all.filter(([k]) => kind === undefined || k === kind).map(([, job]) => job);
   }
 
   #finish(jobId: string, started: number, patch: Partial<Job>): void {
@@ -86,8 +109,8 @@ export class JobRegistry {
     this.#jobs.set(job.jobId, job);
     while (this.#jobs.size > JOB_HISTORY_LIMIT) {
       const oldest = this.#jobs.keys().next().value as string;
-      // Never evict the running job: its caller is polling it.
-      if (oldest === this.#running?.id) break;
+      // Never evict a running job: its caller is polling it.
+      if ([...this.#running.values()].some((j) => j.id === oldest)) break;
       this.#jobs.delete(oldest);
     }
   }

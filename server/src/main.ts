@@ -5,6 +5,7 @@ import { describeClients } from '@db-backup-service/restore';
 import { runBackup, discoverPgDumps, type PgDumpClients } from './backup/index.js';
 import { ConfigError, parseConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
+import { cleanupDrillLeftovers, drillBackup, storeDrillRecord } from './drill/drill-backup.js';
 import { BackupEngine } from './engine.js';
 import { createApp } from './http/app.js';
 import { HealthCheck } from './http/health.js';
@@ -41,6 +42,11 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
       return runBackup({ config, storage, pgDumps: found, logger: log, existingIds }, { triggeredBy, signal });
     },
     exclusive: (fn) => runExclusive(config.db, fn),
+    drills: {
+      run: ({ backup, signal }) => drillBackup({ config, storage, logger: log }, backup, signal),
+      store: (record) => storeDrillRecord({ storage, logger: log }, record),
+      cleanup: () => cleanupDrillLeftovers({ config, logger: log }),
+    },
   });
   const metrics = new Metrics(engine.index, engine.jobs);
   engine.subscribe(metrics.engineEvents);
@@ -77,6 +83,7 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     pgDump: (pgDumps?.clients ?? []).map((c) => describeClients([c])),
     interval: config.schedule.intervalIso,
     cron: config.schedule.cron,
+    drill: { mode: config.drill.mode, target: config.drill.target, schedule: config.drill.schedule },
   });
 
   let stopping: Promise<void> | null = null;

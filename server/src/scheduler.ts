@@ -22,6 +22,8 @@ export interface SchedulerOptions {
   readonly trigger: () => boolean;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** What it starts, for its log line: 'backup' (default) or 'drill'. */
+  readonly what?: 'backup' | 'drill';
 }
 
 /**
@@ -100,7 +102,8 @@ export class Scheduler {
   #fire(): void {
     if (this.#stopped) return;
     if (!this.#opts.trigger()) {
-      this.#opts.logger.info('scheduled backup skipped: a backup is already running');
+      const what = this.#opts.what ?? 'backup';
+      this.#opts.logger.info(`scheduled ${what} skipped: a ${what} is already running`);
       // jobFinished() re-arms when the running job ends.
     }
   }

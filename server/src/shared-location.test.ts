@@ -21,6 +21,7 @@ import { captureLogger, idAt, ownSidecar, putBackup } from './ownership.test-hel
 import { LocalStorage } from './storage/local-storage.js';
 import { S3Storage } from './storage/s3-storage.js';
 import type { Storage } from './storage/storage.js';
+import { NO_DRILLS } from './drill/no-drills.test-helper.js';
 
 const API_TOKEN = randomBytes(24).toString('hex');
 let cluster: PostgresCluster;
@@ -149,6 +150,7 @@ describe('local: clean-up of leftovers in a shared directory', () => {
       config, storage, logger,
       runBackup: () => Promise.reject(new Error('no backups in this test')),
       exclusive: (fn) => runExclusive(config.db, fn),
+      drills: NO_DRILLS,
     });
   }
 

@@ -189,6 +189,68 @@ describe('PostgreSQL TLS', () => {
   });
 });
 
+describe('restore drills', () => {
+  /** A PG_CLIENTS_DIR holding `<major>/bin` with the given tools (empty scripts: only their presence counts here). */
+  function clientsDir(layout: Record<string, string[]>): string {
+    const dir = mkdtempSync(join(tmpdir(), 'config-clients-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    for (const [major, tools] of Object.entries(layout)) {
+      mkdirSync(join(dir, major, 'bin'), { recursive: true });
+      for (const tool of tools) writeFileSync(join(dir, major, 'bin', tool), '#!/bin/sh\n', { mode: 0o755 });
+    }
+    return dir;
+  }
+
+  it('defaults: off, target local on the newest server found (else server), the drill server is the backed-up one', () => {
+    const dir = clientsDir({ 15: ['initdb', 'postgres', 'psql'], 17: ['initdb', 'postgres'], 18: ['psql'] });
+    const local = loadConfig({ ...base, PG_CLIENTS_DIR: dir });
+    expect(local.drill).toEqual({
+      mode: 'off', schedule: null, target: 'local', localBinDir: join(dir, '17', 'bin'), query: null,
+      server: { host: 'db', port: 5432, user: 'app', password: PASSWORD, tls: { mode: 'prefer', rootCert: null, cert: null, key: null } },
+    });
+    const clientsOnly = loadConfig({ ...base, PG_CLIENTS_DIR: clientsDir({ 17: ['psql', 'pg_dump'] }) });
+    expect(clientsOnly.drill).toMatchObject({ target: 'server', localBinDir: null });
+  });
+
+  it('reads after-backup, an interval, a cron expression, the target server and the query', () => {
+    const dir = clientsDir({});
+    expect(loadConfig({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL: 'after-backup' }).drill).toMatchObject({ mode: 'after-backup', schedule: null });
+    expect(loadConfig({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL: 'P1D' }).drill).toMatchObject({ mode: 'schedule', schedule: { intervalMs: 86_400_000, cron: null } });
+    expect(loadConfig({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL: '12h' }).drill.schedule).toEqual({ intervalMs: 43_200_000, cron: null });
+    expect(loadConfig({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL: '0 4 * * 0' }).drill).toMatchObject({ mode: 'schedule', schedule: { intervalMs: null, cron: '0 4 * * 0' } });
+    const server = loadConfig({
+      ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL_TARGET: 'server', RESTORE_DRILL_DB_HOST: 'scratch', RESTORE_DRILL_DB_PORT: '6432',
+      RESTORE_DRILL_DB_USER: 'driller', RESTORE_DRILL_DB_PASSWORD: 'drill-pw-value', RESTORE_DRILL_QUERY: 'SELECT count(*) > 0 FROM orders', PGSSLMODE: 'require',
+    });
+    expect(server.drill).toMatchObject({
+      target: 'server', query: 'SELECT count(*) > 0 FROM orders',
+      server: { host: 'scratch', port: 6432, user: 'driller', password: 'drill-pw-value', tls: { mode: 'require' } },
+    });
+  });
+
+  it('names the variable and the fix for a bad value, an explicit local without a server, and a bad password file; never echoes the password', () => {
+    const dir = clientsDir({ 17: ['psql'] });
+    const pwFile = join(dir, 'drill-pw');
+    writeFileSync(pwFile, 'drill-secret-value\n');
+    expect(loadConfig({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL_DB_PASSWORD_FILE: pwFile }).drill.server.password).toBe('drill-secret-value');
+    const error = problems({
+      ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL: 'weekly', RESTORE_DRILL_TARGET: 'local', RESTORE_DRILL_DB_PORT: '0',
+      RESTORE_DRILL_DB_PASSWORD: 'drill-secret-value', RESTORE_DRILL_DB_PASSWORD_FILE: pwFile,
+    });
+    expect(error.problems.map((p) => p.variable)).toEqual(['RESTORE_DRILL', 'RESTORE_DRILL_TARGET', 'RESTORE_DRILL_DB_PORT', 'RESTORE_DRILL_DB_PASSWORD']);
+    expect(error.message).toContain('RESTORE_DRILL: "weekly" is not off, after-backup, a duration (at most 24d) or a cron expression');
+    expect(error.message).toMatch(/RESTORE_DRILL_TARGET: local needs PostgreSQL server binaries .* none under .*\. Install the PostgreSQL server package .* or set RESTORE_DRILL_TARGET=server/);
+    expect(error.message).toContain('both RESTORE_DRILL_DB_PASSWORD and RESTORE_DRILL_DB_PASSWORD_FILE are set');
+    expect(error.message).not.toContain('drill-secret-value');
+    expect(problems({ ...base, PG_CLIENTS_DIR: dir, RESTORE_DRILL_TARGET: 'nearby' }).message).toContain('RESTORE_DRILL_TARGET: "nearby" is not one of local, server');
+  });
+
+  it('keeps the drill password out of child processes', () => {
+    const config = loadConfig({ ...base, PG_CLIENTS_DIR: clientsDir({}), RESTORE_DRILL_DB_PASSWORD: 'drill-secret-value' });
+    expect(Object.values(config.runtime.childEnv)).not.toContain('drill-secret-value');
+  });
+});
+
 describe('compression threads', () => {
   const cgroup = (files: Record<string, string>) => {
     const dir = mkdtempSync(join(tmpdir(), 'cgroup-'));

@@ -1,6 +1,8 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type PgTlsSettings } from '@db-backup-service/contract';
+import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type DrillTarget, type PgTlsSettings } from '@db-backup-service/contract';
+import { DEFAULT_CLIENTS_DIR } from '@db-backup-service/restore';
 import { validateCronExpression } from 'cron';
+import { findLocalServer } from '../drill/local-server.js';
 import { inheritableEnv } from '../backup/child-env.js';
 import { usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
@@ -31,18 +33,36 @@ export interface S3Settings {
   readonly partSizeBytes: number | null;
 }
 
+/** RESTORE_DRILL: never, after each successful backup, or on its own schedule (the newest backup). */
+export type DrillMode = 'off' | 'after-backup' | 'schedule';
+
+/** A PostgreSQL server to connect to: the backed-up one, or where drills restore. */
+export interface DbServer {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly tls: PgTlsSettings;
+}
+
+export interface DrillSettings {
+  readonly mode: DrillMode;
+  /** mode 'schedule': an interval (cron null) or a cron expression (intervalMs null). */
+  readonly schedule: { readonly intervalMs: number | null; readonly cron: string | null } | null;
+  readonly target: DrillTarget;
+  /** The newest `<PG_CLIENTS_DIR>/<major>/bin` with initdb and postgres (target local), else null. */
+  readonly localBinDir: string | null;
+  /** Target server: RESTORE_DRILL_DB_*, each defaulting to the backed-up server's. */
+  readonly server: DbServer;
+  /** RESTORE_DRILL_QUERY: SQL that must return true in the restored database; null: none. */
+  readonly query: string | null;
+}
+
 export type StorageConfig = { readonly backend: 'local'; readonly dir: string } | ({ readonly backend: 's3' } & S3Settings);
 
 /** The service's whole configuration, parsed once from the environment and frozen. */
 export interface Config {
-  readonly db: {
-    readonly host: string;
-    readonly port: number;
-    readonly name: string;
-    readonly user: string;
-    readonly password: string;
-    readonly tls: PgTlsSettings;
-  };
+  readonly db: DbServer & { readonly name: string };
   /** PG_BIN_DIR: the one client to use; null = choose per backup among those under pgClientsDir. */
   readonly pgBinDir: string | null;
   /** PG_CLIENTS_DIR: one `<major>/bin` per installed client; null = /usr/lib/postgresql. */
@@ -58,6 +78,7 @@ export interface Config {
     readonly lockWaitTimeoutMs: number;
   };
   readonly retention: { readonly days: number; readonly minCount: number };
+  readonly drill: DrillSettings;
   readonly storage: StorageConfig;
   readonly http: { readonly host: string; readonly port: number };
   readonly apiToken: string;
@@ -198,13 +219,12 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
   const intervalText = raw('BACKUP_INTERVAL') ?? '24h';
   let intervalMs = parseDuration(intervalText);
   if (intervalMs === null) {
-    report('BACKUP_INTERVAL', `"${intervalText}" is not a duration of at least one second`,
-      'Use an ISO-8601 duration (PT24H, P1D, PT30M) or shorthand (24h, 12h, 30m, 90s, 1h30m).');
+    report('BACKUP_INTERVAL', `"${intervalText}" is not a duration of at least one second`, `Use ${DURATION_FORMS}.`);
     intervalMs = 24 * 3600 * 1000;
   }
   const cron = raw('BACKUP_CRON') ?? null;
-  if (cron !== null && !validateCronExpression(cron).valid) {
-    report('BACKUP_CRON', `"${cron}" is not a valid cron expression`, 'Use five or six fields, e.g. "0 3 * * *" for 03:00 every day, or unset it to use BACKUP_INTERVAL.');
+  if (cron !== null && !isCron(cron)) {
+    report('BACKUP_CRON', `"${cron}" is not a valid cron expression`, `Use ${CRON_FORM}, or unset it to use BACKUP_INTERVAL.`);
   }
 
   const namePrefix = raw('BACKUP_NAME_PREFIX') ?? 'backup';
@@ -244,6 +264,8 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
     report('API_TOKEN', `too short (${apiToken.length} characters; at least ${MIN_TOKEN_LENGTH} needed)`, 'Generate one with: openssl rand -hex 32');
   }
 
+  const drill = drillSettings();
+
   const config: Config = {
     db,
     pgBinDir: raw('PG_BIN_DIR') ?? null,
@@ -265,6 +287,7 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
       minCount: integer('RETENTION_MIN_COUNT', 1, 1, 100000, 'Set how many newest backups are always kept (at least 1; default 1).'),
     },
+    drill,
     storage,
     http: {
       host: raw('HTTP_HOST') ?? '0.0.0.0',
@@ -283,6 +306,54 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       childEnv: inheritableEnv(env),
     },
   };
+
+  /**
+   * RESTORE_DRILL*: when, where and what to check. The drill server defaults to the backed-up one
+   * (same TLS settings); the local target needs a server installation (initdb and postgres).
+   */
+  function drillSettings(): DrillSettings {
+    const modeText = raw('RESTORE_DRILL') ?? 'off';
+    let mode: DrillMode = 'off';
+    let schedule: DrillSettings['schedule'] = null;
+    if (modeText === 'off' || modeText === 'after-backup') {
+      mode = modeText;
+    } else {
+      // The backup schedule's two forms in one variable: a duration, else a cron expression.
+      const every = parseDuration(modeText);
+      if (every !== null && every <= MAX_TIMER_MS) schedule = { intervalMs: every, cron: null };
+      else if (every === null && isCron(modeText)) schedule = { intervalMs: null, cron: modeText };
+      if (schedule === null) {
+        report('RESTORE_DRILL', `"${modeText}" is not off, after-backup, a duration (at most 24d) or a cron expression`,
+          `Use off (default), after-backup, ${DURATION_FORMS}, or ${CRON_FORM}.`);
+      } else {
+        mode = 'schedule';
+      }
+    }
+    const clientsDir = raw('PG_CLIENTS_DIR') ?? DEFAULT_CLIENTS_DIR;
+    const localBinDir = findLocalServer(clientsDir);
+    const target = oneOf('RESTORE_DRILL_TARGET', ['local', 'server'] as const, localBinDir === null ? 'server' : 'local') ?? 'server';
+    if (target === 'local' && localBinDir === null) {
+      report('RESTORE_DRILL_TARGET', `local needs PostgreSQL server binaries (initdb and postgres), and there are none under ${clientsDir}/<major>/bin`,
+        'Install the PostgreSQL server package (e.g. apt-get install postgresql-17), point PG_CLIENTS_DIR at a directory holding one, or set RESTORE_DRILL_TARGET=server.');
+    }
+    const passwordSet = (env.RESTORE_DRILL_DB_PASSWORD ?? '') !== '' || raw('RESTORE_DRILL_DB_PASSWORD_FILE') !== undefined;
+    const query = raw('RESTORE_DRILL_QUERY') ?? null;
+    return {
+      mode,
+      schedule,
+      target,
+      localBinDir: target === 'local' ? localBinDir : null,
+      server: {
+        host: raw('RESTORE_DRILL_DB_HOST') ?? db.host,
+        port: raw('RESTORE_DRILL_DB_PORT') === undefined ? db.port
+          : integer('RESTORE_DRILL_DB_PORT', db.port, 1, 65535, "Set it to the drill server's TCP port, or unset it to use DB_PORT."),
+        user: raw('RESTORE_DRILL_DB_USER') ?? db.user,
+        password: passwordSet ? secret('RESTORE_DRILL_DB_PASSWORD', false, '') : db.password,
+        tls: db.tls,
+      },
+      query,
+    };
+  }
 
   /** A duration that drives a Node timer, so at most MAX_TIMER_MS (~24.8 days). */
   function durationVariable(name: string, fallback: string): number {
@@ -333,6 +404,13 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
 function libuvPoolSize(value: string | undefined): number {
   const size = Number(value);
   return Number.isInteger(size) && size > 0 ? Math.min(size, 1024) : 4;
+}
+
+const DURATION_FORMS = 'an ISO-8601 duration (PT24H, P1D, PT30M) or shorthand (24h, 12h, 30m, 90s, 1h30m)';
+const CRON_FORM = 'a cron expression of five or six fields, e.g. "0 3 * * *" for 03:00 every day';
+
+function isCron(text: string): boolean {
+  return validateCronExpression(text).valid;
 }
 
 function deepFreeze<T extends object>(value: T): T {

@@ -20,6 +20,7 @@ import { LocalStorage } from '../storage/local-storage.js';
 import { createApp } from './app.js';
 import { HealthCheck } from './health.js';
 import { Metrics } from './metrics.js';
+import { NO_DRILLS } from '../drill/no-drills.test-helper.js';
 
 const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 const DB_USER = 'backup_role_for_app_test';
@@ -66,6 +67,7 @@ async function startApp(): Promise<TestApp> {
     logger,
     runBackup: () => Promise.reject(new Error('no backup runs in these tests')),
     exclusive: (fn) => fn().then(() => true),
+    drills: NO_DRILLS,
   });
   let calls = 0;
   const health = new HealthCheck(

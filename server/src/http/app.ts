@@ -61,6 +61,29 @@ export function createApp(deps: AppDeps): express.Express {
       res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
       return { status: 202, body: result.job };
     },
+    triggerDrill: async ({ params, res }) => {
+      let result;
+      try {
+        result = engine.triggerDrill(params.id, 'api');
+      } catch (error) {
+        if (!(error instanceof EngineStoppedError)) throw error;
+        res.type(PROBLEM_CONTENT_TYPE);
+        return { status: 503, body: problem(503, 'Service Unavailable', error.message, error.code) };
+      }
+      if (result === null) {
+        res.type(PROBLEM_CONTENT_TYPE);
+        return { status: 404, body: notFound(params.id === 'latest' ? 'no successful backup yet' : 'no such backup') };
+      }
+      if (!result.started) {
+        res.type(PROBLEM_CONTENT_TYPE);
+        return {
+          status: 409,
+          body: { ...problem(409, 'Conflict', `a drill is already running (job ${result.running.jobId})`, 'DRILL_RUNNING'), status: 409 as const, jobId: result.running.jobId },
+        };
+      }
+      res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
+      return { status: 202, body: result.job };
+    },
     getJob: async ({ params, res }) => {
       const job = engine.jobs.get(params.jobId);
       if (!job) {
@@ -82,7 +105,7 @@ export function createApp(deps: AppDeps): express.Express {
         res.type(PROBLEM_CONTENT_TYPE);
         return { status: 404, body: notFound('no successful backup yet') };
       }
-      return { status: 200, body: toBackup(latest) };
+      return { status: 200, body: toBackup(latest, engine.index.drillOf(latest.id)) };
     },
     // Before `:id/download`, or "latest" would be taken for an id (ts-rest registers in key order).
     downloadLatestBackup: async ({ req, res }) => serveDownload({ ...deps, index: engine.index }, 'latest', req, res),
@@ -136,6 +159,8 @@ export function createApp(deps: AppDeps): express.Express {
 
 function info({ config, engine, storage, pgDump }: AppDeps): Info {
   const latest = engine.index.latest();
+  const verified = engine.index.lastVerified();
+  const ageSeconds = (backup: { createdAt: string }) => Math.max(0, Math.floor((Date.now() - Date.parse(backup.createdAt)) / 1000));
   return {
     service: { name: 'db-backup-service', version: SERVICE_VERSION },
     pgDump: pgDump(),
@@ -147,9 +172,17 @@ function info({ config, engine, storage, pgDump }: AppDeps): Info {
       nextRunAt: engine.scheduler.nextRunAt()?.toISOString() ?? null,
     },
     storage: { backend: storage.backend },
+    drill: {
+      mode: config.drill.mode,
+      target: config.drill.target,
+      nextRunAt: engine.drillScheduler?.nextRunAt()?.toISOString() ?? null,
+      last: engine.index.lastDrill(),
+    },
     backup: {
-      lastSuccessfulBackupAgeSeconds: latest ? Math.max(0, Math.floor((Date.now() - Date.parse(latest.createdAt)) / 1000)) : null,
+      lastSuccessfulBackupAgeSeconds: latest ? ageSeconds(latest) : null,
       lastSuccessfulBackupId: latest?.id ?? null,
+      lastVerifiedBackupAgeSeconds: verified ? ageSeconds(verified) : null,
+      lastVerifiedBackupId: verified?.id ?? null,
       foreignBackups: engine.index.foreignCount,
     },
   };

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BackupSidecar, Job } from '@db-backup-service/contract';
+import type { BackupSidecar, DrillRecord, Job } from '@db-backup-service/contract';
 import type { BackupIndex } from '../backup-index.js';
 import type { EngineEvents } from '../engine.js';
 import type { JobRegistry } from '../jobs.js';
@@ -12,6 +12,8 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #backups: Counter<'status' | 'trigger'>;
   readonly #retentionDeleted: Counter;
+  readonly #drills: Counter<'status'>;
+  readonly #drillDuration: Histogram;
   readonly #httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly #httpDuration: Histogram<'method' | 'route'>;
 
@@ -41,8 +43,26 @@ export class Metrics {
       help: '1 while a backup runs, else 0.',
       registers: [registry],
       collect() {
-        this.set(jobs.running() ? 1 : 0);
+        this.set(jobs.running('backup') ? 1 : 0);
       },
+    });
+    new LatestBackupGauge(registry, 'dbbackup_drill_last_success_timestamp_seconds',
+      'Unix time the newest backup known to restore passed its drill (absent until a listed backup passed one).', () => {
+        const verified = index.lastVerified();
+        const drill = verified ? index.drillOf(verified.id) : null;
+        return drill ? Date.parse(drill.at) / 1000 : null;
+      });
+    this.#drills = new Counter({
+      name: 'dbbackup_drills_total',
+      help: 'Finished restore drills by outcome (passed, failed; aborted ones are not counted).',
+      labelNames: ['status'],
+      registers: [registry],
+    });
+    this.#drillDuration = new Histogram({
+      name: 'dbbackup_drill_duration_seconds',
+      help: 'Duration of finished restore drills.',
+      buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600],
+      registers: [registry],
     });
     this.#backups = new Counter({
       name: 'dbbackup_backups_total',
@@ -75,6 +95,11 @@ export class Metrics {
     return {
       jobFinished: (job: Job, _backup: BackupSidecar | null) => this.#backups.inc({ status: job.status, trigger: job.triggeredBy }),
       retentionDeleted: () => this.#retentionDeleted.inc(),
+      drillFinished: (_job: Job, record: DrillRecord | null) => {
+        if (record === null) return;
+        this.#drills.inc({ status: record.status });
+        this.#drillDuration.observe(record.durationMs / 1000);
+      },
     };
   }
 

@@ -27,7 +27,7 @@ describe('openapi.json', () => {
     const open = operations.filter((o) => (o.op.security ?? []).length === 0).map((o) => o.path).sort();
     expect(open).toEqual(['/health', '/health/live', '/info']);
     expect(secured.every((p) => p.startsWith('/api/v1/'))).toBe(true);
-    expect(secured).toHaveLength(6);
+    expect(secured).toHaveLength(7);
   });
 
   it('describes downloads as application/gzip binary and errors as problem+json', () => {

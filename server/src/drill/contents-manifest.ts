@@ -1,0 +1,33 @@
+import { contentsName, type BackupSidecar, type ContentsManifest } from '@db-backup-service/contract';
+import { checkManifest } from '@db-backup-service/restore';
+import { StorageNotFoundError, type Storage } from '../storage/storage.js';
+
+/** The manifest cannot be trusted or read: the drill fails with this message. */
+export class ManifestError extends Error {
+  readonly code = 'MANIFEST_INVALID';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ManifestError';
+  }
+}
+
+/**
+ * A backup's contents manifest, trusted only when its SHA-256 is the one its sidecar recorded:
+ * the sidecar is written last, after the dump was verified, so a manifest changed or replaced
+ * since would make the drill check the wrong counts. null when the sidecar records none (the
+ * reference service's backups, older ones): the drill then restores without counts to compare.
+ */
+export async function readContentsManifest(storage: Storage, sidecar: BackupSidecar, signal: AbortSignal): Promise<ContentsManifest | null> {
+  if (sidecar.contents === null) return null;
+  const name = contentsName(sidecar.id);
+  let data: Buffer;
+  try {
+    data = await storage.getSmall(name, { signal });
+  } catch (error) {
+    if (error instanceof StorageNotFoundError) throw new ManifestError(`the contents manifest ${name} is missing, but the sidecar records one`);
+    throw error;
+  }
+  const checked = checkManifest(data, sidecar.contents.sha256);
+  if (!checked.ok) throw new ManifestError(`the contents manifest ${name} cannot be trusted: ${checked.problem} (it was changed after the backup)`);
+  return checked.manifest;
+}
