@@ -1,5 +1,5 @@
 import { backupIdOfSidecar, isBackupId, sidecarName, type BackupSidecar, type DrillRecord, type Job, type Trigger } from '@db-backup-service/contract';
-import { BackupIndex, isOwnBackupId } from './backup-index.js';
+import { backupIdOfCompanion, BackupIndex, isOwnBackupId } from './backup-index.js';
 import type { Config } from './config/config.js';
 import { formatIsoDuration } from './config/duration.js';
 import { JobRegistry, type StartResult } from './jobs.js';
@@ -319,7 +319,7 @@ export class BackupEngine {
   async #cleanup(): Promise<void> {
     const { storage, logger, config } = this.deps;
     const { namePrefix, timeoutMs } = config.backup;
-    const owns = (name: string) => isOwnBackupId(backupIdOfSidecar(name) ?? name, namePrefix);
+    const owns = (name: string) => isOwnBackupId(backupIdOfSidecar(name) ?? backupIdOfCompanion(name) ?? name, namePrefix);
     try {
       const ran = await this.deps.exclusive(async () => {
         // Our lock does not cover another service sharing this location (another database), whose
@@ -329,10 +329,18 @@ export class BackupEngine {
         const snapshot = await this.index.refresh();
         for (const orphan of snapshot.orphans) {
           if (orphan.lastModified >= cutoff) continue;
+          // A contents manifest or drill record is an orphan once its backup has neither dump nor sidecar.
+          const companionOf = backupIdOfCompanion(orphan.name);
+          const id = companionOf ?? orphan.name;
           // A listing may lag writes (M8): only a fresh look that finds no sidecar makes it an orphan.
-          if ((await storage.stat(sidecarName(orphan.name))) !== null) continue;
+          if ((await storage.stat(sidecarName(id))) !== null) continue;
+          if (companionOf !== null && (await storage.stat(companionOf)) !== null) continue;
           await storage.delete(orphan.name);
-          logger.warn('removed an unfinished backup (a dump without a sidecar)', { deletedBackupId: orphan.name, lastModified: orphan.lastModified.toISOString() });
+          if (companionOf === null) {
+            logger.warn('removed an unfinished backup (a dump without a sidecar)', { deletedBackupId: id, lastModified: orphan.lastModified.toISOString() });
+          } else {
+            logger.warn("removed a backup's leftover contents manifest or drill record (its dump and sidecar are gone)", { object: orphan.name, backupId: id, lastModified: orphan.lastModified.toISOString() });
+          }
         }
         for (const name of await storage.cleanupIncomplete(cutoff, owns)) {
           logger.warn('removed an interrupted upload', { object: name });

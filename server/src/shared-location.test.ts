@@ -168,8 +168,10 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     const ownTempOld = `.tmp-${'a'.repeat(12)}-${idAt(new Date())}.partial`;
     const ownTempFresh = `.tmp-${'b'.repeat(12)}-${idAt(new Date(Date.now() + 1000))}.partial`;
     const otherPrefixTemp = `.tmp-${'c'.repeat(12)}-other_20260601T030000Z.sql.gz.partial`;
-    for (const name of [ownTempOld, ownTempFresh, otherPrefixTemp]) await writeFile(join(dir, name), 'x');
-    for (const name of [oldOrphan, lagging, foreign, invalid, ownTempOld, otherPrefixTemp]) await age(name, 2 * HOUR);
+    // A crash while the contents manifest was being written leaves its temp file: ours too.
+    const ownContentsTemp = `.tmp-${'d'.repeat(12)}-${contentsName(idAt(new Date(Date.now() + 2000)))}.partial`;
+    for (const name of [ownTempOld, ownTempFresh, otherPrefixTemp, ownContentsTemp]) await writeFile(join(dir, name), 'x');
+    for (const name of [oldOrphan, lagging, foreign, invalid, ownTempOld, otherPrefixTemp, ownContentsTemp]) await age(name, 2 * HOUR);
     await age(freshOrphan, 30 * 60_000);
     await age(ownTempFresh, 30 * 60_000);
 
@@ -186,6 +188,7 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     const left = (await readdir(dir)).sort();
     expect(left).not.toContain(oldOrphan);
     expect(left).not.toContain(ownTempOld);
+    expect(left).not.toContain(ownContentsTemp);
     for (const kept of [freshOrphan, lagging, sidecarName(lagging), foreign, sidecarName(foreign), invalid, sidecarName(invalid), ownTempFresh, otherPrefixTemp]) {
       expect(left, kept).toContain(kept);
     }
