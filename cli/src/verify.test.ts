@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode } from './exit-codes.js';
-import { verifyDump, type VerifyExpectations } from './verify.js';
+import type { DumpExpectations } from '@db-backup-service/restore';
+import { verifyDump } from './verify.js';
 
 const DUMP = [
   '--',
@@ -30,7 +31,7 @@ afterEach(async () => {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function verifyBytes(bytes: Buffer, expected: VerifyExpectations) {
+async function verifyBytes(bytes: Buffer, expected: DumpExpectations) {
   const path = join(dir, 'dump.sql.gz');
   await writeFile(path, bytes);
   const fh = await open(path);

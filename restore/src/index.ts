@@ -21,12 +21,11 @@ export {
   PsqlFailed,
   psqlEnv,
   runPsqlRestore,
-  type DumpExpectations,
   type PreambleAdaptation,
   type PsqlConnection,
   type PsqlRestoreOptions,
-  type VerifiedDump,
 } from './psql.js';
+export { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 export { checkPsqlRunsDump, findPsql, type PsqlChoice } from './find-psql.js';
 export {
   allowConnectionsSql,

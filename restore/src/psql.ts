@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES, redact, type PgTlsSettings } from '@db-backup-service/contract';
+import { redact, type PgTlsSettings } from '@db-backup-service/contract';
+import { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 import { PreambleAdapter } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
 import { DEFAULT_APPLICATION_NAME } from './pg-connect.js';
@@ -16,19 +17,6 @@ export interface PsqlConnection {
   readonly password: string;
   /** When given, psql gets these as PGSSLMODE and friends; else it inherits them from the environment. */
   readonly tls?: PgTlsSettings;
-}
-
-/** What the stored dump must match; null where nothing is known (a --file without sidecar). */
-export interface DumpExpectations {
-  readonly sha256: string | null;
-  readonly sizeBytes: number | null;
-}
-
-/** What the dump turned out to be, read to its end. */
-export interface VerifiedDump {
-  readonly sha256: string;
-  readonly sizeBytes: number;
-  readonly uncompressedBytes: number;
 }
 
 export interface PsqlRestoreOptions {
@@ -230,14 +218,11 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
   // Uncompressed side: what psql gets, and the dump's ends for the trailer check.
   let uncompressed = 0;
   let gunzipEnded = false;
-  let head = Buffer.alloc(0);
-  let tail = Buffer.alloc(0);
+  const ends = new DumpEnds();
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       uncompressed += chunk.length;
-      if (head.length < DUMP_ENDS_KEEP_BYTES) head = Buffer.concat([head, chunk.subarray(0, DUMP_ENDS_KEEP_BYTES - head.length)]);
-      tail = Buffer.concat([tail, chunk]);
-      if (tail.length > DUMP_ENDS_KEEP_BYTES) tail = tail.subarray(tail.length - DUMP_ENDS_KEEP_BYTES);
+      ends.push(chunk);
       opts.onUncompressed?.(chunk);
       callback(null, chunk);
     },
@@ -255,17 +240,7 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
     const read = await sourceRead;
     if (!read.ok) return { problems: [], readError: read.err, verified: null };
     const sha256 = hash.digest('hex');
-    const found: string[] = [];
-    if (opts.expected.sizeBytes !== null && compressed !== opts.expected.sizeBytes) found.push(`size is ${compressed} bytes, the sidecar says ${opts.expected.sizeBytes}`);
-    if (opts.expected.sha256 !== null && sha256 !== opts.expected.sha256) found.push(`SHA-256 is ${sha256}, the sidecar says ${opts.expected.sha256}`);
-    if (gzipError !== null) {
-      found.push(`not a valid gzip file (${gzipError.message})`);
-    } else if (gunzipEnded) {
-      // A gzip that is intact but holds a dump that stops early (pg_dump killed, disk full upstream).
-      // latin1: the trailer is ASCII, and a multi-byte character cut at the 4 KB edge must not matter.
-      const ending = checkDumpEnding(head.toString('latin1'), tail.toString('latin1'));
-      if (!ending.ok) found.push(ending.reason);
-    }
+    const found = dumpProblems({ sizeBytes: compressed, sha256, gzipError, ends: gunzipEnded ? ends : null, expected: opts.expected });
     return { problems: found, readError: null, verified: { sha256, sizeBytes: compressed, uncompressedBytes: uncompressed } };
   };
 

@@ -4,7 +4,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { escapeIdentifier, escapeLiteral, type Client } from 'pg';
 import { RestoreError, type DatabaseState } from './errors.js';
 import { connectMaintenance, pgMessage, type PgDatabase } from './pg-connect.js';
-import { DumpVerificationFailed, PsqlFailed, runPsqlRestore, type DumpExpectations, type PreambleAdaptation, type VerifiedDump } from './psql.js';
+import type { DumpExpectations, VerifiedDump } from './dump-check.js';
+import { DumpVerificationFailed, PsqlFailed, runPsqlRestore, type PreambleAdaptation } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
 

@@ -4,9 +4,10 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { initServer, createExpressEndpoints, RequestValidationError } from '@ts-rest/express';
-import { apiContract, toBackup, type Backup, type Info } from '@db-backup-service/contract';
+import { apiContract, toBackup, type Backup, type Info, type Job, type JobConflict, type JobKind, type Problem } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { EngineStoppedError, type BackupEngine } from '../engine.js';
+import type { StartResult } from '../jobs.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
@@ -42,47 +43,12 @@ export function createApp(deps: AppDeps): express.Express {
 
   const s = initServer();
   const router = s.router(apiContract, {
-    triggerBackup: async ({ res }) => {
-      let result;
-      try {
-        result = engine.trigger('api');
-      } catch (error) {
-        if (!(error instanceof EngineStoppedError)) throw error;
-        res.type(PROBLEM_CONTENT_TYPE);
-        return { status: 503, body: problem(503, 'Service Unavailable', error.message, error.code) };
-      }
-      if (!result.started) {
-        res.type(PROBLEM_CONTENT_TYPE);
-        return {
-          status: 409,
-          body: { ...problem(409, 'Conflict', `a backup is already running (job ${result.running.jobId})`, 'BACKUP_RUNNING'), status: 409 as const, jobId: result.running.jobId },
-        };
-      }
-      res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
-      return { status: 202, body: result.job };
-    },
+    triggerBackup: async ({ res }) => startJob(res, 'backup', () => engine.trigger('api')),
     triggerDrill: async ({ params, res }) => {
-      let result;
-      try {
-        result = engine.triggerDrill(params.id, 'api');
-      } catch (error) {
-        if (!(error instanceof EngineStoppedError)) throw error;
-        res.type(PROBLEM_CONTENT_TYPE);
-        return { status: 503, body: problem(503, 'Service Unavailable', error.message, error.code) };
-      }
-      if (result === null) {
-        res.type(PROBLEM_CONTENT_TYPE);
-        return { status: 404, body: notFound(params.id === 'latest' ? 'no successful backup yet' : 'no such backup') };
-      }
-      if (!result.started) {
-        res.type(PROBLEM_CONTENT_TYPE);
-        return {
-          status: 409,
-          body: { ...problem(409, 'Conflict', `a drill is already running (job ${result.running.jobId})`, 'DRILL_RUNNING'), status: 409 as const, jobId: result.running.jobId },
-        };
-      }
-      res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
-      return { status: 202, body: result.job };
+      const answer = startJob(res, 'drill', () => engine.triggerDrill(params.id, 'api'));
+      if (answer !== null) return answer;
+      res.type(PROBLEM_CONTENT_TYPE);
+      return { status: 404, body: notFound(params.id === 'latest' ? 'no successful backup yet' : 'no such backup') };
     },
     getJob: async ({ params, res }) => {
       const job = engine.jobs.get(params.jobId);
@@ -235,4 +201,32 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
     logger.error('request failed', { method: req.method, path: req.path, error: (error as Error).message });
     sendProblem(res, problem(500, 'Internal Server Error', 'internal error', 'INTERNAL'));
   };
+}
+
+type JobAnswer = { status: 202; body: Job } | { status: 409; body: JobConflict } | { status: 503; body: Problem };
+
+/**
+ * How both job-starting routes answer: 202 with the new job (and its Location), 409 with the
+ * running job of that kind, 503 while the service stops; null when `start` found nothing to run.
+ */
+function startJob(res: express.Response, kind: JobKind, start: () => StartResult): JobAnswer;
+function startJob(res: express.Response, kind: JobKind, start: () => StartResult | null): JobAnswer | null;
+function startJob(res: express.Response, kind: JobKind, start: () => StartResult | null): JobAnswer | null {
+  let result: StartResult | null;
+  try {
+    result = start();
+  } catch (error) {
+    if (!(error instanceof EngineStoppedError)) throw error;
+    res.type(PROBLEM_CONTENT_TYPE);
+    return { status: 503, body: problem(503, 'Service Unavailable', error.message, error.code) };
+  }
+  if (result === null) return null;
+  if (!result.started) {
+    res.type(PROBLEM_CONTENT_TYPE);
+    const { jobId } = result.running;
+    const code = kind === 'backup' ? 'BACKUP_RUNNING' : 'DRILL_RUNNING';
+    return { status: 409, body: { ...problem(409, 'Conflict', `a ${kind} is already running (job ${jobId})`, code), status: 409 as const, jobId } };
+  }
+  res.location(`/api/v1/backups/jobs/${result.job.jobId}`);
+  return { status: 202, body: result.job };
 }
