@@ -56,5 +56,6 @@ export type {
   Trigger,
 } from './schemas.js';
 export { REDACTED, redact } from './redact.js';
+export { SECRET_VARIABLES } from './secret-variables.js';
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption } from './pg-tls.js';
 export type { PgSslMode, PgTlsSettings } from './pg-tls.js';

@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -32,6 +32,23 @@ describe('findPsql', () => {
     await fakePsql(join(root, 'pg', '17', 'bin'), '17.12');
     const choice = await find(join(root, 'custom'), join(root, 'pg'));
     expect([choice.psql.path, choice.psql.via, choice.psql.version.text]).toEqual([path, 'PG_BIN_DIR', '16.9']);
+  });
+
+  it('asks `psql --version` without the secrets of the environment (db-restore runs in the service container)', async () => {
+    const dir = join(root, 'custom');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'psql'), `#!/bin/sh\nenv > "${join(root, 'env.txt')}"\necho "psql (PostgreSQL) 17.2"\n`);
+    await chmod(join(dir, 'psql'), 0o755);
+    const env = {
+      PATH: process.env.PATH, LANG: 'C.UTF-8', DB_PASSWORD: 'pw-1', API_TOKEN: 'tok-2', API_TOKEN_FILE: '/run/secrets/t', RESTORE_DRILL_DB_PASSWORD: 'pw-3',
+      AWS_SECRET_ACCESS_KEY: 'aws-4', AWS_WEB_IDENTITY_TOKEN_FILE: '/var/run/token', PGPASSFILE: '/elsewhere',
+    };
+    await findPsql({ pgBinDir: dir, clientsDir: join(root, 'pg'), path: '', env });
+    const seen = await readFile(join(root, 'env.txt'), 'utf8');
+    expect(seen).toContain('LANG=C.UTF-8');
+    for (const name of ['DB_PASSWORD', 'API_TOKEN', 'API_TOKEN_FILE', 'RESTORE_DRILL_DB_PASSWORD', 'AWS_SECRET_ACCESS_KEY', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'PGPASSFILE']) {
+      expect(seen, name).not.toMatch(new RegExp(`^${name}=`, 'm'));
+    }
   });
 
   it('fails as a usage error when PG_BIN_DIR has no psql', async () => {

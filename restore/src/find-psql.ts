@@ -2,6 +2,7 @@ import type { DumpHead } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
 import { describeClients, findPgClients, PgClientsError, type PgClient } from './pg-clients.js';
 import { psqlUnderstandsRestrict, RESTRICT_RELEASES } from './pg-version.js';
+import { withoutSecrets } from './psql.js';
 
 export interface PsqlChoice {
   readonly psql: PgClient;
@@ -23,7 +24,7 @@ export async function findPsql(opts: {
   env: NodeJS.ProcessEnv;
 }): Promise<PsqlChoice> {
   try {
-    const found = await findPgClients({ tool: 'psql', binDir: opts.pgBinDir, clientsDir: opts.clientsDir, path: opts.path ?? '', env: opts.env, ...(opts.defaultClientsDir === undefined ? {} : { defaultClientsDir: opts.defaultClientsDir }) });
+    const found = await findPgClients({ tool: 'psql', binDir: opts.pgBinDir, clientsDir: opts.clientsDir, path: opts.path ?? '', env: withoutSecrets(opts.env), ...(opts.defaultClientsDir === undefined ? {} : { defaultClientsDir: opts.defaultClientsDir }) });
     const psql = found.at(-1);
     if (psql === undefined) throw new PgClientsError('psql not found');
     return { psql, found };

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { redact, type PgTlsSettings } from '@db-backup-service/contract';
+import { redact, SECRET_VARIABLES, type PgTlsSettings } from '@db-backup-service/contract';
 import { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 import { PreambleAdapter } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
@@ -80,17 +80,26 @@ export function lastLines(text: string, count = STDERR_SHOW_LINES): string {
 }
 
 /**
- * Variables psql must not inherit. The secrets: db-restore is typically run inside the service's
- * container (`docker exec ... db-restore`), whose environment holds the API token and the AWS
- * secret; psql needs neither (the service's pg_dump does not get them either, server
- * child-env.ts), and a child's environment is readable in /proc by its uid. Found by the fault
- * suite (issue 8: API_TOKEN in psql's /proc/<pid>/environ). The libpq variables: an inherited
- * PGHOSTADDR, PGSERVICE or PGPASSFILE would send psql somewhere other than the configured server.
+ * What a psql (or `psql --version`) may inherit: the caller's environment without the service's
+ * secrets and without the libpq variables that would redirect it. The secrets: db-restore is
+ * typically run inside the service's container (`docker exec ... db-restore`), whose environment
+ * holds the API token, the database passwords and the AWS secret; psql needs none of them from
+ * there (the password it needs is set by psqlEnv), and a child's environment is readable in /proc
+ * by its uid. Found by the fault suite (issue 8: API_TOKEN in psql's /proc/<pid>/environ; issue
+ * 13: in `psql --version`'s). Every AWS_* too: the default credential chain's tokens are nobody
+ * else's. An inherited PGHOSTADDR, PGSERVICE or PGPASSFILE would send psql somewhere other than
+ * the configured server.
  */
-const NOT_FOR_PSQL = [
-  'DB_PASSWORD', 'DB_PASSWORD_FILE', 'API_TOKEN', 'API_TOKEN_FILE', 'AWS_SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY_FILE', 'AWS_SESSION_TOKEN',
-  'PGHOSTADDR', 'PGSERVICE', 'PGPASSFILE',
-];
+export function withoutSecrets(base: Readonly<Record<string, string | undefined>>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  for (const name of SECRET_VARIABLES) {
+    delete env[name];
+    delete env[`${name}_FILE`];
+  }
+  for (const name of Object.keys(env)) if (name.startsWith('AWS_')) delete env[name];
+  for (const name of ['PGHOSTADDR', 'PGSERVICE', 'PGPASSFILE']) delete env[name];
+  return env;
+}
 
 /** libpq's TLS variables as the settings say (a setting left null is not inherited either). */
 function tlsEnv(tls: PgTlsSettings): Record<string, string | undefined> {
@@ -99,10 +108,8 @@ function tlsEnv(tls: PgTlsSettings): Record<string, string | undefined> {
 
 /** Environment for psql: the caller's without secrets, with the connection set through libpq variables. */
 export function psqlEnv(base: NodeJS.ProcessEnv, c: PsqlConnection, database: string, applicationName = DEFAULT_APPLICATION_NAME): NodeJS.ProcessEnv {
-  const inherited = { ...base };
-  for (const name of NOT_FOR_PSQL) delete inherited[name];
   const env: NodeJS.ProcessEnv = {
-    ...inherited,
+    ...withoutSecrets(base),
     ...(c.tls ? tlsEnv(c.tls) : {}),
     PGHOST: c.host,
     PGPORT: String(c.port),

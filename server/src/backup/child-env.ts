@@ -1,4 +1,4 @@
-import { SECRET_VARIABLES } from '../config/secret-variables.js';
+import { SECRET_VARIABLES } from '@db-backup-service/contract';
 
 /** Connection settings a child must take from the configuration only, never inherit. */
 const PG_CONNECTION_VARIABLES = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGPASSWORD', 'PGPASSFILE', 'PGSERVICE'];

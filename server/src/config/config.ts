@@ -6,9 +6,9 @@ import { findLocalServer } from '../drill/local-server.js';
 import { inheritableEnv } from '../backup/child-env.js';
 import { usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
-import type { SECRET_VARIABLES } from './secret-variables.js';
+import type { SECRET_VARIABLES } from '@db-backup-service/contract';
 
-export { SECRET_VARIABLES } from './secret-variables.js';
+export { SECRET_VARIABLES } from '@db-backup-service/contract';
 export type { PgSslMode, PgTlsSettings } from '@db-backup-service/contract';
 
 /** Where S3 backups go; also the options of storage/s3-storage.ts. */
