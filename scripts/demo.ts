@@ -76,6 +76,8 @@ async function main(): Promise<void> {
       PATH: [dirname(process.execPath), process.env.PATH].join(delimiter),
       DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'shop', DB_USER: pg.user, DB_PASSWORD: pg.password,
       STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: backupDir, API_TOKEN: token, HTTP_PORT: String(port), LOG_FORMAT: 'plain',
+      // Each backup is restored into a throwaway cluster and counted: the first one shows its drill.
+      RESTORE_DRILL: 'after-backup',
     },
   });
   service.once('error', (error) => {
@@ -101,6 +103,18 @@ async function main(): Promise<void> {
     { timeoutMs: 60_000, intervalMs: 250, what: 'the first backup' },
   );
   if (job.status !== 'succeeded') throw new Error(`the first backup failed: ${job.errorMessage}`);
+  // after-backup: the drill starts as the backup ends; its result lands in the backup's `drill`.
+  const drill = await pollUntil(
+    async () => {
+      const list = (await (await fetch(`${base}/api/v1/backups`, { headers: auth })).json()) as { id: string; drill: { status: string; rowsChecked: number; tablesChecked: number; durationMs: number; detail: string | null } | null }[];
+      return list.find((b) => b.id === job.backupId)?.drill ?? undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250, what: "the first backup's restore drill" },
+  );
+  const drillText =
+    drill.status === 'passed'
+      ? `passed: restored into a throwaway cluster, ${drill.tablesChecked} tables and ${drill.rowsChecked} rows counted, in ${drill.durationMs} ms`
+      : `FAILED: ${drill.detail}`;
 
   // The cluster's password is printed on purpose: it is a throwaway cluster that exists only while
   // the demo runs, and db-restore needs it.
@@ -108,11 +122,13 @@ async function main(): Promise<void> {
 ================================================================================
 db-backup-service is running on ${base} (PostgreSQL database "shop" on port ${pg.port}).
 First backup: ${backupDir}/${job.backupId}${earlier > 0 ? `\n(${earlier} backup(s) of earlier demo runs are listed too.)` : ''}
+Its restore drill ${drillText}.
 
   export API_TOKEN=${token}
   curl -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups
   curl -X POST -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups
   curl -OJ -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups/latest/download
+  curl -X POST -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups/latest/drill
   curl ${base}/health
   curl ${base}/info
   open ${base}/docs in a browser for the API docs
@@ -123,6 +139,7 @@ db-restore against the demo's database (bash; list, then restore the newest into
   export STORAGE_BACKEND=local BACKUP_LOCAL_DIR=${sh(backupDir)}
   db-restore() { ${sh(process.execPath)} ${sh(`${root}cli/dist/bin.js`)} "$@"; }
   db-restore
+  db-restore --drill latest
   db-restore --force latest
 
 PostgreSQL's throwaway cluster is in ${pg.baseDir}.
