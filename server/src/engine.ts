@@ -205,12 +205,7 @@ export class BackupEngine {
     } finally {
       clearTimeout(timer);
       const finished = record;
-      withoutLogContext(() =>
-        queueMicrotask(() => {
-          const after = this.#afterDrill(jobId, finished).finally(() => this.#afterJobs.delete(after));
-          this.#afterJobs.add(after);
-        }),
-      );
+      this.#afterOutcome(() => this.#afterDrill(jobId, finished));
     }
   }
 
@@ -247,15 +242,22 @@ export class BackupEngine {
       throw error;
     } finally {
       clearTimeout(timer);
-      // After the registry has recorded the outcome (next microtask), report it and tidy up;
-      // outside the job's log context, so retention lines are not stamped with its backupId (M2).
-      withoutLogContext(() =>
-        queueMicrotask(() => {
-          const after = this.#afterJob(jobId, sidecar).finally(() => this.#afterJobs.delete(after));
-          this.#afterJobs.add(after);
-        }),
-      );
+      this.#afterOutcome(() => this.#afterJob(jobId, sidecar));
     }
+  }
+
+  /**
+   * Runs `fn` (report a job's outcome and tidy up) once the registry has recorded that outcome
+   * (next microtask), outside the job's log context, so retention lines are not stamped with its
+   * backupId (M2); stop() waits for it.
+   */
+  #afterOutcome(fn: () => Promise<void>): void {
+    withoutLogContext(() =>
+      queueMicrotask(() => {
+        const after = fn().finally(() => this.#afterJobs.delete(after));
+        this.#afterJobs.add(after);
+      }),
+    );
   }
 
   /** `stopSignal`, also fired once BACKUP_TIMEOUT has passed; clear the timer when the job ends. */

@@ -15,7 +15,7 @@ export class ManifestError extends Error {
  * A backup's contents manifest, trusted only when its SHA-256 is the one its sidecar recorded:
  * the sidecar is written last, after the dump was verified, so a manifest changed or replaced
  * since would make the drill check the wrong counts. null when the sidecar records none (the
- * reference service's backups, older ones): the drill then restores without counts to compare.
+ * reference service's backups, older ones): the drill then compares with the counts of the stream itself.
  */
 export async function readContentsManifest(storage: Storage, sidecar: BackupSidecar, signal: AbortSignal): Promise<ContentsManifest | null> {
   if (sidecar.contents === null) return null;
