@@ -34,8 +34,9 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
     if (config.drill.target === 'local') {
       const binDir = config.drill.localBinDir ?? '';
       const env = config.runtime.childEnv;
-      await refuseOlderLocalServer(backup, (await localServerVersion({ binDir, env })).major, binDir);
-      const cluster = await startLocalCluster({ binDir, env });
+      const version = await localServerVersion({ binDir, env });
+      await refuseOlderLocalServer(backup, version.major, binDir);
+      const cluster = await startLocalCluster({ binDir, env, version });
       release = cluster.destroy;
       server = cluster.server;
       secrets.push(cluster.server.password);

@@ -35,6 +35,8 @@ export interface LocalClusterOptions {
   readonly env: Readonly<Record<string, string>>;
   /** Default: TMPDIR (os.tmpdir()). */
   readonly parentDir?: string;
+  /** The binaries' version when the caller has asked it already (localServerVersion); else asked here. */
+  readonly version?: PgVersion;
 }
 
 /** The server binaries' version (`postgres --version`), asked before anything is created. */
@@ -52,7 +54,7 @@ export async function localServerVersion(opts: Pick<LocalClusterOptions, 'binDir
  * refuses root. On any failure the directory is removed before the error is thrown.
  */
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
-  const version = await localServerVersion(opts);
+  const version = opts.version ?? (await localServerVersion(opts));
   const runAs = serverUser();
   const baseDir = await mkdtemp(path.join(opts.parentDir ?? tmpdir(), CLUSTER_DIR_PREFIX));
   const dataDir = path.join(baseDir, 'data');
