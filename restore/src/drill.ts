@@ -3,26 +3,19 @@
 // uses, the scratch is counted against the manifest taken while the dump streamed at backup
 // time (or, without one, with the counts of the stream itself), and dropped again whatever happened.
 import type { Readable } from 'node:stream';
-import type { ContentsManifest, DrillMismatch, PgTlsSettings } from '@db-backup-service/contract';
+import type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
 import { escapeIdentifier, type Client } from 'pg';
 import { countCatalogObjects, DumpContentsCounter } from './dump-contents.js';
 import { newerDumper, type DumpHead } from './dump-preamble.js';
 import { peekDumpHead } from './dump-peek.js';
 import { checkPsqlRunsDump } from './find-psql.js';
 import type { PgClient } from './pg-clients.js';
-import { connect, connectMaintenance, pgMessage } from './pg-connect.js';
+import { connect, connectMaintenance, pgMessage, type PgServer } from './pg-connect.js';
 import { runPsqlRestore, type PreambleAdaptation } from './psql.js';
 import { createOptions, dropDatabaseSql, failureDetail, forceClause, isSideDatabase, sideDatabaseName } from './restore.js';
 
-/** The server a drill restores into; the role needs CREATEDB. */
-export interface DrillServer {
-  /** Host name or Unix socket directory. */
-  host: string;
-  port: number;
-  user: string;
-  password: string;
-  tls: PgTlsSettings;
-}
+/** The server a drill restores into (a host name or a Unix socket directory); the role needs CREATEDB. */
+export type DrillServer = PgServer;
 
 export interface DrillOptions {
   server: DrillServer;

@@ -1,6 +1,6 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type DrillTarget, type PgTlsSettings } from '@db-backup-service/contract';
-import { DEFAULT_CLIENTS_DIR } from '@db-backup-service/restore';
+import { BACKUP_NAME_PREFIX_PATTERN, PG_SSL_MODES, type DrillTarget } from '@db-backup-service/contract';
+import { DEFAULT_CLIENTS_DIR, type PgServer } from '@db-backup-service/restore';
 import { validateCronExpression } from 'cron';
 import { findLocalServer } from '../drill/local-server.js';
 import { inheritableEnv } from '../backup/child-env.js';
@@ -37,13 +37,7 @@ export interface S3Settings {
 export type DrillMode = 'off' | 'after-backup' | 'schedule';
 
 /** A PostgreSQL server to connect to: the backed-up one, or where drills restore. */
-export interface DbServer {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly password: string;
-  readonly tls: PgTlsSettings;
-}
+export type DbServer = PgServer;
 
 export interface DrillSettings {
   readonly mode: DrillMode;
