@@ -1,17 +1,33 @@
 import { z } from 'zod';
 
 /**
- * Backup ids: `<prefix>_<yyyyMMddTHHmmssZ>[_<n>].sql.gz`. The optional `_<n>` suffix keeps two
+ * Backup ids: `<prefix>_<yyyyMMddTHHmmssZ>[_<n>].sql.gz` (gzip) or `.sql.zst` (zstd). The extension
+ * is the backup's compression format (see compressionOfId). The optional `_<n>` suffix keeps two
  * backups taken within the same second distinct. The prefix is restricted to a safe alphabet so
  * that an id can never carry a path separator, `..`, or a NUL byte (invariant 7).
  */
 export const BACKUP_NAME_PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
-export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}_\d{8}T\d{6}Z(?:_\d{1,4})?\.sql\.gz$/;
+export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}_\d{8}T\d{6}Z(?:_\d{1,4})?\.sql\.(?:gz|zst)$/;
 export const BACKUP_ID_MAX_LENGTH = 100;
 
 /** True when `id` has the shape of a backup id; checked before any storage access. */
 export function isBackupId(id: string): boolean {
   return id.length <= BACKUP_ID_MAX_LENGTH && BACKUP_ID_PATTERN.test(id);
+}
+
+/** How a backup's plain SQL dump is compressed: gzip (the reference service's format, the default) or zstd. */
+export const CompressionFormatSchema = z.enum(['gzip', 'zstd']);
+export type CompressionFormat = z.infer<typeof CompressionFormatSchema>;
+
+/** File extension, download Content-Type and level range of each format. */
+export const COMPRESSION_FORMATS = {
+  gzip: { extension: '.sql.gz', contentType: 'application/gzip', minLevel: 1, maxLevel: 9 },
+  zstd: { extension: '.sql.zst', contentType: 'application/zstd', minLevel: 1, maxLevel: 19 },
+} as const satisfies Record<CompressionFormat, { extension: string; contentType: string; minLevel: number; maxLevel: number }>;
+
+/** The compression format of a backup, from its id's extension (call only with a valid id). */
+export function compressionOfId(id: string): CompressionFormat {
+  return id.endsWith(COMPRESSION_FORMATS.zstd.extension) ? 'zstd' : 'gzip';
 }
 
 export const JobStatusSchema = z.enum(['queued', 'running', 'succeeded', 'failed']);
@@ -24,6 +40,21 @@ export type Trigger = z.infer<typeof TriggerSchema>;
 export const JobKindSchema = z.enum(['backup', 'drill']);
 export type JobKind = z.infer<typeof JobKindSchema>;
 
+/** How far a running backup is: updated as the dump streams (absent from the reference service). */
+export const JobProgressSchema = z.object({
+  dumpedBytes: z.number().int().nonnegative().describe('Plain SQL bytes pg_dump has written so far.'),
+  storedBytes: z.number().int().nonnegative().describe('Compressed bytes handed to storage so far.'),
+  elapsedMs: z.number().int().nonnegative().describe('Since the job started running.'),
+  bytesPerSecond: z.number().nonnegative().describe('dumpedBytes per second of elapsed time.'),
+  estimatedTotalBytes: z
+    .number()
+    .int()
+    .nonnegative()
+    .nullable()
+    .describe("Expected dumpedBytes at the end: the previous backup's uncompressed size (null when there is none)."),
+});
+export type JobProgress = z.infer<typeof JobProgressSchema>;
+
 /** A backup job as the API reports it. Jobs live in memory (the newest 100). */
 export const JobSchema = z.object({
   jobId: z.string().uuid(),
@@ -35,15 +66,18 @@ export const JobSchema = z.object({
   durationMs: z.number().int().nonnegative().nullable(),
   errorMessage: z.string().nullable().describe('Why the job failed (pg_dump stderr with secrets redacted, storage or verification error).'),
   backupId: z.string().nullable().describe('backup: the id of the backup this job produced (set when it succeeded); drill: the backup being drilled (set from the start).'),
+  progress: JobProgressSchema.nullable()
+    .default(null)
+    .describe('A backup job while it runs and once it ended: how far the dump got. null while queued, and for drills.'),
 });
 export type Job = z.infer<typeof JobSchema>;
 
 /** The fields every sidecar has, ours and the reference service's: the public part of a backup. */
 const BackupFieldsSchema = z.object({
-  id: z.string().describe('Backup id, also its file name: `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz`.'),
+  id: z.string().describe('Backup id, also its file name: `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` (gzip) or `.sql.zst` (zstd).'),
   createdAt: z.string().datetime(),
-  sizeBytes: z.number().int().nonnegative().describe('Size of the stored .sql.gz object.'),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 (hex) of the stored .sql.gz object.'),
+  sizeBytes: z.number().int().nonnegative().describe('Size of the stored .sql.gz / .sql.zst object.'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 (hex) of the stored .sql.gz / .sql.zst object.'),
   pgVersion: z.string().describe('Version of the PostgreSQL server that was dumped.'),
   durationMs: z.number().int().nonnegative(),
   triggeredBy: TriggerSchema,
@@ -109,7 +143,7 @@ export const BackupSidecarSchema = BackupFieldsSchema.extend({
   pgDumpVersion: z.string().default(UNKNOWN),
   uncompressedSizeBytes: z.number().int().nonnegative().nullable().default(null).describe('null: not recorded.'),
   compression: z
-    .object({ format: z.literal('gzip'), level: z.number().int().min(1).max(9).nullable().default(null) })
+    .object({ format: CompressionFormatSchema, level: z.number().int().min(1).max(22).nullable().default(null) })
     .default({ format: 'gzip', level: null }),
   database: z.string().default(UNKNOWN),
   serviceVersion: z.string().default(UNKNOWN),

@@ -41,7 +41,7 @@ export class JobRegistry {
     if (running) return { started: false, running: this.#get(running.id) };
 
     const jobId = randomUUID();
-    this.#put({ jobId, kind, status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId });
+    this.#put({ jobId, kind, status: 'queued', triggeredBy, startedAt: null, finishedAt: null, durationMs: null, errorMessage: null, backupId, progress: null });
     const controller = new AbortController();
     const started = Date.now();
     const done = (async () => {
