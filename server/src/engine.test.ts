@@ -11,6 +11,8 @@ import { BackupEngine, EngineStoppedError, type BackupRunner, type ExclusiveRunn
 import { silentLogger } from './logger.js';
 import { LocalStorage } from './storage/local-storage.js';
 import { NO_DRILLS } from './drill/no-drills.test-helper.js';
+import { BackupSidecarSchema } from '@db-backup-service/contract';
+import { idAt, ownSidecar } from './ownership.test-helper.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -89,5 +91,40 @@ describe('BackupEngine', () => {
     if (!started.started) throw new Error('not started');
     await e.stop(10);
     expect(e.jobs.get(started.job.jobId)?.errorMessage).toBe('backup aborted: the service is shutting down (SHUTDOWN_TIMEOUT reached)');
+  });
+
+  it("keeps a backup job's progress up to date, with the newest backup's dump size as the estimate; the last one stays", async () => {
+    let report!: (dumpedBytes: number, storedBytes: number) => void;
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const created = new Date();
+    const e = await engine(undefined, async ({ onProgress }) => {
+      report = (dumpedBytes, storedBytes) => onProgress({ dumpedBytes, storedBytes });
+      await finished;
+      return BackupSidecarSchema.parse({ ...ownSidecar(idAt(created), created, Buffer.from('x'), 'app'), uncompressedSizeBytes: 5_000 });
+    });
+    await e.start();
+    // The start-up clean-up reloads the index: the previous backup is added once it is done.
+    await e.cleanupLeftovers();
+    const previous = new Date(created.getTime() - 3_600_000);
+    e.index.add(BackupSidecarSchema.parse({ ...ownSidecar(idAt(previous), previous, Buffer.from('x'), 'app'), uncompressedSizeBytes: 4_000 }));
+    const started = e.trigger('api');
+    if (!started.started) throw new Error('not started');
+    const { jobId } = started.job;
+    expect(started.job.progress).toBeNull();
+    while (e.jobs.get(jobId)?.status !== 'running') await turn();
+    await turn();
+    report(1_000, 300);
+    expect(e.jobs.get(jobId)?.progress).toMatchObject({ dumpedBytes: 1_000, storedBytes: 300, estimatedTotalBytes: 4_000 });
+    const { elapsedMs, bytesPerSecond } = e.jobs.get(jobId)!.progress!;
+    expect(elapsedMs).toBeGreaterThanOrEqual(0);
+    expect(bytesPerSecond).toBe(elapsedMs > 0 ? Math.round((1_000 * 1000) / elapsedMs) : 0);
+    report(5_000, 1_200);
+    finish();
+    await e.jobs.idle('backup');
+    // A report after the end (none should come) changes nothing: the job keeps its last progress.
+    report(9_999, 9_999);
+    expect(e.jobs.get(jobId)).toMatchObject({ status: 'succeeded', progress: { dumpedBytes: 5_000, storedBytes: 1_200, estimatedTotalBytes: 4_000 } });
+    await e.stop(1_000);
   });
 });

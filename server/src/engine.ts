@@ -1,4 +1,5 @@
 import { backupIdOfSidecar, isBackupId, sidecarName, type BackupSidecar, type DrillRecord, type Job, type Trigger } from '@db-backup-service/contract';
+import type { BackupProgress } from './backup/run-backup.js';
 import { backupIdOfCompanion, BackupIndex, isOwnBackupId } from './backup-index.js';
 import type { Config } from './config/config.js';
 import { formatIsoDuration } from './config/duration.js';
@@ -8,8 +9,13 @@ import { pruneBackups } from './retention.js';
 import { Scheduler } from './scheduler.js';
 import type { Storage } from './storage/storage.js';
 
-/** Runs one backup to completion (the pipeline in backup/), returning its sidecar. */
-export type BackupRunner = (opts: { triggeredBy: Trigger; signal: AbortSignal; existingIds: () => Set<string> }) => Promise<BackupSidecar>;
+/** Runs one backup to completion (the pipeline in backup/), returning its sidecar; `onProgress` as RunBackupOptions'. */
+export type BackupRunner = (opts: {
+  triggeredBy: Trigger;
+  signal: AbortSignal;
+  existingIds: () => Set<string>;
+  onProgress: (progress: BackupProgress) => void;
+}) => Promise<BackupSidecar>;
 
 /** Drills one backup (drill/drill-backup.ts): resolves its record, passed or failed; rejects only when aborted. */
 export type DrillRunner = (opts: { backup: BackupSidecar; signal: AbortSignal }) => Promise<DrillRecord>;
@@ -228,10 +234,14 @@ export class BackupEngine {
       // Clean-up holds the cross-instance lock briefly; a backup waits for it rather than
       // mistaking it for another instance's backup.
       await this.#cleaning;
+      // What the newest listed backup dumped is the best guess of what this one will (null: no
+      // backup yet, or one whose sidecar does not say, as the reference service's).
+      const estimatedTotalBytes = this.index.latest()?.uncompressedSizeBytes ?? null;
       sidecar = await this.deps.runBackup({
         triggeredBy,
         signal,
         existingIds: () => new Set(this.index.list().map((b) => b.id)),
+        onProgress: (progress) => this.jobs.setProgress(jobId, progress, estimatedTotalBytes),
       });
       addLogContext({ backupId: sidecar.id, durationMs: sidecar.durationMs });
       this.index.add(sidecar);

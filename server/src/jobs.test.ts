@@ -88,4 +88,31 @@ describe('JobRegistry', () => {
     await jobs.idle();
     expect(jobs.list().map((j) => [j.kind, j.status])).toEqual([['drill', 'succeeded'], ['backup', 'succeeded']]);
   });
+
+  it('progress: null while queued and for jobs that report none; elapsed and rate from the job start; frozen once ended', async () => {
+    const jobs = new JobRegistry();
+    const gate = deferred();
+    const started = Date.now();
+    const r = jobs.start('backup', 'api', async (jobId) => {
+      await gate.promise;
+      jobs.setProgress(jobId, { dumpedBytes: 2_000_000, storedBytes: 500_000 }, null);
+      return { backupId: 'b' };
+    });
+    if (!r.started) throw new Error('not started');
+    const { jobId } = r.job;
+    expect(r.job.progress).toBeNull();
+    const drill = jobs.start('drill', 'api', async () => ({ backupId: 'a' }), 'a');
+    // Stamped no earlier than this test's clock: elapsed is measured from the job's own start.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gate.resolve();
+    await jobs.idle();
+    const { progress } = jobs.get(jobId)!;
+    expect(progress).toMatchObject({ dumpedBytes: 2_000_000, storedBytes: 500_000, estimatedTotalBytes: null });
+    expect(progress!.elapsedMs).toBeGreaterThanOrEqual(15);
+    expect(progress!.elapsedMs).toBeLessThanOrEqual(Date.now() - started);
+    expect(progress!.bytesPerSecond).toBe(Math.round((2_000_000 * 1000) / progress!.elapsedMs));
+    jobs.setProgress(jobId, { dumpedBytes: 1, storedBytes: 1 }, 7);
+    expect(jobs.get(jobId)!.progress).toEqual(progress);
+    expect(jobs.get(drill.started ? drill.job.jobId : '')!.progress).toBeNull();
+  });
 });

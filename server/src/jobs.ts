@@ -14,6 +14,14 @@ interface RunningJob {
   readonly id: string;
   readonly controller: AbortController;
   readonly done: Promise<void>;
+  /** Date.now() when it started: startedAt, durationMs and the progress's elapsedMs count from here. */
+  readonly started: number;
+}
+
+/** What a backup reports as it streams; the registry adds the times. */
+export interface ProgressCounts {
+  readonly dumpedBytes: number;
+  readonly storedBytes: number;
 }
 
 /**
@@ -57,8 +65,20 @@ export class JobRegistry {
         this.#running.delete(kind);
       }
     })();
-    this.#running.set(kind, { id: jobId, controller, done });
+    this.#running.set(kind, { id: jobId, controller, done, started });
     return { started: true, job: this.#get(jobId) };
+  }
+
+  /**
+   * Records how far a running job got (`estimatedTotalBytes`: what it is expected to reach, or
+   * null). Ignored once the job has ended: the last progress stays as it was.
+   */
+  setProgress(jobId: string, counts: ProgressCounts, estimatedTotalBytes: number | null): void {
+    const running = [...this.#running.values()].find((job) => job.id === jobId);
+    if (running === undefined) return;
+    const elapsedMs = Math.max(0, Date.now() - running.started);
+    const bytesPerSecond = elapsedMs > 0 ? Math.round((counts.dumpedBytes * 1000) / elapsedMs) : 0;
+    this.#update(jobId, { progress: { dumpedBytes: counts.dumpedBytes, storedBytes: counts.storedBytes, elapsedMs, bytesPerSecond, estimatedTotalBytes } });
   }
 
   get(jobId: string): Job | undefined {

@@ -37,9 +37,9 @@ export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Pro
     config,
     storage,
     logger: log,
-    runBackup: async ({ triggeredBy, signal, existingIds }) => {
+    runBackup: async ({ triggeredBy, signal, existingIds, onProgress }) => {
       const found = pgDumps ?? (pgDumps = await discoverPgDumps(config));
-      return runBackup({ config, storage, pgDumps: found, logger: log, existingIds }, { triggeredBy, signal });
+      return runBackup({ config, storage, pgDumps: found, logger: log, existingIds }, { triggeredBy, signal, onProgress });
     },
     exclusive: (fn) => runExclusive(config.db, fn),
     drills: {

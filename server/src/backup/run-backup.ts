@@ -18,6 +18,7 @@ import { GcPacer } from './gc-pacer.js';
 import { GzipCheck } from './gzip-check.js';
 import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
+import { RateLimit } from './rate-limit.js';
 import { choosePgDump } from './pg-tools.js';
 import type { PgDumpClients, PgTools } from './pg-tools.js';
 import { redact } from '@db-backup-service/contract';
@@ -53,7 +54,18 @@ export interface RunBackupOptions {
   readonly now?: () => Date;
   /** Named injection point: a throw here fails the backup at that point as a crash would (invariant 1). */
   readonly onStage?: (stage: BackupStage) => void | Promise<void>;
+  /** How far the dump got: when it starts, at most every 250 ms while it streams, and once when it has ended. */
+  readonly onProgress?: (progress: BackupProgress) => void;
 }
+
+export interface BackupProgress {
+  /** Plain SQL bytes pg_dump has written. */
+  readonly dumpedBytes: number;
+  /** Compressed bytes on their way to storage (past the hash). */
+  readonly storedBytes: number;
+}
+
+const PROGRESS_INTERVAL_MS = 250;
 
 /**
  * Runs one backup: pg_dump -> gzip -> SHA-256 -> storage, read-back verification, the contents
@@ -218,6 +230,11 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
   // Gunzips the compressed stream as it flows and checks it inflates to what pg_dump wrote (the
   // trailer observer's count, complete once the end gate has passed), before the end reaches storage.
   const check = new GzipCheck(() => trailer.bytes, fail);
+  // BACKUP_MAX_UPLOAD_RATE: after the hash and the counts, so that it paces only the writes to storage.
+  const { maxUploadBytesPerSecond } = config.backup;
+  const limit = maxUploadBytesPerSecond === null ? [] : [new RateLimit(maxUploadBytesPerSecond)];
+  const body = limit[0] ?? compressed;
+  const progress = reportProgress(ctx.opts.onProgress, () => ({ dumpedBytes: trailer.bytes, storedBytes: compressed.bytes }));
 
   try {
     const compressor = createCompressor({
@@ -226,8 +243,8 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
       poolSize: config.runtime.threadPoolSize,
     });
     // The trailer observer counts the uncompressed bytes and the contents too: no stage of its own for that.
-    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, { signal });
-    const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
+    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, ...limit, { signal });
+    const stored = storage.putStream(id, body, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the
       // storage's (a rare local stream error would be mislabelled, but keeps its message).
@@ -237,6 +254,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
       throw error;
     });
     const [pipeResult, putResult] = await Promise.allSettled([piped, stored]);
+    progress.stop();
 
     if (pipeResult.status === 'rejected' || putResult.status === 'rejected') {
       dump.kill();
@@ -266,6 +284,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
       contents: counter.manifest(),
     };
   } finally {
+    progress.stop();
     signal.removeEventListener('abort', onAbort);
     // Never leave a pg_dump behind, whatever happened above.
     if (!dump.hasExited) {
@@ -273,6 +292,26 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
       await dump.exited;
     }
   }
+}
+
+/**
+ * Calls `onProgress` with `read()` now, then every PROGRESS_INTERVAL_MS, and once more on `stop()`
+ * (idempotent). One timer for the whole backup: nothing is added to the per-chunk path.
+ */
+function reportProgress(onProgress: ((progress: BackupProgress) => void) | undefined, read: () => BackupProgress): { stop(): void } {
+  if (onProgress === undefined) return { stop: () => undefined };
+  onProgress(read());
+  let timer: NodeJS.Timeout | null = setInterval(() => onProgress(read()), PROGRESS_INTERVAL_MS);
+  // Progress alone must not keep the process alive.
+  timer.unref();
+  return {
+    stop() {
+      if (timer === null) return;
+      clearInterval(timer);
+      timer = null;
+      onProgress(read());
+    },
+  };
 }
 
 async function chooseBackupId(

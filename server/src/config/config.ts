@@ -4,6 +4,7 @@ import { DEFAULT_CLIENTS_DIR, type PgServer } from '@db-backup-service/restore';
 import { validateCronExpression } from 'cron';
 import { findLocalServer } from '../drill/local-server.js';
 import { inheritableEnv } from '../backup/child-env.js';
+import { BYTE_RATE_FORMS, parseByteRate } from './byte-rate.js';
 import { usableCpus } from './cpu-limit.js';
 import { formatIsoDuration, parseDuration } from './duration.js';
 import type { SECRET_VARIABLES } from '@db-backup-service/contract';
@@ -70,6 +71,8 @@ export interface Config {
     readonly timeoutMs: number;
     /** BACKUP_LOCK_WAIT_TIMEOUT: pg_dump's --lock-wait-timeout, how long it waits for each table's ACCESS SHARE lock. */
     readonly lockWaitTimeoutMs: number;
+    /** BACKUP_MAX_UPLOAD_RATE in bytes per second: the compressed bytes written to storage; null = no limit. */
+    readonly maxUploadBytesPerSecond: number | null;
   };
   readonly retention: { readonly days: number; readonly minCount: number };
   readonly drill: DrillSettings;
@@ -276,6 +279,7 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       // 60 s: longer than ordinary DDL holds its lock, short enough that the application's queries
       // queued behind pg_dump's waiting lock request do not pile up for long (pg-dump-process.ts).
       lockWaitTimeoutMs: durationVariable('BACKUP_LOCK_WAIT_TIMEOUT', '60s'),
+      maxUploadBytesPerSecond: byteRateVariable('BACKUP_MAX_UPLOAD_RATE'),
     },
     retention: {
       days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
@@ -362,6 +366,15 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       return parseDuration(fallback) ?? 60_000;
     }
     return ms;
+  }
+
+  /** A rate such as 50MB/s; null when unset (no limit). */
+  function byteRateVariable(name: string): number | null {
+    const text = raw(name);
+    if (text === undefined) return null;
+    const rate = parseByteRate(text);
+    if (rate === null) report(name, `"${text}" is not a rate`, `Use ${BYTE_RATE_FORMS}; or unset it for no limit.`);
+    return rate;
   }
 
   /** A file path libpq would read; `keywords` are values that name no file. */
