@@ -150,6 +150,31 @@ describe('waitForJob', () => {
     expect(polled).toEqual(['running', 'running', 'failed']);
   });
 
+  it('calls onProgress with each changed progress and its job; not while it is null, not twice for the same', async () => {
+    const id = randomUUID();
+    const at = (dumpedBytes: number, elapsedMs: number) => ({ dumpedBytes, storedBytes: dumpedBytes / 4, elapsedMs, bytesPerSecond: Math.round((dumpedBytes * 1000) / elapsedMs), estimatedTotalBytes: 4_000 });
+    const states = [
+      { ...job('queued', id), progress: null },
+      { ...job('running', id), progress: null },
+      { ...job('running', id), progress: at(1_000, 250) },
+      { ...job('running', id), progress: at(1_000, 250) },
+      { ...job('running', id), progress: at(2_000, 500) },
+      { ...job('succeeded', id), progress: at(4_000, 900) },
+    ];
+    server = await startTestServer((_req, res, n) => json(res, 200, states[n - 1]));
+    const seen: [number, string][] = [];
+    const done = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).waitForJob(id, {
+      intervalMs: 5,
+      onProgress: (progress, polled) => seen.push([progress.dumpedBytes, polled.status]),
+    });
+    expect(seen).toEqual([
+      [1_000, 'running'],
+      [2_000, 'running'],
+      [4_000, 'succeeded'],
+    ]);
+    expect(done.progress).toEqual(at(4_000, 900));
+  });
+
   it('throws JOB_WAIT_TIMEOUT at the deadline', async () => {
     const id = randomUUID();
     server = await startTestServer((_req, res) => json(res, 200, job('running', id)));

@@ -16,6 +16,7 @@ import {
   type Info,
   type Job,
   type JobConflict,
+  type JobProgress,
 } from './generated/contract/index.js';
 import { z } from 'zod';
 import { downloadToFile, type DownloadedFile, type DownloadToFileOptions } from './download-to-file.js';
@@ -67,8 +68,15 @@ export interface WaitForJobOptions extends CallOptions {
   readonly intervalMs?: number;
   /** Give up (BackupServiceError `JOB_WAIT_TIMEOUT`) when the job has not finished by then; default: wait forever. */
   readonly timeoutMs?: number;
-  /** Called with every polled state, e.g. to log progress. */
+  /** Called with every polled state. */
   readonly onPoll?: (job: Job) => void;
+  /**
+   * Called when a poll finds the job's `progress` changed (a running backup reports it every
+   * 250 ms; the finished job keeps its last one): bytes dumped and stored, rate, elapsed time and
+   * the expected total (the previous backup's dump size, null when there is none). Never called
+   * while `progress` is null (a queued job, a drill).
+   */
+  readonly onProgress?: (progress: JobProgress, job: Job) => void;
 }
 
 /** Options of {@link BackupServiceClient.download}. */
@@ -141,6 +149,17 @@ export interface BackupServiceClient {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+
+function sameProgress(a: JobProgress, b: JobProgress | null): boolean {
+  return (
+    b !== null &&
+    a.dumpedBytes === b.dumpedBytes &&
+    a.storedBytes === b.storedBytes &&
+    a.elapsedMs === b.elapsedMs &&
+    a.bytesPerSecond === b.bytesPerSecond &&
+    a.estimatedTotalBytes === b.estimatedTotalBytes
+  );
+}
 
 interface ApiResponse {
   status: number;
@@ -250,9 +269,12 @@ export function createClient(options: ClientOptions): BackupServiceClient {
     async waitForJob(jobId, opts = {}) {
       const intervalMs = opts.intervalMs ?? 1000;
       const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+      let lastProgress: JobProgress | null = null;
       for (;;) {
         const job = await client.getJob(jobId, opts);
         opts.onPoll?.(job);
+        if (job.progress !== null && !sameProgress(job.progress, lastProgress)) opts.onProgress?.(job.progress, job);
+        lastProgress = job.progress;
         if (job.status === 'succeeded' || job.status === 'failed') return job;
         const left = deadline - Date.now();
         if (left <= 0) {
