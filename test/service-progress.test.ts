@@ -1,12 +1,18 @@
 // Live progress and the upload rate limit, end to end: the built service as a child process, real
 // PostgreSQL and pg_dump, the local backend. BACKUP_MAX_UPLOAD_RATE slows the backup down to a few
-// seconds deterministically, so that polling the job sees it move.
+// seconds deterministically, so that polling the job sees it move. Then db-restore's progress bar
+// for restores through the service: db-restore in-process (runCli) with a terminal for stderr, so
+// that it draws its bar as on an operator's screen.
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { runCli } from '@db-backup-service/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackupSidecarSchema, sidecarName, type BackupSidecar, type Job, type JobProgress } from '@db-backup-service/contract';
+import { BackupSidecarSchema, sidecarName, type Backup, type BackupSidecar, type Job, type JobProgress } from '@db-backup-service/contract';
+import { formatBytes } from '../cli/src/format.js';
 import { api, freePort, startPostgres, startService, type Api, type PostgresCluster, type ServiceProcess } from './harness/index.js';
 
 const TOKEN = randomBytes(32).toString('hex');
@@ -21,6 +27,8 @@ let pg: PostgresCluster;
 let dir: string;
 let svc: ServiceProcess;
 let A: Api;
+/** The backup db-restore restores. */
+let backupId: string;
 
 beforeAll(async () => {
   pg = await startPostgres({ database: 'app' });
@@ -111,4 +119,65 @@ describe('live progress of a backup job, at a capped upload rate', () => {
     expectMonotonic([...second.running, second.job.progress!]);
     expect(second.job.progress!.dumpedBytes).toBe(second.backup.uncompressedSizeBytes);
   }, 180_000);
+});
+
+/** A stderr that says it is a terminal (as process.stderr on one), recording what is drawn. */
+function terminal(): { stream: NodeJS.WriteStream; text: () => string } {
+  const stream = new PassThrough() as unknown as NodeJS.WriteStream & PassThrough;
+  Object.assign(stream, { isTTY: true, columns: 160, rows: 40 });
+  let text = '';
+  stream.on('data', (b: Buffer) => (text += b.toString()));
+  return { stream, text: () => text };
+}
+
+async function restore(args: string[], stderr: NodeJS.WriteStream): Promise<number> {
+  return runCli(['--force', ...args], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'app', DB_USER: pg.user, DB_PASSWORD: pg.password,
+      STORAGE_BACKEND: 's3', API_TOKEN: TOKEN, DB_RESTORE_SERVICE_URL: svc.baseUrl,
+    },
+    stdout: new PassThrough(),
+    stderr,
+    process: new EventEmitter() as unknown as NodeJS.Process,
+    countdownSeconds: 0,
+  });
+}
+
+/** The download's size as the service sends it: what the bar must count up to. */
+async function contentLength(): Promise<number> {
+  const res = await A.request(`/api/v1/backups/${backupId}/download`, { method: 'HEAD' });
+  expect(res.status).toBe(200);
+  return Number(res.headers.get('content-length'));
+}
+
+/** The bar's frames for `phase` as drawn, in order: bytes done, of what total, at what rate. */
+function frames(drawn: string, phase: string): { done: string; of: string; speed: string }[] {
+  const frame = new RegExp(`${phase}\\s+\\[[= ]+\\] \\d+% \\| (.+?) of (.+?) \\| (.+?) \\|`, 'g');
+  return [...drawn.matchAll(frame)].map((m) => ({ done: m[1]!, of: m[2]!, speed: m[3]! }));
+}
+
+describe('db-restore through the service, on a terminal', () => {
+  beforeAll(async () => {
+    // The progress test's backup, or a new one when this describe runs alone.
+    const res = await A.request('/api/v1/backups/latest');
+    backupId = res.status === 200 ? ((await res.json()) as Backup).id : (await A.backup()).backupId!;
+  }, 60_000);
+
+  it.each([
+    ['by id, swap', () => [backupId], 'restore'],
+    ['latest, swap', () => ['latest'], 'restore'],
+    ['by id, --in-place (downloaded first)', () => [backupId, '--in-place'], 'download'],
+  ])("draws the bar up to the download's Content-Length, fed with the downloaded bytes (%s)", async (_name, args, phase) => {
+    const tty = terminal();
+    expect(await restore(args(), tty.stream)).toBe(0);
+    const total = formatBytes(await contentLength());
+    const drawn = frames(tty.text(), phase);
+    expect(drawn.length).toBeGreaterThanOrEqual(2);
+    expect(drawn[0]).toEqual({ done: '0 B', of: total, speed: '-' });
+    for (const f of drawn) expect(f.of).toBe(total);
+    // The last frame: all of it, at a rate measured from the bytes received (done() alone draws none).
+    expect(drawn.at(-1)!.done).toBe(total);
+    expect(drawn.at(-1)!.speed).toMatch(/^[\d.]+ (B|KiB|MiB|GiB)\/s$/);
+  }, 60_000);
 });
