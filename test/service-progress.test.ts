@@ -17,11 +17,8 @@ import { api, freePort, startPostgres, startService, type Api, type PostgresClus
 
 const TOKEN = randomBytes(32).toString('hex');
 const RATE = 2_000_000;
-/**
- * What may reach storage early: the first piece and the tokens of an idle bucket (100 ms worth
- * each), and what sits between the byte count and the limit (up to a compressed 512 KiB block).
- */
-const BURST = 1024 * 1024 + RATE / 5;
+/** What a token bucket may pass beyond the rate: its first piece and an idle bucket's tokens, 100 ms worth each. */
+const BURST = RATE / 5;
 
 let pg: PostgresCluster;
 let dir: string;
