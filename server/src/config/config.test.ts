@@ -53,11 +53,11 @@ describe('loadConfig', () => {
     const config = loadConfig({
       ...base, DB_PORT: '6543', BACKUP_INTERVAL: '1h30m', BACKUP_NAME_PREFIX: 'prod-db', RETENTION_DAYS: '30', RETENTION_MIN_COUNT: '3',
       HTTP_PORT: '9000', LOG_FORMAT: 'plain', BACKUP_COMPRESSION_LEVEL: '1', BACKUP_COMPRESSION_THREADS: '4', SHUTDOWN_TIMEOUT: '2m', PG_BIN_DIR: '/opt/pg/bin',
-      PG_CLIENTS_DIR: '/opt/pg', BACKUP_CRON: '0 3 * * *',
+      PG_CLIENTS_DIR: '/opt/pg', BACKUP_CRON: '0 3 * * *', BACKUP_MAX_UPLOAD_RATE: '50MB/s',
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
-    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000 });
+    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000, maxUploadBytesPerSecond: 50_000_000 });
     expect(config.retention).toEqual({ days: 30, minCount: 3 });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');
