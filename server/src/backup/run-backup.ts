@@ -230,6 +230,7 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
   // Gunzips the compressed stream as it flows and checks it inflates to what pg_dump wrote (the
   // trailer observer's count, complete once the end gate has passed), before the end reaches storage.
   const check = new GzipCheck(() => trailer.bytes, fail);
+
   // BACKUP_MAX_UPLOAD_RATE: after the hash and the counts, so that it paces only the writes to storage.
   const { maxUploadBytesPerSecond } = config.backup;
   const limit = maxUploadBytesPerSecond === null ? [] : [new RateLimit(maxUploadBytesPerSecond)];
