@@ -50,12 +50,12 @@ export interface RunBackupOptions {
   readonly triggeredBy: Trigger;
   /** Aborting kills pg_dump, aborts the upload, deletes what was stored and rejects with ABORTED. */
   readonly signal: AbortSignal;
+  /** How far the dump got: when it starts, at most every 250 ms while it streams, and once when it has ended. */
+  readonly onProgress?: (progress: BackupProgress) => void;
   /** Clock for the backup id and createdAt (tests). */
   readonly now?: () => Date;
   /** Named injection point: a throw here fails the backup at that point as a crash would (invariant 1). */
   readonly onStage?: (stage: BackupStage) => void | Promise<void>;
-  /** How far the dump got: when it starts, at most every 250 ms while it streams, and once when it has ended. */
-  readonly onProgress?: (progress: BackupProgress) => void;
 }
 
 export interface BackupProgress {
