@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Job, JobKind, Trigger } from '@db-backup-service/contract';
+import type { Job, JobKind, JobProgress, Trigger } from '@db-backup-service/contract';
 
 /** How many finished and running jobs are remembered (FIFO eviction of the oldest). */
 export const JOB_HISTORY_LIMIT = 100;
@@ -16,12 +16,6 @@ interface RunningJob {
   readonly done: Promise<void>;
   /** Date.now() when it started: startedAt, durationMs and the progress's elapsedMs count from here. */
   readonly started: number;
-}
-
-/** What a backup reports as it streams; the registry adds the times. */
-export interface ProgressCounts {
-  readonly dumpedBytes: number;
-  readonly storedBytes: number;
 }
 
 /**
@@ -70,10 +64,11 @@ export class JobRegistry {
   }
 
   /**
-   * Records how far a running job got (`estimatedTotalBytes`: what it is expected to reach, or
-   * null). Ignored once the job has ended: the last progress stays as it was.
+   * Records how far a running job got, adding the times to the counts it reports
+   * (`estimatedTotalBytes`: what it is expected to reach, or null). Ignored once the job has
+   * ended: the last progress stays as it was.
    */
-  setProgress(jobId: string, counts: ProgressCounts, estimatedTotalBytes: number | null): void {
+  setProgress(jobId: string, counts: Pick<JobProgress, 'dumpedBytes' | 'storedBytes'>, estimatedTotalBytes: number | null): void {
     const running = [...this.#running.values()].find((job) => job.id === jobId);
     if (running === undefined) return;
     const elapsedMs = Math.max(0, Date.now() - running.started);
