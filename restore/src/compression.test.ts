@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants, createZstdDecompress, gzipSync, zstdCompressSync } from 'node:zlib';
@@ -171,6 +171,27 @@ describe('compression: the zstd frame check and the decompressors', () => {
     for (const unchecked of [nodeZstd(TEXT, false), cliZstd(TEXT, '--no-check')]) {
       await expect(run(createDecompressor('zstd'), unchecked)).rejects.toThrow('the zstd frame at byte 4 has no content checksum');
     }
+  });
+
+  it('holds the writer back while the reader is slow: decoded output does not pile up (bounded memory)', async () => {
+    // Text of random bytes: each compressed chunk decodes to a little more, never to megabytes.
+    const input = Buffer.from(randomBytes(3 * 1024 * 1024).toString('base64'));
+    const compressed = nodeZstd(input);
+    const decompressor = createDecompressor('zstd');
+    let most = 0;
+    let received = 0;
+    const slow = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        received += chunk.length;
+        most = Math.max(most, decompressor.readableLength + decompressor.writableLength);
+        setTimeout(callback, 5);
+      },
+    });
+    await pipeline(Readable.from(chunksOf(compressed, 4 * 1024)), decompressor, slow);
+    expect(received).toBe(input.length);
+    // Far below the 4 MB decoded: a few chunks' output and the buffers' high-water marks.
+    expect(most).toBeLessThan(256 * 1024);
   });
 
   it('gzip: gunzips at any chunk boundary and fails on a truncated stream', async () => {

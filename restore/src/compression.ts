@@ -81,6 +81,11 @@ class ZstdFrameWalker {
     return null;
   }
 
+  /** Bytes fed after the frame's end, held until 4 say what they are (at most 4, the last ones fed). */
+  get bytesAfterFrame(): number {
+    return this.#step.kind === 'after-frame' ? this.#have : 0;
+  }
+
   /** At the end of the input: returns what is wrong (a frame cut short, bytes after it), or null. */
   end(): string | null {
     const step = this.#step;
@@ -224,9 +229,15 @@ class CheckedZstdDecompress extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     const problem = this.#check.feed(chunk);
     if (problem !== null) return callback(new Error(problem));
-    // The decoder's own backpressure holds the writer back.
-    if (this.#decoder.write(chunk)) callback();
-    else this.#decoder.once('drain', () => callback());
+    // Bytes after the frame (an error at the end, once they are known) never reach the decoder,
+    // which might report them first, less clearly, or ignore them: it depends on where chunks end.
+    const inFrame = chunk.subarray(0, chunk.length - Math.min(chunk.length, this.#check.bytesAfterFrame));
+    // The next chunk is taken once this one is decoded and its output pushed, so Transform's own
+    // backpressure (on what was pushed) holds the writer back while the reader is slow. Errors go
+    // to 'error'.
+    this.#decoder.write(inFrame, (error) => {
+      if (error == null) callback();
+    });
   }
 
   override _flush(callback: TransformCallback): void {
