@@ -15,13 +15,15 @@ export type { ContentRange } from './headers.js';
 
 // The contract's shapes, so callers (and db-restore) need no second dependency to name them; its
 // sidecar parser and dump-trailer check, so db-restore accepts exactly the backups and dumps the
-// service does; and its redact.
+// service does; the compression formats and which one an id is; and its redact.
 export {
   BACKUP_ID_PATTERN,
   backupIdOfSidecar,
   BackupSidecarSchema,
   checkDumpEnding,
   compareNewestFirst,
+  COMPRESSION_FORMATS,
+  compressionOfId,
   DUMP_ENDS_KEEP_BYTES,
   isBackupId,
   isOfDatabase,
@@ -35,7 +37,7 @@ export {
 } from './generated/contract/index.js';
 // PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from './generated/contract/index.js';
-export type { Backup, BackupSidecar, DumpEndingCheck, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './generated/contract/index.js';
+export type { Backup, BackupSidecar, CompressionFormat, DumpEndingCheck, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './generated/contract/index.js';
 
 // Raw OpenAPI types generated from openapi.json at build time (for callers without the SDK runtime).
 export type { components, operations, paths } from './generated/openapi.js';
