@@ -43,6 +43,7 @@ function drill(over: Partial<DrillOptions> & { gz?: Buffer } = {}): ReturnType<t
     database: 'app',
     psql,
     dump: Readable.from([gz]),
+    format: 'gzip',
     expected: { sha256: sha(gz), sizeBytes: gz.length },
     manifest,
     query: null,
