@@ -8,19 +8,7 @@ import { formatMismatch, peekDumpHead } from './dump-peek.js';
 
 // The head of a plain dump by pg_dump 17.12 of a PostgreSQL 16 server, as written.
 const HEAD = Buffer.from(
-  [
-    '--',
-    '-- PostgreSQL database dump',
-    '--',
-    '',
-    '\\restrict 3Qm1rVn0Ab8oG0cXlWq2yI5uH7tN9eK4sD6fJ1pL3zR8vB2wC5xM0aT7gY9hU4i',
-    '',
-    '-- Dumped from database version 16.14',
-    '-- Dumped by pg_dump version 17.12 (Debian 17.12-0+deb13u1)',
-    '',
-    'SET statement_timeout = 0;',
-    '',
-  ].join('\n'),
+  '--\n-- PostgreSQL database dump\n--\n\n\\restrict 3Qm1rVn0Ab8oG0cXlWq2yI5uH7tN9eK4sD6fJ1pL3zR8vB2wC5xM0aT7gY9hU4i\n\n-- Dumped from database version 16.14\n-- Dumped by pg_dump version 17.12 (Debian 17.12-0+deb13u1)\n\nSET statement_timeout = 0;\n',
 );
 
 /** `data` through the zstd CLI, as `pg_dump | zstd` writes it (content checksum on). */
