@@ -20,6 +20,7 @@ function job(status: 'queued' | 'running' | 'succeeded' | 'failed', jobId = rand
     durationMs: done ? 74123 : null,
     errorMessage: status === 'failed' ? 'pg_dump exited 1' : null,
     backupId: status === 'succeeded' ? ID : null,
+    progress: null,
   };
 }
 
