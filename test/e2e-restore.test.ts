@@ -369,15 +369,21 @@ describe.each(['local', 's3'] as const)('%s backend: zstd backups (BACKUP_COMPRE
     await fillVaried(cluster, db, { bigRows: 2_000, largeObjects: true });
     const dir = await mkdtemp(join(work, `zstd-${backend}-backups-`));
     const storage = backend === 'local' ? { STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir } : s3Storage(`e2e-zstd/${backend}`);
-    env = serviceEnv(db, storage, { BACKUP_COMPRESSION: 'zstd' });
+    // The drill restores on the backed-up server: the service's own drill must read zstd too.
+    env = serviceEnv(db, storage, { BACKUP_COMPRESSION: 'zstd', RESTORE_DRILL_TARGET: 'server' });
     svc = await launch(env);
     client = createClient({ baseUrl: svc.baseUrl, token: TOKEN });
   });
 
-  it(`db-restore by id (${backend === 'local' ? 'from the directory' : 'through the service'}), latest and --in-place, then the stock recipe: each identical to the source`, async () => {
+  it(`the service's drill, db-restore by id (${backend === 'local' ? 'from the directory' : 'through the service'}), latest and --in-place, then the stock recipe: each identical to the source`, async () => {
     const state = await fingerprint(cluster, db);
     const backup = await backupVia(client);
     expect(backup.id).toMatch(/^backup_\d{8}T\d{6}Z(_\d+)?\.sql\.zst$/);
+    const drill = await client.triggerDrill(backup.id);
+    if (drill.kind !== 'started') throw new Error(`drill not started: ${JSON.stringify(drill)}`);
+    const drilled = await client.waitForJob(drill.job.jobId, { intervalMs: 100, timeoutMs: 90_000 });
+    expect(drilled.status, drilled.errorMessage ?? '').toBe('succeeded');
+    expect((await client.listBackups()).find((b) => b.id === backup.id)?.drill).toMatchObject({ status: 'passed', detail: null });
     await mutate(db, 'after the zstd backup');
 
     const byId = await cli(['--force', '--json', backup.id], cliEnv(svc, env));
