@@ -183,7 +183,8 @@ async function main(): Promise<void> {
       for (const c of withService) {
         const storage: BenchStorage = c.storage === 'local' ? { kind: 'local', dir: join(WORK, c.id) } : { kind: 's3', s3: s3!, prefix: c.id };
         if (storage.kind === 'local') await mkdir(storage.dir, { recursive: true });
-        const env = serviceEnv(pg, main.db, storage, c.level === 6 ? {} : { BACKUP_COMPRESSION_LEVEL: String(c.level) });
+        // Always explicit: the default gzip level is 5 now, and these cases are labelled by level.
+        const env = serviceEnv(pg, main.db, storage, { BACKUP_COMPRESSION_LEVEL: String(c.level) });
         const service = await startBenchService(env, c.entry ? { entry: c.entry } : {});
         services.push(service);
         instances.set(c.id, { service, storage });
