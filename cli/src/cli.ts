@@ -98,7 +98,9 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
 Without --in-place, the backup streams (from the directory, the file or the service, no temp file)
 into a new database <target>__restore_<random>, which replaces the target only when the whole
 restore succeeded and the backup's SHA-256 (from its sidecar), size and compressed stream (gzip's
-CRC; zstd's single frame and checksum) matched at its end: on failure or a mismatch the new database is dropped and the target left as it was.
+CRC; zstd's single frame and checksum) matched at its end: on failure or a mismatch the new
+database is dropped and the target left as it was. The format is the id's (or the --file's)
+extension, .sql.gz or .sql.zst, and the file's first bytes must agree with it.
 --in-place verifies the whole backup first (S3: downloaded to TMPDIR), then drops the target.
 Writes made to the target after the backup was taken are lost (--keep-old keeps the replaced copy).
 A run first re-enables connections to a target an interrupted swap left refusing them, and names

@@ -136,14 +136,14 @@ export const PSQL_ARGS = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'] as con
  *
  * The transaction is ours: we write `BEGIN;` before the dump and `COMMIT;` after it, and COMMIT
  * only once the input ended AND its checksum, size, compression and trailer checked out. A
- * mismatch found at the end errors the input instead: psql sees EOF without COMMIT (and is stopped) and the
- * server rolls back. That is what `psql --single-transaction` does, with one difference that
- * matters when we die mid-stream: psql then sees EOF, and with --single-transaction it would
- * COMMIT the prefix it has read. (A dump with large objects still commits early inside, at its own
+ * mismatch found at the end errors the input instead: psql sees EOF without COMMIT (and is
+ * stopped) and the server rolls back. That is what `psql --single-transaction` does, with one
+ * difference that matters when we die mid-stream: psql then sees EOF, and with
+ * --single-transaction it would COMMIT the prefix it has read. (A dump with large objects still commits early inside, at its own
  * BEGIN/COMMIT around the object data: which is why callers restore into a scratch database.)
  *
- * The compressed input is read to its end even when decompression or psql failed first, so a corrupt
- * dump is named as such rather than by the syntax error its garbage caused in psql.
+ * The compressed input is read to its end even when decompression or psql failed first, so a
+ * corrupt dump is named as such rather than by the syntax error its garbage caused in psql.
  */
 export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<VerifiedDump> {
   opts.signal.throwIfAborted();
@@ -184,7 +184,8 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
   let feeding = true;
   let decompressError: Error | null = null;
   // Errors that reach the pipeline below from elsewhere than the decompressor (the source's, our
-  // own verdict's): every other one but a broken pipe to psql is the decompressor's, whatever its code.
+  // own verdict's). Every other one but a broken pipe to psql is the decompressor's, whatever its
+  // code: zlib's Z_*, zstd's ZSTD_error_*, or the frame check's plain Error.
   const notDecompression = new WeakSet<object>();
   const decompressor = createDecompressor(opts.format);
   // The pipeline below reports the decompressor's errors; this keeps a late one (after it settled) harmless.
