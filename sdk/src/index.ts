@@ -24,6 +24,7 @@ export {
   compareNewestFirst,
   COMPRESSION_FORMATS,
   compressionOfId,
+  type CompressionFormat,
   DUMP_ENDS_KEEP_BYTES,
   isBackupId,
   isOfDatabase,
@@ -37,7 +38,7 @@ export {
 } from './generated/contract/index.js';
 // PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from './generated/contract/index.js';
-export type { Backup, BackupSidecar, CompressionFormat, DumpEndingCheck, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './generated/contract/index.js';
+export type { Backup, BackupSidecar, DumpEndingCheck, Health, Info, Job, JobConflict, JobStatus, Problem, Trigger } from './generated/contract/index.js';
 
 // Raw OpenAPI types generated from openapi.json at build time (for callers without the SDK runtime).
 export type { components, operations, paths } from './generated/openapi.js';
