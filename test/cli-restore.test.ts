@@ -1,7 +1,7 @@
 // db-restore against a real PostgreSQL (the harness's throwaway cluster), with LOCAL backup
 // directories made here by the real pg_dump | gzip and a sidecar written like the service's.
 // The CLI runs built (cli/dist/bin.js) as a child process: exit codes and stderr are the contract.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -29,6 +29,9 @@ let corruptDir: string;
 let failingDir: string;
 let stateA: Snapshot;
 let stateB: Snapshot;
+/** pg_dump's output of the states A and B. */
+let sqlA: Buffer;
+let sqlB: Buffer;
 
 type Snapshot = Record<string, string>;
 
@@ -83,7 +86,7 @@ async function writeBackup(dir: string, id: string, gz: Buffer, opts: { createdA
     triggeredBy: 'api',
     pgDumpVersion: pg.version.split(' ')[0],
     uncompressedSizeBytes: opts.uncompressed,
-    compression: { format: 'gzip', level: 6 },
+    compression: id.endsWith('.sql.zst') ? { format: 'zstd', level: 3 } : { format: 'gzip', level: 6 },
     // The service that wrote these backs up DB_NAME (app): db-restore picks only its backups.
     database: 'app',
     serviceVersion: '0.1.0',
@@ -196,7 +199,7 @@ beforeAll(async () => {
     'src',
   );
   await pg.query(`SELECT lo_from_bytea(0, convert_to(repeat('large object A ', 1000), 'UTF8'))`, [], 'src');
-  const sqlA = await pgDump('src');
+  sqlA = await pgDump('src');
   stateA = await snapshot('src');
   await writeBackup(goodDir, ID_A, gzipSync(sqlA), { createdAt: '2026-05-10T01:00:05Z', uncompressed: sqlA.length });
 
@@ -208,7 +211,7 @@ beforeAll(async () => {
     'src',
   );
   await pg.query(`SELECT lo_from_bytea(0, '\\x00ff00ff'::bytea)`, [], 'src');
-  const sqlB = await pgDump('src');
+  sqlB = await pgDump('src');
   stateB = await snapshot('src');
   await writeBackup(goodDir, ID_B, gzipSync(sqlB), { createdAt: '2026-05-11T01:00:05Z', uncompressed: sqlB.length });
 
@@ -587,5 +590,107 @@ describe('db-restore --drill', () => {
     expect(res.code, res.stderr).toBe(5);
     expect(res.stderr).toContain(`${ID}.contents.json does not belong to this backup: its SHA-256 is`);
     expect(await drillLeftovers()).toEqual([]);
+  });
+});
+
+/** `sql` through the zstd CLI, as `pg_dump | zstd` writes it (--check: the content checksum, zstd's default). */
+function zstdCli(sql: Buffer): Buffer {
+  return execFileSync('zstd', ['-c', '-q', '--check'], { input: sql, maxBuffer: 256 * 1024 * 1024 });
+}
+
+describe('db-restore of zstd backups (real pg_dump | zstd CLI)', () => {
+  const ID_ZA = 'backup_20260515T010000Z.sql.zst';
+  const ID_ZB = 'backup_20260516T010000Z.sql.zst';
+  let zstdDir: string;
+  let zstA: Buffer;
+
+  beforeAll(async () => {
+    zstdDir = join(work, 'zstd');
+    await mkdir(zstdDir);
+    zstA = zstdCli(sqlA);
+    await writeBackup(zstdDir, ID_ZA, zstA, { createdAt: '2026-05-15T01:00:05Z', uncompressed: sqlA.length });
+    await writeBackup(zstdDir, ID_ZB, zstdCli(sqlB), { createdAt: '2026-05-16T01:00:05Z', uncompressed: sqlB.length });
+  });
+
+  it('restores by id and latest (swap and --in-place), and a --file with or without its sidecar', async () => {
+    await seedTarget('app');
+    const byId = await cli(['--force', ID_ZA], cliEnv({ BACKUP_LOCAL_DIR: zstdDir }));
+    expect(byId.code, byId.stderr).toBe(0);
+    expect(await snapshot('app')).toEqual(stateA);
+    const latest = await cli(['--force', '--in-place', '--json', 'latest'], cliEnv({ BACKUP_LOCAL_DIR: zstdDir }));
+    expect(latest.code, latest.stderr).toBe(0);
+    expect(JSON.parse(latest.stdout)).toMatchObject({ ok: true, mode: 'in-place', backup: { id: ID_ZB }, verified: { uncompressedBytes: sqlB.length } });
+    expect(await snapshot('app')).toEqual(stateB);
+
+    const withSidecar = join(work, ID_ZA);
+    await copyFile(join(zstdDir, ID_ZA), withSidecar);
+    await copyFile(join(zstdDir, `${ID_ZA}.meta.json`), `${withSidecar}.meta.json`);
+    const file = await cli(['--force', '--database', 'from_zst', '--file', withSidecar], cliEnv({ STORAGE_BACKEND: '', BACKUP_LOCAL_DIR: '' }));
+    expect(file.code, file.stderr).toBe(0);
+    expect(await snapshot('from_zst')).toEqual(stateA);
+    const bare = join(work, 'downloaded.sql.zst');
+    await copyFile(join(zstdDir, ID_ZB), bare);
+    const noSidecar = await cli(['--force', '--database', 'from_zst', '--file', bare], cliEnv());
+    expect(noSidecar.code, noSidecar.stderr).toBe(0);
+    expect(noSidecar.stderr).toContain('only its zstd integrity can be verified');
+    expect(await snapshot('from_zst')).toEqual(stateB);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('--drill of a zstd backup passes (counted from its stream), the target untouched', async () => {
+    const before = await seedTarget('app');
+    const res = await cli(['--drill', ID_ZA, '--json'], cliEnv({ BACKUP_LOCAL_DIR: zstdDir }));
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ ok: true, drill: { status: 'passed', mismatches: [] } });
+    expect(await snapshot('app')).toEqual(before);
+  });
+
+  // The sidecar records the damaged bytes' own SHA-256 (damage before the hash: a faulty writer),
+  // so only the zstd checks stand between them and the target.
+  const damages: [string, (z: Buffer) => Buffer, RegExp][] = [
+    [
+      'a flipped byte',
+      (z) => {
+        const bad = Buffer.from(z);
+        bad[Math.floor(bad.length / 2)]! ^= 0x55;
+        return bad;
+      },
+      /not a valid zstd file \(.+\)/,
+    ],
+    ['a truncated frame', (z) => z.subarray(0, z.length - 100), /not a valid zstd file \(the zstd frame is truncated at byte \d+/],
+    // The first frame holds the whole dump, trailer and all: only the single-frame rule refuses it.
+    ['a second frame appended', (z) => Buffer.concat([z, zstdCli(Buffer.from('DROP TABLE customers CASCADE;\n'))]), /not a valid zstd file \(a second zstd frame at byte \d+/],
+  ];
+  for (const [what, damage, message] of damages) {
+    it(`${what}: refused (exit 5); a swap leaves the target as it was and no scratch, --in-place leaves it untouched`, async () => {
+      const dir = await mkdtemp(join(work, 'zstd-damaged-'));
+      const bad = damage(zstA);
+      await writeBackup(dir, ID_ZA, bad, { createdAt: '2026-05-15T01:00:05Z', uncompressed: sqlA.length });
+      const before = await seedTarget('app');
+      for (const mode of [[], ['--in-place']]) {
+        const res = await cli(['--force', '--json', ...mode, ID_ZA], cliEnv({ BACKUP_LOCAL_DIR: dir }));
+        expect(res.code, `${mode.join('')} ${res.stderr}`).toBe(5);
+        expect(res.stderr).toMatch(message);
+        expect(JSON.parse(res.stdout)).toMatchObject({ ok: false, exitCode: 5, databaseState: 'untouched' });
+        expect(await snapshot('app')).toEqual(before);
+        expect(await leftovers()).toEqual([]);
+      }
+    });
+  }
+
+  it('a --file whose bytes are not the format its name says is refused before anything (exit 5); a name of neither format is a usage error (exit 2)', async () => {
+    const before = await seedTarget('app');
+    const misnamed = join(work, 'really-gzip.sql.zst');
+    await copyFile(join(goodDir, ID_A), misnamed);
+    const res = await cli(['--force', '--file', misnamed], cliEnv());
+    expect(res.code, res.stderr).toBe(5);
+    expect(res.stderr).toContain(`verification of really-gzip.sql.zst failed: it is a gzip file (it starts with 1f 8b), but its name says zstd (.sql.zst)`);
+    const unnamed = join(work, 'backup.dump');
+    await copyFile(join(zstdDir, ID_ZA), unnamed);
+    const other = await cli(['--force', '--file', unnamed], cliEnv());
+    expect(other.code, other.stderr).toBe(2);
+    expect(other.stderr).toContain(`--file ${unnamed}: db-restore reads gzip (.sql.gz) and zstd (.sql.zst) dumps`);
+    expect(await snapshot('app')).toEqual(before);
+    expect(await leftovers()).toEqual([]);
   });
 });

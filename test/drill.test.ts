@@ -1,9 +1,10 @@
 // runDrill and dropLeftoverDrillDatabases against a real PostgreSQL, with dumps written by the
 // real pg_dump client: the drill restores into a scratch database, counts it against a manifest,
 // and leaves no scratch database behind whatever happened.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { dropLeftoverDrillDatabases, findPsql, runDrill, type DrillOptions, type DrillServer, type PgClient } from '@db-backup-service/restore';
 import type { ContentsManifest } from '@db-backup-service/contract';
 import pg from 'pg';
@@ -43,6 +44,7 @@ function drill(over: Partial<DrillOptions> & { gz?: Buffer } = {}): ReturnType<t
     database: 'app',
     psql,
     dump: Readable.from([gz]),
+    format: 'gzip',
     expected: { sha256: sha(gz), sizeBytes: gz.length },
     manifest,
     query: null,
@@ -113,7 +115,7 @@ describe('runDrill (real PostgreSQL, real pg_dump)', () => {
   });
 
   it('a stored dump that fails half-way (valid gzip and checksum) fails with psql\'s message and leaves no scratch database', async () => {
-    const sql = (await import('node:zlib')).gunzipSync(good).toString('utf8');
+    const sql = gunzipSync(good).toString('utf8');
     const middle = sql.indexOf('\nCREATE VIEW');
     const failing = gzipSync(`${sql.slice(0, middle)}\nSELECT 1/0;\n${sql.slice(middle)}`);
     const out = await drill({ gz: failing });
@@ -132,7 +134,7 @@ describe('runDrill (real PostgreSQL, real pg_dump)', () => {
   });
 
   it('adapts the preamble of a newer pg_dump\'s dump to the drill server, naming each dropped line', async () => {
-    const sql = (await import('node:zlib')).gunzipSync(good).toString('utf8');
+    const sql = gunzipSync(good).toString('utf8');
     const newer = sql.replace(/^-- Dumped by pg_dump version .*$/m, '-- Dumped by pg_dump version 17.6').replace(/^SET statement_timeout = 0;$/m, 'SET statement_timeout = 0;\nSET transaction_timeout = 0;');
     expect(newer).toContain('SET transaction_timeout = 0;');
     const warnings: string[] = [];
@@ -140,6 +142,21 @@ describe('runDrill (real PostgreSQL, real pg_dump)', () => {
     expect(out.detail).toBeNull();
     expect(out.status).toBe('passed');
     expect(warnings).toEqual([expect.stringMatching(/^drill: the dump \(by pg_dump 17\.6\) sets a parameter that PostgreSQL \S+ does not have; dropped from its preamble: SET transaction_timeout = 0;$/)]);
+  });
+
+  it('drills a zstd backup (pg_dump | zstd CLI) with exact counts; a second frame, or gzip bytes named zstd, fail it and leave no scratch', async () => {
+    const zst = execFileSync('zstd', ['-c', '-q', '--check'], { input: gunzipSync(good) });
+    const out = await drill({ gz: zst, format: 'zstd' });
+    expect(out.detail).toBeNull();
+    expect(out).toMatchObject({ status: 'passed', mismatches: [], tablesChecked: manifest.tables.length });
+    expect(out.rowsChecked).toBe(manifest.tables.reduce((n, t) => n + t.rows, 0));
+    // Node's decoder would stop after the first frame (the whole dump): the frame check refuses what follows.
+    const twoFrames = await drill({ gz: Buffer.concat([zst, zst]), format: 'zstd' });
+    expect(twoFrames).toMatchObject({ status: 'failed', tablesChecked: 0 });
+    expect(twoFrames.detail).toMatch(new RegExp(`^verification of the backup failed: not a valid zstd file \\(a second zstd frame at byte ${zst.length}`));
+    const misnamed = await drill({ format: 'zstd' });
+    expect(misnamed.detail).toBe('verification of the backup failed: it is a gzip file (it starts with 1f 8b), but its name says zstd (.sql.zst)');
+    expect(await drillDatabases()).toEqual([]);
   });
 
   it('an abort rejects with the reason and drops the scratch database', async () => {

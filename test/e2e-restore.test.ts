@@ -19,6 +19,7 @@ import {
   fillVaried,
   fingerprint,
   freePort,
+  restoreWithStockTools,
   runProcess,
   startPostgres,
   startS3,
@@ -353,6 +354,60 @@ describe.each(['local', 's3'] as const)('%s backend: backup via the API, db-rest
       expect(await fingerprint(cluster, db)).toEqual(before);
     });
   }
+});
+
+// --- zstd backups (BACKUP_COMPRESSION=zstd), restored by db-restore and by stock tools ------------
+
+describe.each(['local', 's3'] as const)('%s backend: zstd backups (BACKUP_COMPRESSION=zstd) restore with db-restore and with zstd -dc | psql', (backend) => {
+  const db = `zstd_${backend}`;
+  let env: Record<string, string>;
+  let svc: ServiceProcess;
+  let client: BackupServiceClient;
+
+  beforeAll(async () => {
+    await cluster.createDatabase(db);
+    await fillVaried(cluster, db, { bigRows: 2_000, largeObjects: true });
+    const dir = await mkdtemp(join(work, `zstd-${backend}-backups-`));
+    const storage = backend === 'local' ? { STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir } : s3Storage(`e2e-zstd/${backend}`);
+    // The drill restores on the backed-up server: the service's own drill must read zstd too.
+    env = serviceEnv(db, storage, { BACKUP_COMPRESSION: 'zstd', RESTORE_DRILL_TARGET: 'server' });
+    svc = await launch(env);
+    client = createClient({ baseUrl: svc.baseUrl, token: TOKEN });
+  });
+
+  it(`the service's drill, db-restore by id (${backend === 'local' ? 'from the directory' : 'through the service'}), latest and --in-place, then the stock recipe: each identical to the source`, async () => {
+    const state = await fingerprint(cluster, db);
+    const backup = await backupVia(client);
+    expect(backup.id).toMatch(/^backup_\d{8}T\d{6}Z(_\d+)?\.sql\.zst$/);
+    const drill = await client.triggerDrill(backup.id);
+    if (drill.kind !== 'started') throw new Error(`drill not started: ${JSON.stringify(drill)}`);
+    const drilled = await client.waitForJob(drill.job.jobId, { intervalMs: 100, timeoutMs: 90_000 });
+    expect(drilled.status, drilled.errorMessage ?? '').toBe('succeeded');
+    expect((await client.listBackups()).find((b) => b.id === backup.id)?.drill).toMatchObject({ status: 'passed', detail: null });
+    await mutate(db, 'after the zstd backup');
+
+    const byId = await cli(['--force', '--json', backup.id], cliEnv(svc, env));
+    expect(byId.code, byId.stderr).toBe(0);
+    const origin = backend === 's3' ? `db-backup-service at ${svc.baseUrl}` : `local directory ${env.BACKUP_LOCAL_DIR}`;
+    expect(JSON.parse(byId.stdout)).toMatchObject({ ok: true, mode: 'swap', backup: { id: backup.id, origin }, verified: { sha256: backup.sha256, sizeBytes: backup.sizeBytes } });
+    expect(await fingerprint(cluster, db)).toEqual(state);
+
+    for (const args of [['latest'], ['--in-place', backup.id]]) {
+      await mutate(db, `before db-restore ${args.join(' ')}`);
+      const res = await cli(['--force', ...args], cliEnv(svc, env));
+      expect(res.code, res.stderr).toBe(0);
+      expect(await fingerprint(cluster, db)).toEqual(state);
+    }
+    expect(await leftoverDatabases()).toEqual([]);
+
+    // What a user without db-restore does: download it (named as the backup it is), zstd -dc | psql.
+    const file = await client.downloadToFile('latest', (id) => join(work, `stock-${backend}-${id}`));
+    expect(file).toMatchObject({ id: backup.id, sha256: backup.sha256 });
+    expect(file.path.endsWith('.sql.zst')).toBe(true);
+    const restored = `zstd_${backend}_stock`;
+    await restoreWithStockTools(file.path, cluster, restored);
+    expect(await fingerprint(cluster, restored)).toEqual(state);
+  });
 });
 
 // --- no backup yet, and no service ---------------------------------------------------------------

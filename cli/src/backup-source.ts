@@ -1,12 +1,14 @@
 import type { Readable } from 'node:stream';
 import type { ContentsManifest } from '@db-backup-service/restore';
-import type { Backup, BackupSidecar } from '@db-backup-service/sdk';
+import type { Backup, BackupSidecar, CompressionFormat } from '@db-backup-service/sdk';
 import type { Progress } from './progress.js';
 
 /** A backup chosen for restore, with what its dump must match. */
 export interface ResolvedBackup {
   /** Backup id, or the file name for a --file without sidecar. */
   readonly id: string;
+  /** How the dump is compressed: the id's extension (compressionOfId); for --file, the file's own name's. */
+  readonly format: CompressionFormat;
   readonly createdAt: string | null;
   readonly sizeBytes: number;
   /** SHA-256 from the sidecar (directly or through the service); null for a --file without one. */

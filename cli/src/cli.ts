@@ -88,7 +88,7 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
     .option('--database <name>', 'restore into this database instead of DB_NAME')
     .option('--in-place', 'drop and recreate the target, then restore into it (on failure it is left empty)')
     .option('--keep-old', 'after the swap, keep the replaced database as <target>__old_<random> (its DROP command is printed)')
-    .option('--file <path>', 'restore a local .sql.gz instead (checked against <path>.meta.json when present)')
+    .option('--file <path>', 'restore a local .sql.gz or .sql.zst instead (checked against <path>.meta.json when present)')
     .option('--json', 'print one JSON result on stdout, no progress')
     .option('--drill <backup>', 'restore <backup> (an id or "latest") into a scratch database on the target server, compare it with its contents manifest, drop it; changes nothing else')
     .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
@@ -97,8 +97,10 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
       `
 Without --in-place, the backup streams (from the directory, the file or the service, no temp file)
 into a new database <target>__restore_<random>, which replaces the target only when the whole
-restore succeeded and the backup's SHA-256 (from its sidecar), size and gzip integrity matched at
-its end: on failure or a mismatch the new database is dropped and the target left as it was.
+restore succeeded and the backup's SHA-256 (from its sidecar), size and compressed stream (gzip's
+CRC; zstd's single frame and checksum) matched at its end: on failure or a mismatch the new
+database is dropped and the target left as it was. The format is the id's (or the --file's)
+extension, .sql.gz or .sql.zst, and the file's first bytes must agree with it.
 --in-place verifies the whole backup first (S3: downloaded to TMPDIR), then drops the target.
 Writes made to the target after the backup was taken are lost (--keep-old keeps the replaced copy).
 A run first re-enables connections to a target an interrupted swap left refusing them, and names
@@ -110,6 +112,7 @@ Examples:
   db-restore --force backup_20260510T010000Z.sql.gz
   db-restore --database staging latest
   db-restore --file ./backup_20260510T010000Z.sql.gz
+  db-restore --file ./backup_20260510T010000Z.sql.zst
   db-restore --drill latest           prove the newest backup restores, with exact row counts
 
 --drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
@@ -244,7 +247,7 @@ function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, i
   return [
     'Restore plan',
     `  backup    ${backup.id} (${formatBytes(backup.sizeBytes)}, ${created}${dumped.length > 0 ? `; ${dumped.join(', ')}` : ''})`,
-    `  from      ${backup.origin}${backup.sha256 === null ? ' (no sidecar: gzip integrity only)' : ''}`,
+    `  from      ${backup.origin}${backup.sha256 === null ? ` (no sidecar: ${backup.format} integrity only)` : ''}`,
     `  target    database ${db.database} on ${db.host}:${db.port} as ${db.user} (PostgreSQL ${info.serverVersion.split(' ')[0]}): ${targetState}`,
     `  mode      ${modeText}`,
     ...(lost === null ? [] : [`  note      ${lost}`]),
@@ -368,6 +371,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       const verified = await measured(
         verifyPhase,
         verifyDump(fh, expected, {
+          format: backup.format,
           signal: cancellation.signal,
           onProgress: (n) => verifyPhase.update(n),
           label: backup.id,
@@ -378,7 +382,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       stream = fh.createReadStream({ start: 0, autoClose: false });
     }
     // The head (pg_dump version, \restrict) decides how psql gets the dump, before anything is created.
-    const peeked = await peekDumpHead(stream);
+    const peeked = await peekDumpHead(stream, { format: backup.format, label: backup.id });
     stream = peeked.dump;
     checkPsqlRunsDump(psql, peeked.head);
     const adaptTo = adaptationFor(peeked.head, info, db, warn);
@@ -395,6 +399,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         keepOld,
         psqlPath: psql.psql.path,
         dump: stream,
+        format: backup.format,
         expected,
         label: backup.id,
         adaptTo,

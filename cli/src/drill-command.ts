@@ -63,6 +63,7 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
       database: db.database,
       psql: opts.psql.psql,
       dump,
+      format: backup.format,
       expected: { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes },
       manifest: found.manifest,
       query: opts.query,

@@ -22,7 +22,7 @@ export const EXIT_CODE_HELP = `Exit codes:
   2  configuration or usage error (environment, options, psql not found, cannot log in)
   3  cancelled (Ctrl-C); the database was not changed (--in-place after the drop: left empty)
   4  backup not found
-  5  verification failed (checksum or gzip); the database was not touched
+  5  verification failed (checksum, gzip or zstd integrity); the database was not touched
   6  restore failed (the message says the database's state)
   7  db-backup-service unreachable or unhealthy (S3 backend)`;
 

@@ -1,14 +1,30 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { parseSidecar, sidecarName } from '@db-backup-service/sdk';
+import { COMPRESSION_FORMATS, parseSidecar, sidecarName, type CompressionFormat } from '@db-backup-service/sdk';
 import type { BackupSource, ResolvedBackup } from './backup-source.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { readLocalManifest } from './local-manifest.js';
 
 /**
- * `--file PATH`: a .sql.gz on local disk (e.g. one downloaded with curl -OJ). When `<PATH>.meta.json`
- * sits beside it, its checksum is enforced; without one only gzip integrity can be checked.
+ * The compression a --file's name says: `.sql.gz` (or `.gz`) gzip, `.sql.zst` (or `.zst`) zstd, as
+ * a backup id's extension says it. The name decides, as it does for ids; the file's first bytes
+ * must then agree (peekDumpHead), so a misnamed file is refused rather than guessed at.
+ */
+export function formatOfFileName(file: string): CompressionFormat {
+  const name = basename(file);
+  for (const [format, { extension }] of Object.entries(COMPRESSION_FORMATS) as [CompressionFormat, { extension: string }][]) {
+    if (name.endsWith(extension) || name.endsWith(extension.replace(/^\.sql/, ''))) return format;
+  }
+  throw new CliError(ExitCode.USAGE, `--file ${file}: db-restore reads gzip (.sql.gz) and zstd (.sql.zst) dumps and tells them apart by the extension; name the file accordingly. Nothing was changed in the database.`, {
+    databaseState: 'untouched',
+  });
+}
+
+/**
+ * `--file PATH`: a .sql.gz or .sql.zst on local disk (e.g. one downloaded with curl -OJ). When
+ * `<PATH>.meta.json` sits beside it, its checksum is enforced; without one only the integrity of
+ * the compressed stream (gzip's CRC; zstd's single frame and content checksum) can be checked.
  */
 export function fileSource(path: string, warn: (message: string) => void): BackupSource {
   const file = resolve(path);
@@ -18,6 +34,7 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
     list: () => Promise.reject(new Error('unreachable: --file has nothing to list')),
 
     async resolve(): Promise<ResolvedBackup> {
+      const format = formatOfFileName(file);
       let size: number;
       try {
         const s = await stat(file);
@@ -31,7 +48,7 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
       try {
         text = await readFile(sidecarName(file), 'utf8');
       } catch {
-        warn(`no ${basename(file)}.meta.json beside the file: only its gzip integrity can be verified, not its checksum`);
+        warn(`no ${basename(file)}.meta.json beside the file: only its ${format} integrity can be verified, not its checksum`);
       }
       if (text !== null) {
         const parsed = parseSidecar(text, null);
@@ -41,9 +58,9 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
           });
         }
         const s = parsed.sidecar;
-        return { id: s.id, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, contents: s.contents, origin: description };
+        return { id: s.id, format, createdAt: s.createdAt, sizeBytes: s.sizeBytes, sha256: s.sha256, database: s.database, pgVersion: s.pgVersion, contents: s.contents, origin: description };
       }
-      return { id: basename(file), createdAt: null, sizeBytes: size, sha256: null, origin: description };
+      return { id: basename(file), format, createdAt: null, sizeBytes: size, sha256: null, origin: description };
     },
 
     manifest: (backup) => readLocalManifest(file, backup),

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { backupIdOfSidecar, compareNewestFirst, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
+import { backupIdOfSidecar, compareNewestFirst, compressionOfId, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { readLocalManifest } from './local-manifest.js';
 import { CliError, ExitCode } from './exit-codes.js';
@@ -99,7 +99,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       } else {
         // Checked before touching the file system: an id never names a path (invariant 7).
         if (!isBackupId(idOrLatest)) {
-          throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz) or "latest". To restore a file, use --file PATH.`);
+          throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst) or "latest". To restore a file, use --file PATH.`);
         }
         sidecar = await readSidecar(idOrLatest);
         if (sidecar === null) {
@@ -115,6 +115,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       }
       return {
         id: sidecar.id,
+        format: compressionOfId(sidecar.id),
         createdAt: sidecar.createdAt,
         sizeBytes: sidecar.sizeBytes,
         sha256: sidecar.sha256,

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode } from './exit-codes.js';
 import type { DumpExpectations } from '@db-backup-service/restore';
+import type { CompressionFormat } from '@db-backup-service/sdk';
 import { verifyDump } from './verify.js';
 
 const DUMP = [
@@ -31,12 +33,13 @@ afterEach(async () => {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function verifyBytes(bytes: Buffer, expected: DumpExpectations) {
-  const path = join(dir, 'dump.sql.gz');
+async function verifyBytes(bytes: Buffer, expected: DumpExpectations, format: CompressionFormat = 'gzip') {
+  const name = format === 'zstd' ? 'dump.sql.zst' : 'dump.sql.gz';
+  const path = join(dir, name);
   await writeFile(path, bytes);
   const fh = await open(path);
   try {
-    return await verifyDump(fh, expected, { label: 'dump.sql.gz' });
+    return await verifyDump(fh, expected, { format, label: name });
   } finally {
     await fh.close();
   }
@@ -87,5 +90,39 @@ describe('verifyDump', () => {
     // Cut after the completion comment, before \unrestrict: psql would leave the session restricted.
     const cut = gzipSync(Buffer.from(restricted.slice(0, restricted.indexOf('\\unrestrict'))));
     await expect(verifyBytes(cut, { sha256: sha(cut), sizeBytes: cut.length })).rejects.toThrow(/matching \\unrestrict line is missing/);
+  });
+});
+
+describe('verifyDump of a zstd dump (made by the zstd CLI, content checksum on)', () => {
+  const zst = execFileSync('zstd', ['-c', '-q', '--check'], { input: Buffer.from(DUMP) });
+  /** The sidecar of `bytes` itself: only the zstd checks can find what is wrong with them. */
+  const own = (bytes: Buffer): DumpExpectations => ({ sha256: sha(bytes), sizeBytes: bytes.length });
+
+  it('accepts an intact dump matching its sidecar', async () => {
+    await expect(verifyBytes(zst, own(zst), 'zstd')).resolves.toEqual({ sha256: sha(zst), sizeBytes: zst.length, uncompressedBytes: Buffer.byteLength(DUMP) });
+  });
+
+  it('refuses (exit 5) a flipped byte, a truncated frame, a second frame, trailing bytes, whatever the sidecar says', async () => {
+    const flipped = Buffer.from(zst);
+    flipped[Math.floor(flipped.length / 2)]! ^= 0x55;
+    const cases: [string, Buffer, RegExp][] = [
+      ['flipped byte', flipped, /not a valid zstd file \(.+\)/],
+      ['truncated', zst.subarray(0, zst.length - 10), /not a valid zstd file \(the zstd frame is truncated at byte \d+/],
+      // `zstd -dc` would print both frames; Node's decoder reads only the first: the frame check finds it.
+      ['second frame', Buffer.concat([zst, zst]), new RegExp(`not a valid zstd file \\(a second zstd frame at byte ${zst.length}`)],
+      ['trailing bytes', Buffer.concat([zst, Buffer.from('\n\n\n\n')]), /not a valid zstd file \(trailing bytes after the zstd frame/],
+    ];
+    for (const [what, bytes, message] of cases) {
+      const err = await verifyBytes(bytes, own(bytes), 'zstd').catch((e: unknown) => e);
+      expect(err, what).toMatchObject({ exitCode: ExitCode.VERIFICATION_FAILED, databaseState: 'untouched' });
+      expect((err as Error).message, what).toMatch(message);
+    }
+  });
+
+  it('names a gzip file or an empty one given as zstd, rather than the decoder complaint', async () => {
+    const gz = gzipSync(Buffer.from(DUMP));
+    await expect(verifyBytes(gz, own(gz), 'zstd')).rejects.toThrow('verification of dump.sql.zst failed: it is a gzip file (it starts with 1f 8b), but its name says zstd (.sql.zst)');
+    await expect(verifyBytes(zst, own(zst), 'gzip')).rejects.toThrow('it is a zstd file (it starts with 28 b5 2f fd), but its name says gzip (.sql.gz)');
+    await expect(verifyBytes(Buffer.alloc(0), { sha256: null, sizeBytes: null }, 'zstd')).rejects.toThrow('it is empty, but its name says zstd (.sql.zst)');
   });
 });

@@ -3,7 +3,7 @@
 // uses, the scratch is counted against the manifest taken while the dump streamed at backup
 // time (or, without one, with the counts of the stream itself), and dropped again whatever happened.
 import type { Readable } from 'node:stream';
-import type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
+import type { CompressionFormat, ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
 import { escapeIdentifier, type Client } from 'pg';
 import { countCatalogObjects, DumpContentsCounter } from './dump-contents.js';
 import { newerDumper, type DumpHead } from './dump-preamble.js';
@@ -23,8 +23,10 @@ export interface DrillOptions {
   database: string;
   /** psql to restore with (the newest found); a `\restrict` dump needs one that knows it. */
   psql: PgClient;
-  /** The stored .sql.gz from its first byte. */
+  /** The stored .sql.gz / .sql.zst from its first byte. */
   dump: Readable;
+  /** How `dump` is compressed: from the backup id's extension (compressionOfId). */
+  format: CompressionFormat;
   expected: { sha256: string | null; sizeBytes: number | null };
   /** null: counted from the stream itself as it restores (a backup without manifest: the reference service's, older ones). */
   manifest: ContentsManifest | null;
@@ -186,7 +188,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
     force = forceClause(facts.versionNum);
 
     // The head is known before the scratch exists: a dump psql cannot run creates nothing.
-    const peeked = await peekDumpHead(opts.dump);
+    const peeked = await peekDumpHead(opts.dump, { format: opts.format, label: 'the backup' });
     checkPsqlRunsDump({ psql: opts.psql, found: [opts.psql] }, peeked.head);
 
     await admin.query(`CREATE DATABASE ${escapeIdentifier(scratch)} ${createOptions(null, null)}`);
@@ -199,6 +201,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
       database: scratch,
       applicationName: DRILL_APPLICATION_NAME,
       dump: peeked.dump,
+      format: opts.format,
       expected: opts.expected,
       label: 'the backup',
       adaptTo: adaptation(peeked.head, facts, opts.warn),

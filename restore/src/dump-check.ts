@@ -1,4 +1,4 @@
-import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES } from '@db-backup-service/contract';
+import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES, type CompressionFormat } from '@db-backup-service/contract';
 
 /** What a stored dump must match; null where nothing is known (a --file without sidecar). */
 export interface DumpExpectations {
@@ -32,15 +32,18 @@ export class DumpEnds {
 
 /**
  * Everything wrong with a dump read to its end, each in words for the message: size and SHA-256
- * against the sidecar, gzip integrity, and (when gunzip reached the end) pg_dump's trailer: a gzip
- * that is intact but holds a dump that stops early (pg_dump killed, disk full upstream). One list
- * for the streaming restore and db-restore's verify-first (--in-place), so both say the same.
+ * against the sidecar, the compressed stream's integrity (gzip, or zstd: one frame, its checksum),
+ * and (when decompression reached the end) pg_dump's trailer: a stream that is intact but holds a
+ * dump that stops early (pg_dump killed, disk full upstream). One list for the streaming restore
+ * and db-restore's verify-first (--in-place), so both say the same.
  */
 export function dumpProblems(read: {
   readonly sizeBytes: number;
   readonly sha256: string;
-  readonly gzipError: Error | null;
-  /** null: gunzip did not reach the end (it was stopped), so there is no trailer to check. */
+  readonly format: CompressionFormat;
+  /** Why decompressing failed (corrupt, truncated, a second zstd frame), or why the bytes are not of `format` at all. */
+  readonly decompressError: Error | null;
+  /** null: decompression did not reach the end (it was stopped), so there is no trailer to check. */
   readonly ends: DumpEnds | null;
   readonly expected: DumpExpectations;
 }): string[] {
@@ -48,8 +51,8 @@ export function dumpProblems(read: {
   const { expected } = read;
   if (expected.sizeBytes !== null && read.sizeBytes !== expected.sizeBytes) found.push(`size is ${read.sizeBytes} bytes, the sidecar says ${expected.sizeBytes}`);
   if (expected.sha256 !== null && read.sha256 !== expected.sha256) found.push(`SHA-256 is ${read.sha256}, the sidecar says ${expected.sha256}`);
-  if (read.gzipError !== null) {
-    found.push(`not a valid gzip file (${read.gzipError.message})`);
+  if (read.decompressError !== null) {
+    found.push(`not a valid ${read.format} file (${read.decompressError.message})`);
   } else if (read.ends !== null) {
     const ending = read.ends.check();
     if (!ending.ok) found.push(ending.reason);

@@ -4,7 +4,7 @@ export type DatabaseState = 'untouched' | 'unchanged' | 'empty' | 'restored' | '
 /**
  * What kind of failure, for the caller to map (db-restore: to its exit codes, in one place).
  * usage: the configuration or the environment (cannot log in, no CREATEDB, psql missing);
- * verification: the dump is not what its sidecar says (checksum, size, gzip, trailer);
+ * verification: the dump is not what its sidecar says (checksum, size, compression, trailer);
  * failed: the restore itself failed (psql, the swap); cancelled: the signal fired;
  * unexpected: something that should not happen.
  */

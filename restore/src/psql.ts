@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { redact, SECRET_VARIABLES, type PgTlsSettings } from '@db-backup-service/contract';
+import { redact, SECRET_VARIABLES, type CompressionFormat, type PgTlsSettings } from '@db-backup-service/contract';
+import { createDecompressor } from './compression.js';
 import { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 import { PreambleAdapter } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
@@ -25,8 +25,10 @@ export interface PsqlRestoreOptions {
   readonly database: string;
   /** Sessions show as this (pg_stat_activity); default db-restore. */
   readonly applicationName?: string;
-  /** The stored .sql.gz (compressed) from its first byte; read to its end, destroyed on failure. */
+  /** The stored .sql.gz / .sql.zst (compressed) from its first byte; read to its end, destroyed on failure. */
   readonly dump: Readable;
+  /** How `dump` is compressed: from the backup id's (or the file's) extension. */
+  readonly format: CompressionFormat;
   readonly expected: DumpExpectations;
   /** Names the dump in messages (the backup id or file). */
   readonly label: string;
@@ -56,7 +58,7 @@ export class PsqlFailed extends Error {
   }
 }
 
-/** The dump is not what was expected (checksum, size, gzip, trailer); found while it streamed. */
+/** The dump is not what was expected (checksum, size, compression, trailer); found while it streamed. */
 export class DumpVerificationFailed extends RestoreError {
   constructor(
     message: string,
@@ -127,27 +129,21 @@ export function psqlEnv(base: NodeJS.ProcessEnv, c: PsqlConnection, database: st
 /** The psql arguments: no psqlrc, stop at the first error, no chatter on stdout. */
 export const PSQL_ARGS = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'] as const;
 
-/** zlib's own errors (corrupt or truncated gzip) carry a Z_* code; anything else came from elsewhere. */
-function isGzipError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('Z_');
-}
-
 /**
- * Streams the stored dump into psql: SHA-256 and size of the compressed bytes, gunzip, preamble
- * adaptation, psql. Resolves only when psql exited 0 after reading the whole dump and the dump
- * matched `expected`.
+ * Streams the stored dump into psql: SHA-256 and size of the compressed bytes, decompression
+ * (gunzip, or zstd with its single-frame check), preamble adaptation, psql. Resolves only when
+ * psql exited 0 after reading the whole dump and the dump matched `expected`.
  *
  * The transaction is ours: we write `BEGIN;` before the dump and `COMMIT;` after it, and COMMIT
- * only once the input ended AND its checksum, size, gzip and trailer checked out. A mismatch found
- * at the end errors the input instead: psql sees EOF without COMMIT (and is stopped) and the
- * server rolls back. That is what `psql --single-transaction` does, with one difference that
- * matters when we die mid-stream: psql then sees EOF, and with --single-transaction it would
- * COMMIT the prefix it has read. (A dump with large objects still commits early inside, at its own
+ * only once the input ended AND its checksum, size, compression and trailer checked out. A
+ * mismatch found at the end errors the input instead: psql sees EOF without COMMIT (and is
+ * stopped) and the server rolls back. That is what `psql --single-transaction` does, with one
+ * difference that matters when we die mid-stream: psql then sees EOF, and with
+ * --single-transaction it would COMMIT the prefix it has read. (A dump with large objects still commits early inside, at its own
  * BEGIN/COMMIT around the object data: which is why callers restore into a scratch database.)
  *
- * The compressed input is read to its end even when gunzip or psql failed first, so a corrupt
- * dump is named as such rather than by the syntax error its garbage caused in psql.
+ * The compressed input is read to its end even when decompression or psql failed first, so a
+ * corrupt dump is named as such rather than by the syntax error its garbage caused in psql.
  */
 export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<VerifiedDump> {
   opts.signal.throwIfAborted();
@@ -182,38 +178,43 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
   };
   opts.signal.addEventListener('abort', onAbort, { once: true });
 
-  // Compressed side: hash and count everything, feed gunzip while the way to psql is open.
+  // Compressed side: hash and count everything, feed the decompressor while the way to psql is open.
   const hash = createHash('sha256');
   let compressed = 0;
   let feeding = true;
-  let gzipError: Error | null = null;
-  const gunzip = createGunzip();
-  // The pipeline below reports gunzip's errors; this keeps a late one (after it settled) harmless.
-  gunzip.on('error', () => undefined);
+  let decompressError: Error | null = null;
+  // Errors that reach the pipeline below from elsewhere than the decompressor (the source's, our
+  // own verdict's). Every other one but a broken pipe to psql is the decompressor's, whatever its
+  // code: zlib's Z_*, zstd's ZSTD_error_*, or the frame check's plain Error.
+  const notDecompression = new WeakSet<object>();
+  const decompressor = createDecompressor(opts.format);
+  // The pipeline below reports the decompressor's errors; this keeps a late one (after it settled) harmless.
+  decompressor.on('error', () => undefined);
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
       compressed += chunk.length;
       opts.onProgress?.(compressed);
-      // Once the way to psql broke, gunzip is destroyed: writing to it would only raise an error.
-      if (!feeding || gunzip.destroyed || gunzip.write(chunk) || gunzip.destroyed) {
+      // Once the way to psql broke, the decompressor is destroyed: writing to it would only raise an error.
+      if (!feeding || decompressor.destroyed || decompressor.write(chunk) || decompressor.destroyed) {
         callback();
         return;
       }
       const go = (): void => {
-        gunzip.off('drain', go);
-        gunzip.off('close', go);
+        decompressor.off('drain', go);
+        decompressor.off('close', go);
         callback();
       };
-      gunzip.once('drain', go);
-      gunzip.once('close', go);
+      decompressor.once('drain', go);
+      decompressor.once('close', go);
     },
     final(callback) {
-      if (feeding) gunzip.end();
+      if (feeding) decompressor.end();
       callback();
     },
     destroy(err, callback) {
-      if (err && feeding) gunzip.destroy(err);
+      if (err) notDecompression.add(err);
+      if (err && feeding) decompressor.destroy(err);
       callback(err);
     },
   });
@@ -224,7 +225,7 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
 
   // Uncompressed side: what psql gets, and the dump's ends for the trailer check.
   let uncompressed = 0;
-  let gunzipEnded = false;
+  let decompressedToEnd = false;
   const ends = new DumpEnds();
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -234,7 +235,7 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
       callback(null, chunk);
     },
     flush(callback) {
-      gunzipEnded = true;
+      decompressedToEnd = true;
       callback();
     },
   });
@@ -247,7 +248,7 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
     const read = await sourceRead;
     if (!read.ok) return { problems: [], readError: read.err, verified: null };
     const sha256 = hash.digest('hex');
-    const found = dumpProblems({ sizeBytes: compressed, sha256, gzipError, ends: gunzipEnded ? ends : null, expected: opts.expected });
+    const found = dumpProblems({ sizeBytes: compressed, sha256, format: opts.format, decompressError, ends: decompressedToEnd ? ends : null, expected: opts.expected });
     return { problems: found, readError: null, verified: { sha256, sizeBytes: compressed, uncompressedBytes: uncompressed } };
   };
 
@@ -256,19 +257,23 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
     for await (const chunk of source) yield chunk;
     const { problems: found, readError } = await verdict();
     if (readError !== null) throw readError;
-    if (found.length > 0) throw new Error('the dump failed verification');
+    if (found.length > 0) {
+      const failed = new Error('the dump failed verification');
+      notDecompression.add(failed);
+      throw failed;
+    }
     // After the dump's last line (\unrestrict, which ends with a newline).
     yield Buffer.from('\nCOMMIT;\n');
   }
 
   let inputError: unknown = null;
   const adapt = opts.adaptTo === null ? new PassThrough() : new PreambleAdapter(opts.adaptTo);
-  const fed = pipeline(gunzip, tap, adapt, framed, child.stdin).catch((err: unknown) => {
+  const fed = pipeline(decompressor, tap, adapt, framed, child.stdin).catch((err: unknown) => {
     // EPIPE when psql stopped at an error: its exit code and stderr tell the story. Anything
-    // else (gzip, the checksum, the source) means psql must not go on with what it has.
+    // else (the decompressor, the checksum, the source) means psql must not go on with what it has.
     inputError = err;
     feeding = false;
-    if (isGzipError(err)) gzipError = err as Error;
+    if (!isPipeError(err) && !(err instanceof Object && notDecompression.has(err))) decompressError = err as Error;
     if (!isPipeError(err)) stopPsql();
     child.stdin.destroy();
   });

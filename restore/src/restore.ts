@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { escapeIdentifier, escapeLiteral, type Client } from 'pg';
+import type { CompressionFormat } from '@db-backup-service/contract';
 import { RestoreError, type DatabaseState } from './errors.js';
 import { connectMaintenance, pgMessage, type PgDatabase } from './pg-connect.js';
 import type { DumpExpectations, VerifiedDump } from './dump-check.js';
@@ -249,8 +250,10 @@ export interface RestoreOptions {
   /** swap: keep the replaced database as `<target>__old_<random>` instead of dropping it (M6). */
   readonly keepOld: boolean;
   readonly psqlPath: string;
-  /** The stored .sql.gz from its first byte: hashed, gunzipped and fed to psql as it streams. */
+  /** The stored .sql.gz / .sql.zst from its first byte: hashed, decompressed and fed to psql as it streams. */
   readonly dump: Readable;
+  /** How `dump` is compressed: from the backup id's (or the file's) extension. */
+  readonly format: CompressionFormat;
   /** What the dump must match; swap: a mismatch found at its end drops the scratch, the target untouched. */
   readonly expected: DumpExpectations;
   /** Names the dump in messages (the backup id or file). */
@@ -366,6 +369,7 @@ function restoreDumpInto(opts: RestoreOptions, database: string): Promise<Verifi
     connection: opts.db,
     database,
     dump: opts.dump,
+    format: opts.format,
     expected: opts.expected,
     label: opts.label,
     adaptTo: opts.adaptTo,

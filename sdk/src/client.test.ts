@@ -197,6 +197,22 @@ describe('download', () => {
     expect(Buffer.concat(chunks).equals(data.subarray(4))).toBe(true);
   });
 
+  it('says which format a download is (from its id), and refuses a Content-Type of the other format', async () => {
+    const zst = 'backup_20260511T010000Z.sql.zst';
+    const data = Buffer.from('zstd bytes, as far as the SDK cares');
+    const types = ['application/zstd', 'application/octet-stream', 'application/gzip'];
+    server = await startTestServer((req, res, n) => serveBackup(req, res, zst, data, { contentType: types[n - 1] ?? '' }));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    for (const expected of ['application/zstd', 'application/octet-stream (a proxy)']) {
+      const dl = await client.download(zst);
+      dl.stream.destroy();
+      expect(dl, expected).toMatchObject({ id: zst, format: 'zstd', sizeBytes: data.length });
+    }
+    const err = await client.download(zst).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID_RESPONSE' });
+    expect((err as Error).message).toContain(`as application/gzip, but ${zst} is a zstd backup (application/zstd)`);
+  });
+
   it('refuses an id that is not a backup id before sending anything', async () => {
     server = await startTestServer(() => undefined);
     const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).download('../../etc/passwd').catch((e: unknown) => e);

@@ -4,6 +4,8 @@ import { initClient } from '@ts-rest/core';
 import {
   apiContract,
   BackupSchema,
+  COMPRESSION_FORMATS,
+  compressionOfId,
   HealthSchema,
   InfoSchema,
   isBackupId,
@@ -12,6 +14,7 @@ import {
   ProblemSchema,
   redact,
   type Backup,
+  type CompressionFormat,
   type Health,
   type Info,
   type Job,
@@ -94,6 +97,8 @@ export interface DownloadOptions extends CallOptions {
 export interface BackupDownload {
   /** The backup id, from Content-Disposition (for `latest`, the id it resolved to). */
   readonly id: string;
+  /** How the body is compressed: the id's extension (`.sql.gz` gzip, `.sql.zst` zstd), which the Content-Type agrees with. */
+  readonly format: CompressionFormat;
   /** 200 for the whole backup, 206 for the requested range. */
   readonly status: 200 | 206;
   /** Size of the whole backup (Content-Length of a 200, total of a 206's Content-Range); null when not sent. */
@@ -140,8 +145,11 @@ export interface BackupServiceClient {
   /**
    * Downloads to `path` through `path + '.partial'`, resuming after a cut connection, and renames
    * into place only when the SHA-256 of the whole file matches what the service announced.
+   * `path` may be a function of the backup id (`(id) => \`/var/tmp/${id}\``), so that a file of
+   * `latest` gets the name, and with it the extension (`.sql.gz` or `.sql.zst`), of the backup it is;
+   * a path ending in the other format's extension is refused (`FORMAT_MISMATCH`).
    */
-  downloadToFile(idOrLatest: string, path: string, opts?: DownloadToFileOptions): Promise<DownloadedFile>;
+  downloadToFile(idOrLatest: string, path: string | ((id: string) => string), opts?: DownloadToFileOptions): Promise<DownloadedFile>;
   /** GET /health (no auth): a 503 is returned as a value with status DOWN, not thrown. */
   health(opts?: CallOptions): Promise<Health>;
   /** GET /info (no auth). */
@@ -308,10 +316,10 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       const latest = idOrLatest === 'latest';
       if (!latest && !isBackupId(idOrLatest)) {
         // Checked before any request (invariant 7): an id never becomes an arbitrary URL path.
-        throw new BackupServiceError('NOT_FOUND', `${JSON.stringify(idOrLatest.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or "latest")`);
+        throw new BackupServiceError('NOT_FOUND', `${JSON.stringify(idOrLatest.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, or "latest")`);
       }
       const what = latest ? 'GET /api/v1/backups/latest/download' : `GET /api/v1/backups/${idOrLatest}/download`;
-      const extraHeaders: Record<string, string> = { accept: 'application/gzip, application/problem+json' };
+      const extraHeaders: Record<string, string> = { accept: [...Object.values(COMPRESSION_FORMATS).map((f) => f.contentType), 'application/problem+json'].join(', ') };
       if (opts.range) {
         const { start, end } = opts.range;
         if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
@@ -349,6 +357,11 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       const id = filename !== null && isBackupId(filename) ? filename : latest ? null : idOrLatest;
       if (id === null) throw invalid('without a valid backup id in Content-Disposition');
       if (!latest && id !== idOrLatest) throw invalid(`for ${JSON.stringify(id)} instead of the requested backup`);
+      const format = compressionOfId(id);
+      // Another type (a proxy's application/octet-stream) says nothing; the other format's type contradicts the id.
+      const contentType = headers.get('content-type')?.split(';')[0]?.trim().toLowerCase() ?? '';
+      const typed = Object.entries(COMPRESSION_FORMATS).find(([, f]) => f.contentType === contentType);
+      if (typed !== undefined && typed[0] !== format) throw invalid(`as ${contentType}, but ${id} is a ${format} backup (${COMPRESSION_FORMATS[format].contentType})`);
 
       const contentLength = parseLength(headers.get('content-length'));
       const range = res.status === 206 ? parseContentRange(headers.get('content-range')) : null;
@@ -374,6 +387,7 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       });
       return {
         id,
+        format,
         status: res.status,
         sizeBytes,
         sha256: fromDigest ?? fromEtag,

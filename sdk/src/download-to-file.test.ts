@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
 import { BackupServiceError } from './errors.js';
-import { serveBackup, serveHalfThenCut, sha256Hex, startTestServer, TOKEN, type TestServer } from './test-server.test-helper.js';
+import { json, serveBackup, serveHalfThenCut, sha256Hex, startTestServer, TOKEN, type TestServer } from './test-server.test-helper.js';
 
 const ID = 'backup_20260510T010000Z.sql.gz';
 // Several chunks' worth, so a cut really lands mid-body.
@@ -117,5 +118,52 @@ describe('downloadToFile', () => {
     });
     await expect(pending).rejects.toBe(reason);
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('downloadToFile of a zstd backup', () => {
+  const ZST = 'backup_20260511T010000Z.sql.zst';
+  // A real zstd stream (the zstd CLI, content checksum on), several chunks long.
+  const ZDATA = execFileSync('zstd', ['-c', '-q', '--check'], { input: Buffer.from(Array.from({ length: 200_000 }, (_, i) => `${i}\t${(i * 7919) % 104729}\n`).join('')) });
+  const listed = {
+    id: ZST,
+    createdAt: '2026-05-11T01:00:05Z',
+    sizeBytes: ZDATA.length,
+    sha256: sha256Hex(ZDATA),
+    pgVersion: '15.4',
+    durationMs: 42,
+    triggeredBy: 'api',
+    drill: null,
+  };
+  /** The service's answers: the newest backup's metadata, and its download (ranges honoured). */
+  const service = (): Promise<TestServer> =>
+    startTestServer((req, res) => {
+      if (req.url === '/api/v1/backups/latest') json(res, 200, listed);
+      else serveBackup(req, res, ZST, ZDATA);
+    });
+
+  it('saves latest under the id it is, when the path is a function of the id, asking for application/zstd', async () => {
+    server = await service();
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const result = await client.downloadToFile('latest', (id) => join(dir, id));
+    expect(result).toMatchObject({ id: ZST, path: join(dir, ZST), sizeBytes: ZDATA.length, sha256: sha256Hex(ZDATA) });
+    expect((await readFile(join(dir, ZST))).equals(ZDATA)).toBe(true);
+    // latest was resolved first, then downloaded by its id: the file's name is the backup's.
+    expect(server.requests.map((r) => r.url)).toEqual(['/api/v1/backups/latest', `/api/v1/backups/${ZST}/download`]);
+    expect(server.requests[1]?.headers.accept).toContain('application/zstd');
+    expect(server.requests[1]?.headers.accept).toContain('application/gzip');
+  });
+
+  it('refuses (FORMAT_MISMATCH) a path ending .sql.gz for a zstd backup and leaves no file', async () => {
+    server = await service();
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const err = await client.downloadToFile('latest', join(dir, 'latest.sql.gz')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackupServiceError);
+    expect(err).toMatchObject({ code: 'FORMAT_MISMATCH' });
+    expect((err as Error).message).toContain(`${ZST} is a zstd backup, but ${join(dir, 'latest.sql.gz')} ends in .sql.gz (gzip)`);
+    expect(await readdir(dir)).toEqual([]);
+    // A path of the right extension, or of none, takes it.
+    await expect(client.downloadToFile(ZST, join(dir, 'copy.sql.zst'))).resolves.toMatchObject({ sha256: sha256Hex(ZDATA) });
+    await expect(client.downloadToFile(ZST, join(dir, 'copy.bin'))).resolves.toMatchObject({ sha256: sha256Hex(ZDATA) });
   });
 });

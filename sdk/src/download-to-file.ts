@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { BackupDownload, BackupServiceClient } from './client.js';
 import { BackupServiceError } from './errors.js';
+import { COMPRESSION_FORMATS, type CompressionFormat } from './generated/contract/index.js';
 
 /** Progress of {@link BackupServiceClient.downloadToFile}. */
 export interface DownloadProgress {
@@ -108,15 +109,29 @@ interface Expected {
   etag: string | null;
 }
 
+/** The format whose extension `path` ends in, when it ends in one of them. */
+function formatOfPath(path: string): CompressionFormat | null {
+  const found = Object.entries(COMPRESSION_FORMATS).find(([, f]) => path.endsWith(f.extension));
+  return found === undefined ? null : (found[0] as CompressionFormat);
+}
+
 export async function downloadToFile(
   client: BackupServiceClient,
-  idOrLatest: string,
-  path: string,
+  idOrLatestArg: string,
+  pathArg: string | ((id: string) => string),
   opts: DownloadToFileOptions = {},
 ): Promise<DownloadedFile> {
   const { signal } = opts;
   const maxFailures = opts.retries ?? 5;
   signal?.throwIfAborted();
+  let idOrLatest = idOrLatestArg;
+  if (typeof pathArg === 'function' && idOrLatest === 'latest') {
+    // The file is named after the backup, so which one `latest` is must be known before it is opened.
+    const latest = await client.latestBackup(signal ? { signal } : {});
+    if (latest === null) throw new BackupServiceError('NOT_FOUND', `db-backup-service at ${client.baseUrl} has no successful backup yet`, { status: 404 });
+    idOrLatest = latest.id;
+  }
+  const path = typeof pathArg === 'function' ? pathArg(idOrLatest) : pathArg;
   const partial = `${path}.partial`;
   // 0600: a backup is a full copy of a production database.
   const fh = await open(partial, 'w', 0o600);
@@ -162,6 +177,14 @@ export async function downloadToFile(
       }
 
       if (expected === null) {
+        const named = formatOfPath(path);
+        if (named !== null && named !== dl.format) {
+          dl.stream.destroy();
+          throw new BackupServiceError(
+            'FORMAT_MISMATCH',
+            `${dl.id} is a ${dl.format} backup, but ${path} ends in ${COMPRESSION_FORMATS[named].extension} (${named}): name the file ${COMPRESSION_FORMATS[dl.format].extension}, or pass a function of the id as the path, e.g. (id) => \`/var/tmp/\${id}\``,
+          );
+        }
         expected = { id: dl.id, sha256: dl.sha256, sizeBytes: dl.sizeBytes, etag: dl.etag };
       } else if (dl.status === 200 || (dl.sha256 !== null && expected.sha256 !== null && dl.sha256 !== expected.sha256)) {
         // A 200 to a ranged request: the service ignored the range, or If-Range found the backup

@@ -9,7 +9,9 @@ import type { Problem } from './generated/contract/index.js';
  * - `CONNECTION_LOST`: a download's body ended early (after every retry, for `downloadToFile`);
  * - `INVALID_RESPONSE`: the answer does not match the API contract;
  * - `CHECKSUM_MISMATCH`: a downloaded file's SHA-256 or size differs from what the service announced;
- * - `JOB_WAIT_TIMEOUT`: `waitForJob` passed its deadline while the job was still queued/running.
+ * - `JOB_WAIT_TIMEOUT`: `waitForJob` passed its deadline while the job was still queued/running;
+ * - `FORMAT_MISMATCH`: `downloadToFile` was given a path whose extension names the other
+ *   compression format than the backup's (`.sql.gz` for a zstd backup, `.sql.zst` for a gzip one).
  */
 export type BackupServiceErrorCode =
   | 'UNAUTHORIZED'
@@ -22,7 +24,8 @@ export type BackupServiceErrorCode =
   | 'CONNECTION_LOST'
   | 'INVALID_RESPONSE'
   | 'CHECKSUM_MISMATCH'
-  | 'JOB_WAIT_TIMEOUT';
+  | 'JOB_WAIT_TIMEOUT'
+  | 'FORMAT_MISMATCH';
 
 /**
  * The one error the SDK throws (apart from an abort, which rethrows `signal.reason`).

@@ -15,13 +15,16 @@ export type { ContentRange } from './headers.js';
 
 // The contract's shapes, so callers (and db-restore) need no second dependency to name them; its
 // sidecar parser and dump-trailer check, so db-restore accepts exactly the backups and dumps the
-// service does; and its redact.
+// service does; the compression formats and which one an id is; and its redact.
 export {
   BACKUP_ID_PATTERN,
   backupIdOfSidecar,
   BackupSidecarSchema,
   checkDumpEnding,
   compareNewestFirst,
+  COMPRESSION_FORMATS,
+  compressionOfId,
+  type CompressionFormat,
   DUMP_ENDS_KEEP_BYTES,
   isBackupId,
   isOfDatabase,

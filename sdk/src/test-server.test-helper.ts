@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { COMPRESSION_FORMATS, compressionOfId } from './generated/contract/index.js';
 
 export const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 
@@ -56,6 +57,13 @@ export interface ServeBackupOptions {
   announcedSha256?: string;
   /** Honour Range / If-Range (default true). */
   ranges?: boolean;
+  /** The Content-Type to send (default: the id's format's, as the service sends it). */
+  contentType?: string;
+}
+
+/** The Content-Type the service sends for a backup id: its format's. */
+function contentTypeOf(id: string): string {
+  return COMPRESSION_FORMATS[compressionOfId(id)].contentType;
 }
 
 /**
@@ -66,7 +74,7 @@ export function serveBackup(req: IncomingMessage, res: ServerResponse, id: strin
   const sha = opts.announcedSha256 ?? sha256Hex(data);
   const etag = `"${sha}"`;
   const headers: Record<string, string> = {
-    'content-type': 'application/gzip',
+    'content-type': opts.contentType ?? contentTypeOf(id),
     'content-disposition': `attachment; filename="${id}"`,
     etag,
     'repr-digest': `sha-256=:${Buffer.from(sha, 'hex').toString('base64')}:`,
@@ -95,7 +103,7 @@ export function serveBackup(req: IncomingMessage, res: ServerResponse, id: strin
 export function serveHalfThenCut(res: ServerResponse, id: string, data: Buffer, bytes: number): void {
   const sha = sha256Hex(data);
   res.writeHead(200, {
-    'content-type': 'application/gzip',
+    'content-type': contentTypeOf(id),
     'content-disposition': `attachment; filename="${id}"`,
     'content-length': String(data.length),
     etag: `"${sha}"`,

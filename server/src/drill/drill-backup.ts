@@ -1,5 +1,5 @@
 // One restore drill of one stored backup, on the configured target; the record it leaves.
-import { drillName, DrillRecordSchema, redact, type BackupSidecar, type DrillRecord } from '@db-backup-service/contract';
+import { compressionOfId, drillName, DrillRecordSchema, redact, type BackupSidecar, type DrillRecord } from '@db-backup-service/contract';
 import { dropLeftoverDrillDatabases, findPsql, parseVersionText, runDrill } from '@db-backup-service/restore';
 import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
@@ -48,6 +48,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
         database: config.db.name,
         psql,
         dump,
+        format: compressionOfId(backup.id),
         expected: { sha256: backup.sha256, sizeBytes: backup.sizeBytes },
         manifest,
         query: config.drill.query,

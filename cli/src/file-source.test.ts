@@ -1,0 +1,19 @@
+import { describe, expect, it } from 'vitest';
+import { ExitCode } from './exit-codes.js';
+import { formatOfFileName } from './file-source.js';
+
+describe('formatOfFileName', () => {
+  it('takes the format from the extension, as for ids (.sql.gz / .gz gzip, .sql.zst / .zst zstd)', () => {
+    expect(formatOfFileName('/tmp/backup_20260510T010000Z.sql.gz')).toBe('gzip');
+    expect(formatOfFileName('/tmp/renamed.gz')).toBe('gzip');
+    expect(formatOfFileName('/tmp/backup_20260510T010000Z.sql.zst')).toBe('zstd');
+    expect(formatOfFileName('/tmp/renamed.zst')).toBe('zstd');
+  });
+
+  it('refuses any other name (exit 2) naming the accepted extensions, rather than guessing', () => {
+    for (const name of ['/tmp/backup.sql', '/tmp/backup.dump', '/tmp/gz', '/tmp/backup.sql.gz.partial']) {
+      expect(() => formatOfFileName(name), name).toThrow(expect.objectContaining({ exitCode: ExitCode.USAGE, databaseState: 'untouched' }));
+      expect(() => formatOfFileName(name), name).toThrow('db-restore reads gzip (.sql.gz) and zstd (.sql.zst) dumps');
+    }
+  });
+});
