@@ -678,19 +678,27 @@ describe('db-restore of zstd backups (real pg_dump | zstd CLI)', () => {
     });
   }
 
-  it('a --file whose bytes are not the format its name says is refused before anything (exit 5); a name of neither format is a usage error (exit 2)', async () => {
+  it('a --file whose bytes are not the format its name says is refused before anything (exit 5); a name of neither format is read by its first bytes, and bytes of neither format are a usage error (exit 2)', async () => {
     const before = await seedTarget('app');
     const misnamed = join(work, 'really-gzip.sql.zst');
     await copyFile(join(goodDir, ID_A), misnamed);
     const res = await cli(['--force', '--file', misnamed], cliEnv());
     expect(res.code, res.stderr).toBe(5);
     expect(res.stderr).toContain(`verification of really-gzip.sql.zst failed: it is a gzip file (it starts with 1f 8b), but its name says zstd (.sql.zst)`);
-    const unnamed = join(work, 'backup.dump');
-    await copyFile(join(zstdDir, ID_ZA), unnamed);
-    const other = await cli(['--force', '--file', unnamed], cliEnv());
+    const notDump = join(work, 'notes.txt');
+    await writeFile(notDump, 'not a dump\n');
+    const other = await cli(['--force', '--file', notDump], cliEnv());
     expect(other.code, other.stderr).toBe(2);
-    expect(other.stderr).toContain(`--file ${unnamed}: db-restore reads gzip (.sql.gz) and zstd (.sql.zst) dumps`);
+    expect(other.stderr).toContain(`--file ${notDump} is neither a gzip nor a zstd file`);
     expect(await snapshot('app')).toEqual(before);
     expect(await leftovers()).toEqual([]);
+
+    // `curl -o backup.dump …`: no extension of either format, so the first bytes say zstd.
+    const unnamed = join(work, 'backup.dump');
+    await copyFile(join(zstdDir, ID_ZA), unnamed);
+    const restored = await cli(['--force', '--database', 'from_unnamed', '--file', unnamed], cliEnv());
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await snapshot('from_unnamed')).toEqual(stateA);
   });
+
 });

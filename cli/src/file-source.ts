@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
+import { formatOfMagic } from '@db-backup-service/restore';
 import { basename, resolve } from 'node:path';
 import { COMPRESSION_FORMATS, parseSidecar, sidecarName, type CompressionFormat } from '@db-backup-service/sdk';
 import type { BackupSource, ResolvedBackup } from './backup-source.js';
@@ -8,15 +9,36 @@ import { readLocalManifest } from './local-manifest.js';
 
 /**
  * The compression a --file's name says: `.sql.gz` (or `.gz`) gzip, `.sql.zst` (or `.zst`) zstd, as
- * a backup id's extension says it. The name decides, as it does for ids; the file's first bytes
- * must then agree (peekDumpHead), so a misnamed file is refused rather than guessed at.
+ * a backup id's extension says it; null for any other name. A name that says a format decides, as
+ * it does for ids, and the file's first bytes must then agree (peekDumpHead): a misnamed file is
+ * refused rather than guessed at.
  */
-export function formatOfFileName(file: string): CompressionFormat {
+export function formatOfFileName(file: string): CompressionFormat | null {
   const name = basename(file);
   for (const [format, { extension }] of Object.entries(COMPRESSION_FORMATS) as [CompressionFormat, { extension: string }][]) {
     if (name.endsWith(extension) || name.endsWith(extension.replace(/^\.sql/, ''))) return format;
   }
-  throw new CliError(ExitCode.USAGE, `--file ${file}: db-restore reads gzip (.sql.gz) and zstd (.sql.zst) dumps and tells them apart by the extension; name the file accordingly. Nothing was changed in the database.`, {
+  return null;
+}
+
+/**
+ * The format of a --file: its name's, else (a name such as `backup` or `latest.dump`, as `curl -o`
+ * may have saved it) the one its first bytes begin; neither is a usage error.
+ */
+async function formatOfFile(file: string): Promise<CompressionFormat> {
+  const named = formatOfFileName(file);
+  if (named !== null) return named;
+  const handle = await open(file, 'r');
+  let start: Buffer;
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
+    start = buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  const found = formatOfMagic(start);
+  if (found !== null) return found;
+  throw new CliError(ExitCode.USAGE, `--file ${file} is neither a gzip nor a zstd file (its name ends in neither .gz nor .zst, and its first bytes are neither format's); db-restore reads the .sql.gz and .sql.zst dumps the service writes. Nothing was changed in the database.`, {
     databaseState: 'untouched',
   });
 }
@@ -34,12 +56,13 @@ export function fileSource(path: string, warn: (message: string) => void): Backu
     list: () => Promise.reject(new Error('unreachable: --file has nothing to list')),
 
     async resolve(): Promise<ResolvedBackup> {
-      const format = formatOfFileName(file);
       let size: number;
+      let format: CompressionFormat;
       try {
         const s = await stat(file);
         if (!s.isFile()) throw new CliError(ExitCode.NOT_FOUND, `${file} is not a file`);
         size = s.size;
+        format = await formatOfFile(file);
       } catch (err) {
         if (err instanceof CliError) throw err;
         throw new CliError(ExitCode.NOT_FOUND, `cannot read --file ${file} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, { cause: err });

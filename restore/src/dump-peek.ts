@@ -35,6 +35,14 @@ export function formatMismatch(start: Buffer, format: CompressionFormat): string
   return `it is not a ${format} file: it starts with ${hex(start.subarray(0, 4))}, not ${hex(magic)}`;
 }
 
+/** The format whose magic bytes `start` begins with, or null (a file named neither .gz nor .zst). */
+export function formatOfMagic(start: Buffer): CompressionFormat | null {
+  for (const [format, magic] of Object.entries(MAGIC) as [CompressionFormat, Buffer][]) {
+    if (start.subarray(0, magic.length).equals(magic)) return format;
+  }
+  return null;
+}
+
 /** The first `maxBytes` a zstd stream's start inflates to (fewer when it holds fewer), without needing the rest. */
 function inflateZstdStart(compressedStart: Buffer, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve) => {

@@ -11,7 +11,7 @@ export {
   type PgClient,
 } from './pg-clients.js';
 export { newerDumper, PreambleAdapter, readDumpHead, readGzipDumpHead, type DumpHead, type PreambleAdapterOptions } from './dump-preamble.js';
-export { formatMismatch, peekDumpHead, PEEK_BYTES } from './dump-peek.js';
+export { formatMismatch, formatOfMagic, peekDumpHead, PEEK_BYTES } from './dump-peek.js';
 export { RestoreError, type DatabaseState, type RestoreErrorKind } from './errors.js';
 export { connect, DEFAULT_APPLICATION_NAME, pgMessage, type PgDatabase, type PgServer } from './pg-connect.js';
 export {
