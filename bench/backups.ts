@@ -145,6 +145,14 @@ interface ServiceSamples {
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
 
+/** Why a service did not start: the harness's first line and the service's own output (its config errors), on one line. */
+function startFailure(error: unknown): string {
+  const [first = '', ...rest] = (error instanceof Error ? error.message : String(error)).split('\n');
+  const output = rest.filter((l) => !l.startsWith('--- service output')).map((l) => l.trim()).filter((l) => l !== '');
+  const said = output.join(' ').slice(0, 500);
+  return `the service did not start: ${first}${said ? `: ${said}` : ''}`;
+}
+
 /** Section 2: every baseline and every service case once per run, in the same order each run. */
 export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
   const { pg, runs } = ctx;
@@ -165,7 +173,7 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
       ctx.services.push(service);
       data.instance = { service, storage };
     } catch (error) {
-      data.error = `the service did not start: ${message(error)}`;
+      data.error = startFailure(error);
       ctx.log(`${c.id}: FAILED, ${data.error}`);
     }
   }
@@ -285,7 +293,9 @@ export async function runRss(ctx: BackupContext, datasets: readonly { db: string
         let service: BenchService | undefined;
         try {
           const storage = await storageOf(ctx, c, dir);
-          service = await startBenchService(serviceEnv(ctx.pg, data.db, storage, c.env));
+          service = await startBenchService(serviceEnv(ctx.pg, data.db, storage, c.env)).catch((error: unknown) => {
+            throw new Error(startFailure(error));
+          });
           const sample = await service.backup();
           checkFormat(c, sample.backupId);
           samples.get(c.id)!.push(sample);
