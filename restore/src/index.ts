@@ -48,3 +48,4 @@ export { checkManifest, type ManifestCheck } from './manifest-file.js';
 export { contentsName } from '@db-backup-service/contract';
 export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
 export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
+export { createDecompressor, ZstdFrameCheck } from './compression.js';

@@ -183,15 +183,16 @@ export async function fingerprint(cluster: PostgresCluster, db: string): Promise
 }
 
 /**
- * Restores a .sql.gz file exactly as an operator without this service would:
- * `gunzip -c FILE | psql --single-transaction -v ON_ERROR_STOP=1 -X` into a new database `db`.
+ * Restores a .sql.gz (or .sql.zst) file exactly as an operator without this service would:
+ * `gunzip -c FILE | psql --single-transaction -v ON_ERROR_STOP=1 -X` (`zstd -dcq` for .sql.zst) into a new database `db`.
  */
 export async function restoreWithStockTools(file: string, cluster: PostgresCluster, db: string): Promise<void> {
   await cluster.createDatabase(db);
+  const decompress = file.endsWith('.zst') ? 'zstd -dcq' : 'gunzip -c';
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
     const child = spawn(
       'bash',
-      ['-o', 'pipefail', '-c', 'gunzip -c "$1" | "$2" --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null', 'restore', file, pgClientBin('psql')],
+      ['-o', 'pipefail', '-c', `${decompress} "$1" | "$2" --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null`, 'restore', file, pgClientBin('psql')],
       { env: { PATH: process.env.PATH ?? '', ...cluster.pgEnv(db) }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let text = '';

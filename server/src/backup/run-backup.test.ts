@@ -1,11 +1,12 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { gunzipSync } from 'node:zlib';
+import { Transform } from 'node:stream';
+import { constants, gunzipSync, zstdCompressSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BackupSidecarSchema, ContentsManifestSchema, contentsName, sidecarName } from '@db-backup-service/contract';
 import { countCatalogObjects } from '@db-backup-service/restore';
@@ -66,7 +67,7 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-function configFor(cluster: PostgresCluster, db: string, over: { password?: string; port?: number; user?: string } = {}): Config {
+function configFor(cluster: PostgresCluster, db: string, over: { password?: string; port?: number; user?: string; env?: Record<string, string> } = {}): Config {
   return loadConfig({
     DB_HOST: cluster.host,
     DB_PORT: String(over.port ?? cluster.port),
@@ -78,6 +79,7 @@ function configFor(cluster: PostgresCluster, db: string, over: { password?: stri
     BACKUP_NAME_PREFIX: 'test',
     BACKUP_COMPRESSION_LEVEL: '1',
     API_TOKEN,
+    ...over.env,
   });
 }
 
@@ -170,6 +172,41 @@ async function wrapperStreamed(dir: string, backupRun: ReturnType<typeof watch>)
       },
     },
   );
+}
+
+/** Passes the stream on without its last `bytes` bytes. */
+function holdBack(bytes: number): Transform {
+  let tail = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      const all = Buffer.concat([tail, chunk]);
+      tail = all.subarray(Math.max(0, all.length - bytes));
+      callback(null, all.subarray(0, all.length - tail.length));
+    },
+  });
+}
+
+/** Flips one bit of the byte at `offset` of the stream. */
+function flipAt(offset: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (offset >= seen && offset < seen + chunk.length) {
+        chunk = Buffer.from(chunk);
+        chunk[offset - seen]! ^= 0x04;
+      }
+      seen += chunk.length;
+      callback(null, chunk);
+    },
+  });
+}
+
+/** Passes the stream on, then `extra`. */
+function appendOnEnd(extra: Buffer): Transform {
+  return new Transform({
+    transform: (chunk: Buffer, _encoding, callback) => callback(null, chunk),
+    flush: (callback) => callback(null, extra),
+  });
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<BackupError> {
@@ -312,6 +349,55 @@ for (const backend of BACKENDS) {
       expect(error.message).toMatch(/pg_dump was killed by signal SIGKILL/);
       expect(await leftovers()).toEqual([]);
     });
+
+    it('backs up in zstd: a .sql.zst id, a sidecar saying zstd and its level, an object `zstd -dc | psql` restores identically', async () => {
+      const { storage } = await backend.create();
+      const config = configFor(pg15, 'varied', { env: { BACKUP_COMPRESSION: 'zstd', BACKUP_COMPRESSION_LEVEL: '4' } });
+      const sidecar = await backup(config, storage);
+      expect(sidecar.id).toMatch(/^test_\d{8}T\d{6}Z\.sql\.zst$/);
+      expect(sidecar.compression).toEqual({ format: 'zstd', level: 4 });
+      expect(BackupSidecarSchema.parse(JSON.parse((await storage.getSmall(sidecarName(sidecar.id))).toString('utf8')))).toEqual(sidecar);
+      expect((await storage.list()).map((o) => o.name).sort()).toEqual([sidecar.id, contentsName(sidecar.id), sidecarName(sidecar.id)].sort());
+
+      const chunks: Buffer[] = [];
+      for await (const chunk of await storage.get(sidecar.id)) chunks.push(chunk as Buffer);
+      const stored = Buffer.concat(chunks);
+      expect(stored.length).toBe(sidecar.sizeBytes);
+      expect(createHash('sha256').update(stored).digest('hex')).toBe(sidecar.sha256);
+      // The zstd CLI (not our decoder) reads it: all of pg_dump's output, trailer included.
+      const sql = execFileSync('zstd', ['-dcq'], { input: stored, maxBuffer: 256 * 1024 * 1024 });
+      expect(sql.length).toBe(sidecar.uncompressedSizeBytes);
+      expect(sql.length).toBeGreaterThan(5_000_000);
+      expect(sql.subarray(-200).toString('utf8')).toContain('-- PostgreSQL database dump complete');
+      // One frame, with the content checksum (zstd -lv reads files only).
+      const file = path.join(await mkdtemp(path.join(work, 'zstd-')), sidecar.id);
+      await writeFile(file, stored);
+      expect(execFileSync('zstd', ['-lv', file]).toString()).toMatch(/# Zstandard Frames: 1\n[\s\S]*Check: XXH64/);
+
+      const restored = `restored_zstd_${backend.name}`;
+      await restoreFromStorage(storage, sidecar.id, pg15, restored);
+      expect(await fingerprint(pg15, restored)).toEqual(await fingerprint(pg15, 'varied'));
+    });
+
+    // A faulty encoder (or memory) as the zstd stream leaves the compressor: the streaming check
+    // must fail the backup before storage commits anything. A second frame decodes to the same
+    // bytes (Node's decoder stops after the first), so only the frame check sees it.
+    const ZSTD_DAMAGES = {
+      'cut short': () => holdBack(100),
+      'a flipped byte': () => flipAt(2000),
+      'a second frame appended': () => appendOnEnd(zstdCompressSync(Buffer.from('DROP TABLE notes;\n'), { params: { [constants.ZSTD_c_checksumFlag]: 1 } })),
+    };
+    for (const [damage, create] of Object.entries(ZSTD_DAMAGES)) {
+      it(`fails a zstd backup whose compressed stream is ${damage} with VERIFY_FAILED, and leaves nothing`, async () => {
+        const { storage, leftovers } = await backend.create();
+        const config = configFor(pg15, 'small', { env: { BACKUP_COMPRESSION: 'zstd' } });
+        const error = await failureOf(backup(config, storage, { __test__damageCompressed: create }));
+        expect(error.code).toBe('VERIFY_FAILED');
+        expect(error.message).toContain('the compressed stream is not valid zstd: ');
+        expect(await leftovers()).toEqual([]);
+        expect(await storage.list()).toEqual([]);
+      });
+    }
 
     for (const damage of ['a flipped byte', 'a truncated object'] as const) {
       it(`fails verification on ${damage} and deletes the dump`, async () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupSidecarSchema, contentsName, sidecarName } from '@db-backup-service/contract';
 import type { BackupSidecar, ContentsManifest, SidecarContents, Trigger } from '@db-backup-service/contract';
@@ -11,11 +12,11 @@ import { StorageExistsError, type Storage } from '../storage/storage.js';
 import { SERVICE_VERSION } from '../version.js';
 import { BackupError } from './backup-error.js';
 import { newBackupId } from './backup-id.js';
+import { CompressedStreamCheck } from './compressed-check.js';
 import { createCompressor } from './compressor.js';
 import { describeError, findErrorCode } from './describe-error.js';
 import { DumpTrailerObserver } from './dump-trailer.js';
 import { GcPacer } from './gc-pacer.js';
-import { GzipCheck } from './gzip-check.js';
 import { abortedError, LockSession } from './lock-session.js';
 import { PgDumpProcess } from './pg-dump-process.js';
 import { choosePgDump } from './pg-tools.js';
@@ -53,10 +54,16 @@ export interface RunBackupOptions {
   readonly now?: () => Date;
   /** Named injection point: a throw here fails the backup at that point as a crash would (invariant 1). */
   readonly onStage?: (stage: BackupStage) => void | Promise<void>;
+  /**
+   * Test-only injection point: a stage between the compressor and the check that damages the
+   * compressed stream (cuts it short, flips a byte, appends a frame) as a faulty encoder would, to
+   * prove that the check fails the backup before anything is listed (invariants 1 and 2).
+   */
+  readonly __test__damageCompressed?: () => Transform;
 }
 
 /**
- * Runs one backup: pg_dump -> gzip -> SHA-256 -> storage, read-back verification, the contents
+ * Runs one backup: pg_dump -> gzip or zstd -> SHA-256 -> storage, read-back verification, the contents
  * manifest, then the sidecar, written last (invariants 1, 2, 5). Resolves with the sidecar;
  * rejects with a BackupError whose message is safe to show (invariant 6), after removing whatever
  * it stored.
@@ -95,13 +102,14 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     const pgTools = choosePgDump(deps.pgDumps, session.server);
     await session.lock(config.db.name);
     const sizeHintBytes = await session.databaseSizeBytes();
-    id = await chooseBackupId(storage, config.backup.namePrefix, startedAt, deps.existingIds(), secrets);
+    id = await chooseBackupId(storage, config.backup, startedAt, deps.existingIds(), secrets);
     addLogContext({ backupId: id });
     logger.info('dumping database', {
       serverVersion: session.server.version,
       pgDumpVersion: pgTools.pgDumpVersion,
       pgDumpPath: pgTools.pgDumpPath,
       databaseSizeBytes: sizeHintBytes,
+      compression: config.backup.compression,
     });
 
     const streamed = await dumpToStorage({ deps, opts, secrets, id, sizeHintBytes, pgTools });
@@ -134,7 +142,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
       triggeredBy: opts.triggeredBy,
       pgDumpVersion: pgTools.pgDumpVersion,
       uncompressedSizeBytes: streamed.uncompressedSizeBytes,
-      compression: { format: 'gzip', level: config.backup.compressionLevel },
+      compression: config.backup.compression,
       database: config.db.name,
       serviceVersion: SERVICE_VERSION,
       format: 'plain',
@@ -179,11 +187,11 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
 
 /**
  * pg_dump stdout -> trailer observer + byte count + contents counter -> GC pacer -> end gate ->
- * gzip -> gunzip check -> SHA-256 + byte count -> storage.putStream, with no temp file and
- * bounded memory (invariant 5). The end gate holds back the end of the stream until pg_dump has
- * exited 0 and the trailer is there, the check until the compressed stream has inflated to exactly
- * the dump; otherwise the stream errors and the storage discards the upload instead of committing
- * a partial dump.
+ * gzip or zstd -> decompression check -> SHA-256 + byte count -> storage.putStream, with no temp
+ * file and bounded memory (invariant 5). The end gate holds back the end of the stream until
+ * pg_dump has exited 0 and the trailer is there, the check until the compressed stream has
+ * decompressed to exactly the dump (and, for zstd, was exactly one frame); otherwise the stream
+ * errors and the storage discards the upload instead of committing a partial dump.
  */
 async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { readonly etag: string | undefined; readonly contents: ContentsManifest }> {
   const { config, storage, logger } = ctx.deps;
@@ -215,18 +223,20 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
     }
   });
   const compressed = new StreamMeter({ sha256: true });
-  // Gunzips the compressed stream as it flows and checks it inflates to what pg_dump wrote (the
+  // Decompresses the compressed stream as it flows and checks it comes to what pg_dump wrote (the
   // trailer observer's count, complete once the end gate has passed), before the end reaches storage.
-  const check = new GzipCheck(() => trailer.bytes, fail);
+  const check = new CompressedStreamCheck(config.backup.compression.format, () => trailer.bytes, fail);
 
   try {
     const compressor = createCompressor({
-      level: config.backup.compressionLevel,
+      ...config.backup.compression,
       threads: config.backup.compressionThreads,
       poolSize: config.runtime.threadPoolSize,
     });
     // The trailer observer counts the uncompressed bytes and the contents too: no stage of its own for that.
-    const piped = pipeline(dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, compressor, check, compressed, { signal });
+    const damage = ctx.opts.__test__damageCompressed?.();
+    const compression = damage === undefined ? [compressor] : [compressor, damage];
+    const piped = pipeline([dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, ...compression, check, compressed], { signal });
     const stored = storage.putStream(id, compressed, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the
@@ -277,14 +287,14 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
 
 async function chooseBackupId(
   storage: Storage,
-  prefix: string,
+  naming: Pick<Config['backup'], 'namePrefix' | 'compression'>,
   startedAt: Date,
   known: ReadonlySet<string>,
   secrets: readonly string[],
 ): Promise<string> {
   const taken = new Set(known);
   for (;;) {
-    const id = newBackupId(prefix, startedAt, (candidate) => taken.has(candidate));
+    const id = newBackupId(naming.namePrefix, startedAt, naming.compression.format, (candidate) => taken.has(candidate));
     let present: boolean;
     try {
       // A contents manifest left by an earlier failure under this id would make its write fail.

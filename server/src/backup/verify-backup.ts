@@ -16,9 +16,10 @@ export interface StreamedDigest {
  * Reads a stored dump back and checks it against what was streamed (invariant 2): its SHA-256
  * and size must equal what the upload computed. Throws VERIFY_FAILED otherwise.
  *
- * That the streamed bytes are valid gzip to the end (CRC-32 and length) and inflate to the whole
- * dump was checked while they streamed (GzipCheck), so equal bytes read back are a stored object
- * that gunzips to the dump: no second inflate of the whole backup here.
+ * That the streamed bytes are valid gzip or zstd to the end (gzip's CRC-32 and length, zstd's
+ * checksum and single frame) and decompress to the whole dump was checked while they streamed
+ * (CompressedStreamCheck), so equal bytes read back are a stored object that decompresses to the
+ * dump: no second decompression of the whole backup here.
  */
 export async function verifyStoredBackup(
   storage: Storage,

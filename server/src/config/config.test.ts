@@ -27,7 +27,7 @@ describe('loadConfig', () => {
     expect(config.db).toEqual({ host: 'db', port: 5432, name: 'app', user: 'app', password: PASSWORD, tls: { mode: 'prefer', rootCert: null, cert: null, key: null } });
     expect(config.schedule).toEqual({ intervalMs: 86_400_000, intervalIso: 'PT24H', cron: null });
     expect(config.backup.namePrefix).toBe('backup');
-    expect(config.backup.compressionLevel).toBe(6);
+    expect(config.backup.compression).toEqual({ format: 'gzip', level: 5 });
     expect(config.backup.compressionThreads).toBeGreaterThanOrEqual(1);
     expect(config.retention).toEqual({ days: 7, minCount: 1 });
     expect(config.storage).toEqual({ backend: 'local', dir: '/backups' });
@@ -57,13 +57,27 @@ describe('loadConfig', () => {
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
-    expect(config.backup).toEqual({ namePrefix: 'prod-db', compressionLevel: 1, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000 });
+    expect(config.backup).toEqual({ namePrefix: 'prod-db', compression: { format: 'gzip', level: 1 }, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000 });
     expect(config.retention).toEqual({ days: 30, minCount: 3 });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');
     expect(config.shutdownTimeoutMs).toBe(120_000);
     expect(config.pgBinDir).toBe('/opt/pg/bin');
     expect(config.pgClientsDir).toBe('/opt/pg');
+  });
+
+  it('reads BACKUP_COMPRESSION and checks BACKUP_COMPRESSION_LEVEL against that format (per-format range and default)', () => {
+    expect(loadConfig({ ...base, BACKUP_COMPRESSION: 'zstd' }).backup.compression).toEqual({ format: 'zstd', level: 3 });
+    expect(loadConfig({ ...base, BACKUP_COMPRESSION: 'zstd', BACKUP_COMPRESSION_LEVEL: '19' }).backup.compression).toEqual({ format: 'zstd', level: 19 });
+    expect(loadConfig({ ...base, BACKUP_COMPRESSION: 'gzip', BACKUP_COMPRESSION_LEVEL: '9' }).backup.compression).toEqual({ format: 'gzip', level: 9 });
+    // 12 is a zstd level, not a gzip one; 20 and up are zstd's --ultra levels, which the service does not offer.
+    expect(problems({ ...base, BACKUP_COMPRESSION_LEVEL: '12' }).message).toContain(
+      'BACKUP_COMPRESSION_LEVEL: "12" is not a whole number from 1 to 9. For gzip use 1 (fastest) to 9 (smallest); default 5.');
+    expect(problems({ ...base, BACKUP_COMPRESSION: 'zstd', BACKUP_COMPRESSION_LEVEL: '20' }).message).toContain(
+      'BACKUP_COMPRESSION_LEVEL: "20" is not a whole number from 1 to 19. For zstd use 1 (fastest) to 19 (smallest); default 3.');
+    const bad = problems({ ...base, BACKUP_COMPRESSION: 'xz' });
+    expect(bad.problems.map((p) => p.variable)).toEqual(['BACKUP_COMPRESSION']);
+    expect(bad.message).toContain('BACKUP_COMPRESSION: "xz" is not one of gzip, zstd. Set it to one of: gzip, zstd.');
   });
 
   it('lists every missing required variable at once', () => {
