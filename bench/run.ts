@@ -83,6 +83,8 @@ async function dumpSize(pg: PostgresCluster, db: string): Promise<number> {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  // Before anything starts: an unknown BENCH_SERVICE_CASES id is refused at once.
+  const serviceConfigs = serviceCases();
   const threads = cpus().length;
   for (const path of ['server/dist/bin.js', 'cli/dist/bin.js']) {
     if (!existsSync(join(ROOT, path))) throw new Error(`bench: ${path} is missing: run \`npm run build\` (npm run bench does)`);
@@ -148,7 +150,6 @@ async function main(): Promise<void> {
 
     // 2. Baselines and the service's backups, interleaved run by run so that a burst of load from
     //    elsewhere on the machine hits every case alike rather than one case's three runs.
-    const serviceConfigs = serviceCases();
     const doBackups = opts.only.has('baselines') || opts.only.has('service') || opts.only.has('download') || opts.only.has('restore');
     const wantsS3 =
       ((opts.only.has('service') || opts.only.has('rss')) && serviceConfigs.some((c) => c.storage === 's3')) || (opts.only.has('baselines') && versions.aws !== null);
