@@ -176,7 +176,8 @@ function ratioCheck(target: string, a: CaseResult | undefined, b: CaseResult | u
   }
   if (!b) return [{ target, measured: 'not measured: the reference case was not in this run', met: null }];
   const r = a.median / b.median;
-  return [{ target, measured: `${fmt(r)}x (${fmt(a.median)} vs ${fmt(b.median)} ${a.unit})`, met: met(r) }];
+  const shown = opts.atLeast ? `${fmt(r * 100, 0)}%` : `${fmt(r)}x`;
+  return [{ target, measured: `${shown} (${fmt(a.median)} vs ${fmt(b.median)} ${a.unit})`, met: met(r) }];
 }
 
 /** Output size against gzip -6's: no larger than `bound` times it. */
