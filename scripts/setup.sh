@@ -48,7 +48,7 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
 fi
 
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # npm runs on this machine's Node, which may be older than the project's engines (>= 22.12): npm
+  # npm runs on this machine's Node, which may be older than the project's engines (>= 22.15): npm
   # would warn about that for every package. The project's scripts run on the Node 24 that the
   # `node` devDependency installs, so only errors are shown.
   echo "setup: npm ci (on Node $(node --version); the project brings and runs on its own Node 24)"

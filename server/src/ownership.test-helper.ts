@@ -3,7 +3,7 @@
 import { Writable, Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { sidecarName } from '@db-backup-service/contract';
+import { COMPRESSION_FORMATS, sidecarName, type CompressionFormat } from '@db-backup-service/contract';
 import { createLogger, type Logger } from './logger.js';
 import type { Storage } from './storage/storage.js';
 
@@ -25,9 +25,9 @@ export function captureLogger(): CapturedLogger {
   return { logger: createLogger({ format: 'json', level: 'debug', stream }), lines };
 }
 
-/** `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` of a date. */
-export function idAt(date: Date, prefix = 'backup'): string {
-  return `${prefix}_${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}.sql.gz`;
+/** `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` (or `.sql.zst`) of a date. */
+export function idAt(date: Date, prefix = 'backup', format: CompressionFormat = 'gzip'): string {
+  return `${prefix}_${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}${COMPRESSION_FORMATS[format].extension}`;
 }
 
 /** Exactly the fields the reference service writes (spec/reference-service.txt, "Backup metadata"). */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BackupSidecar } from '@db-backup-service/contract';
+import { COMPRESSION_FORMATS, type BackupSidecar, type CompressionFormat } from '@db-backup-service/contract';
 import { startS3, type S3Harness } from '../../test/harness/index.js';
 import { contentsName, drillName } from '@db-backup-service/contract';
 import { BackupIndex } from './backup-index.js';
@@ -19,17 +19,17 @@ const NOW = new Date('2026-05-20T12:00:00Z');
 const DAY = 86_400_000;
 const logger = silentLogger();
 
-function idAt(date: Date, prefix = 'backup'): string {
-  return `${prefix}_${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}.sql.gz`;
+function idAt(date: Date, prefix = 'backup', format: CompressionFormat = 'gzip'): string {
+  return `${prefix}_${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '')}${COMPRESSION_FORMATS[format].extension}`;
 }
 
-async function putBackup(storage: Storage, daysAgo: number, prefix = 'backup'): Promise<string> {
+async function putBackup(storage: Storage, daysAgo: number, prefix = 'backup', format: CompressionFormat = 'gzip'): Promise<string> {
   const createdAt = new Date(NOW.getTime() - daysAgo * DAY);
-  const id = idAt(createdAt, prefix);
+  const id = idAt(createdAt, prefix, format);
   await storage.putStream(id, Readable.from([Buffer.from(`dump ${id}`)]), { signal: AbortSignal.timeout(10_000) });
   const sidecar: BackupSidecar = {
     id, createdAt: createdAt.toISOString(), sizeBytes: 10, sha256: 'a'.repeat(64), pgVersion: '15.18', durationMs: 5, triggeredBy: 'scheduler',
-    pgDumpVersion: '15.18', uncompressedSizeBytes: 10, compression: { format: 'gzip', level: 6 }, database: 'app', serviceVersion: 'test', format: 'plain', contents: null,
+    pgDumpVersion: '15.18', uncompressedSizeBytes: 10, compression: { format, level: 3 }, database: 'app', serviceVersion: 'test', format: 'plain', contents: null,
   };
   await storage.putSmall(`${id}.meta.json`, Buffer.from(JSON.stringify(sidecar)));
   return id;
@@ -91,37 +91,39 @@ for (const backend of BACKENDS) {
       await cleanup();
     });
 
-    it("removes a backup's contents manifest and drill record with it; they never list, count as foreign or hide an orphan", async () => {
-      const { storage, cleanup } = await backend.create();
-      const withCompanions = async (id: string) => {
-        for (const name of [contentsName(id), drillName(id)]) await storage.putSmall(name, Buffer.from('{}'));
-        return id;
-      };
-      const fresh = await withCompanions(await putBackup(storage, 1));
-      const old = await withCompanions(await putBackup(storage, 30));
-      const otherPrefix = await withCompanions(await putBackup(storage, 40, 'otherdb'));
-      // Companions whose backup is gone (no dump, no sidecar): leftovers for the clean-up.
-      const gone = idAt(new Date(NOW.getTime() - 50 * DAY));
-      await withCompanions(gone);
-      // A dump without a sidecar is the orphan; its manifest waits until the dump is gone.
-      const unfinished = idAt(new Date(NOW.getTime() - 60 * DAY));
-      await storage.putSmall(unfinished, Buffer.from('dump'));
-      await storage.putSmall(contentsName(unfinished), Buffer.from('{}'));
-      // Companions of a name that is no backup id, and of another prefix: never ours.
-      for (const name of ['notes.contents.json', contentsName('otherdb_20200101T000000Z.sql.gz')]) await storage.putSmall(name, Buffer.from('{}'));
+    for (const format of ['gzip', 'zstd'] as const) {
+      it(`${format}: removes a backup's contents manifest and drill record with it; they never list, count as foreign or hide an orphan`, async () => {
+        const { storage, cleanup } = await backend.create();
+        const withCompanions = async (id: string) => {
+          for (const name of [contentsName(id), drillName(id)]) await storage.putSmall(name, Buffer.from('{}'));
+          return id;
+        };
+        const fresh = await withCompanions(await putBackup(storage, 1, 'backup', format));
+        const old = await withCompanions(await putBackup(storage, 30, 'backup', format));
+        const otherPrefix = await withCompanions(await putBackup(storage, 40, 'otherdb', format));
+        // Companions whose backup is gone (no dump, no sidecar): leftovers for the clean-up.
+        const gone = idAt(new Date(NOW.getTime() - 50 * DAY), 'backup', format);
+        await withCompanions(gone);
+        // A dump without a sidecar is the orphan; its manifest waits until the dump is gone.
+        const unfinished = idAt(new Date(NOW.getTime() - 60 * DAY), 'backup', format);
+        await storage.putSmall(unfinished, Buffer.from('dump'));
+        await storage.putSmall(contentsName(unfinished), Buffer.from('{}'));
+        // Companions of a name that is no backup id, and of another prefix: never ours.
+        for (const name of ['notes.contents.json', contentsName(idAt(new Date('2020-01-01T00:00:00Z'), 'otherdb', format))]) await storage.putSmall(name, Buffer.from('{}'));
 
-      const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
-      const snapshot = await index.refresh();
-      expect(snapshot.backups.map((b) => b.id).sort()).toEqual([fresh, old].sort());
-      expect(snapshot.foreign).toBe(0);
-      expect(snapshot.orphans.map((o) => o.name).sort()).toEqual([contentsName(gone), drillName(gone), unfinished].sort());
+        const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
+        const snapshot = await index.refresh();
+        expect(snapshot.backups.map((b) => b.id).sort()).toEqual([fresh, old].sort());
+        expect(snapshot.foreign).toBe(0);
+        expect(snapshot.orphans.map((o) => o.name).sort()).toEqual([contentsName(gone), drillName(gone), unfinished].sort());
 
-      expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
-      const names = (await storage.list()).map((o) => o.name);
-      for (const removed of [old, `${old}.meta.json`, contentsName(old), drillName(old)]) expect(names).not.toContain(removed);
-      for (const kept of [fresh, `${fresh}.meta.json`, contentsName(fresh), drillName(fresh), contentsName(otherPrefix), contentsName(gone)]) expect(names, kept).toContain(kept);
-      await cleanup();
-    });
+        expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
+        const names = (await storage.list()).map((o) => o.name);
+        for (const removed of [old, `${old}.meta.json`, contentsName(old), drillName(old)]) expect(names).not.toContain(removed);
+        for (const kept of [fresh, `${fresh}.meta.json`, contentsName(fresh), drillName(fresh), contentsName(otherPrefix), contentsName(gone)]) expect(names, kept).toContain(kept);
+        await cleanup();
+      });
+    }
 
     it('keeps the newest backup even when it is older than RETENTION_DAYS, and RETENTION_MIN_COUNT newest', async () => {
       const { storage, cleanup } = await backend.create();

@@ -161,7 +161,9 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     const lagging = idAt(new Date(Date.now() - 4 * HOUR));
     const foreign = idAt(new Date(Date.now() - 5 * HOUR));
     const invalid = idAt(new Date(Date.now() - 6 * HOUR));
-    for (const name of [oldOrphan, freshOrphan]) await writeFile(join(dir, name), 'partial dump');
+    // zstd backups' leftovers are ours alike.
+    const oldZstdOrphan = idAt(new Date(Date.now() - 7 * HOUR), 'backup', 'zstd');
+    for (const name of [oldOrphan, freshOrphan, oldZstdOrphan]) await writeFile(join(dir, name), 'partial dump');
     await putBackup(real, lagging, (dump) => ownSidecar(lagging, new Date(), dump, 'alpha'));
     await putBackup(real, foreign, (dump) => ownSidecar(foreign, new Date(), dump, 'beta'));
     await putBackup(real, invalid, () => 'not json');
@@ -170,8 +172,9 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     const otherPrefixTemp = `.tmp-${'c'.repeat(12)}-other_20260601T030000Z.sql.gz.partial`;
     // A crash while the contents manifest was being written leaves its temp file: ours too.
     const ownContentsTemp = `.tmp-${'d'.repeat(12)}-${contentsName(idAt(new Date(Date.now() + 2000)))}.partial`;
-    for (const name of [ownTempOld, ownTempFresh, otherPrefixTemp, ownContentsTemp]) await writeFile(join(dir, name), 'x');
-    for (const name of [oldOrphan, lagging, foreign, invalid, ownTempOld, otherPrefixTemp, ownContentsTemp]) await age(name, 2 * HOUR);
+    const ownZstdTemp = `.tmp-${'e'.repeat(12)}-${idAt(new Date(Date.now() + 3000), 'backup', 'zstd')}.partial`;
+    for (const name of [ownTempOld, ownTempFresh, otherPrefixTemp, ownContentsTemp, ownZstdTemp]) await writeFile(join(dir, name), 'x');
+    for (const name of [oldOrphan, oldZstdOrphan, lagging, foreign, invalid, ownTempOld, otherPrefixTemp, ownContentsTemp, ownZstdTemp]) await age(name, 2 * HOUR);
     await age(freshOrphan, 30 * 60_000);
     await age(ownTempFresh, 30 * 60_000);
 
@@ -189,6 +192,8 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     expect(left).not.toContain(oldOrphan);
     expect(left).not.toContain(ownTempOld);
     expect(left).not.toContain(ownContentsTemp);
+    expect(left).not.toContain(oldZstdOrphan);
+    expect(left).not.toContain(ownZstdTemp);
     for (const kept of [freshOrphan, lagging, sidecarName(lagging), foreign, sidecarName(foreign), invalid, sidecarName(invalid), ownTempFresh, otherPrefixTemp]) {
       expect(left, kept).toContain(kept);
     }

@@ -383,12 +383,12 @@ for (const backend of BACKENDS) {
     // must fail the backup before storage commits anything. A second frame decodes to the same
     // bytes (Node's decoder stops after the first), so only the frame check sees it.
     const ZSTD_DAMAGES = {
-      'cut short': () => holdBack(100),
-      'a flipped byte': () => flipAt(2000),
-      'a second frame appended': () => appendOnEnd(zstdCompressSync(Buffer.from('DROP TABLE notes;\n'), { params: { [constants.ZSTD_c_checksumFlag]: 1 } })),
+      'is cut short': () => holdBack(100),
+      'has a flipped byte': () => flipAt(2000),
+      'has a second frame appended': () => appendOnEnd(zstdCompressSync(Buffer.from('DROP TABLE notes;\n'), { params: { [constants.ZSTD_c_checksumFlag]: 1 } })),
     };
     for (const [damage, create] of Object.entries(ZSTD_DAMAGES)) {
-      it(`fails a zstd backup whose compressed stream is ${damage} with VERIFY_FAILED, and leaves nothing`, async () => {
+      it(`fails a zstd backup whose compressed stream ${damage} with VERIFY_FAILED, and leaves nothing`, async () => {
         const { storage, leftovers } = await backend.create();
         const config = configFor(pg15, 'small', { env: { BACKUP_COMPRESSION: 'zstd' } });
         const error = await failureOf(backup(config, storage, { __test__damageCompressed: create }));

@@ -8,10 +8,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { constants, gzipSync, zstdCompressSync } from 'node:zlib';
 import winston from 'winston';
 import { afterEach, describe, expect, it } from 'vitest';
-import { apiContract, type BackupSidecar } from '@db-backup-service/contract';
+import { apiContract, compressionOfId, type BackupSidecar } from '@db-backup-service/contract';
 import { freePort, pollUntil } from '../../../test/harness/index.js';
 import { loadConfig } from '../config/config.js';
 import { checkDatabase } from '../db.js';
@@ -94,15 +94,17 @@ async function startApp(): Promise<TestApp> {
 }
 
 /** Stores one backup (dump + sidecar) the way the pipeline leaves it, and loads it into the index. */
-async function storeBackup(app: TestApp): Promise<{ body: Buffer; sidecar: BackupSidecar }> {
-  const body = gzipSync(Buffer.from('-- a dump\nSELECT 1;\n-- PostgreSQL database dump complete\n'));
+async function storeBackup(app: TestApp, id = BACKUP_ID): Promise<{ body: Buffer; sidecar: BackupSidecar }> {
+  const sql = Buffer.from('-- a dump\nSELECT 1;\n-- PostgreSQL database dump complete\n');
+  const format = compressionOfId(id);
+  const body = format === 'zstd' ? zstdCompressSync(sql, { params: { [constants.ZSTD_c_checksumFlag]: 1 } }) : gzipSync(sql);
   const sidecar: BackupSidecar = {
-    id: BACKUP_ID, createdAt: '2026-05-10T01:00:00.000Z', sizeBytes: body.length, sha256: createHash('sha256').update(body).digest('hex'),
+    id, createdAt: '2026-05-10T01:00:00.000Z', sizeBytes: body.length, sha256: createHash('sha256').update(body).digest('hex'),
     pgVersion: '15.18', durationMs: 1234, triggeredBy: 'api', pgDumpVersion: '15.18', uncompressedSizeBytes: 60,
-    compression: { format: 'gzip', level: 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain', contents: null,
+    compression: { format, level: format === 'zstd' ? 3 : 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain', contents: null,
   };
-  await writeFile(join(app.dir, BACKUP_ID), body);
-  await writeFile(join(app.dir, `${BACKUP_ID}.meta.json`), JSON.stringify(sidecar));
+  await writeFile(join(app.dir, id), body);
+  await writeFile(join(app.dir, `${id}.meta.json`), JSON.stringify(sidecar));
   await app.engine.index.refresh();
   return { body, sidecar };
 }
@@ -213,6 +215,29 @@ describe('/metrics', () => {
 });
 
 describe('downloads', () => {
+  it('sends a .sql.zst backup as application/zstd and a .sql.gz one as application/gzip (whole, ranged, HEAD, latest)', async () => {
+    const app = await startApp();
+    const zstdId = 'backup_20260511T010000Z.sql.zst';
+    await storeBackup(app);
+    const { body } = await storeBackup(app, zstdId);
+    expect(app.engine.index.list().map((b) => b.id)).toEqual([zstdId, BACKUP_ID]);
+    for (const [path, init, type] of [
+      [`/api/v1/backups/${zstdId}/download`, {}, 'application/zstd'],
+      [`/api/v1/backups/${zstdId}/download`, { headers: { Range: 'bytes=0-9' } }, 'application/zstd'],
+      [`/api/v1/backups/${zstdId}/download`, { method: 'HEAD' }, 'application/zstd'],
+      ['/api/v1/backups/latest/download', {}, 'application/zstd'],
+      [`/api/v1/backups/${BACKUP_ID}/download`, {}, 'application/gzip'],
+    ] as const) {
+      const res = await fetch(`${app.url}${path}`, { ...init, headers: { ...auth, ...('headers' in init ? init.headers : {}) } });
+      expect(res.status, path).toBe('headers' in init ? 206 : 200);
+      expect(res.headers.get('content-type'), `${path} ${JSON.stringify(init)}`).toBe(type);
+      const id = type === 'application/zstd' ? zstdId : BACKUP_ID;
+      expect(res.headers.get('content-disposition')).toBe(`attachment; filename="${id}"`);
+      const received = Buffer.from(await res.arrayBuffer());
+      if (path.endsWith(`${zstdId}/download`) && !('method' in init)) expect(received).toEqual('headers' in init ? body.subarray(0, 10) : body);
+    }
+  });
+
   it('answers 416 with Content-Range but no download headers (curl -OJ must not save the problem as the backup)', async () => {
     const app = await startApp();
     const { body } = await storeBackup(app);

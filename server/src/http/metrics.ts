@@ -25,7 +25,7 @@ export class Metrics {
       const b = latest();
       return b ? Date.parse(b.createdAt) / 1000 : null;
     });
-    new LatestBackupGauge(registry, 'dbbackup_last_success_size_bytes', 'Size of the newest successful backup (.sql.gz; absent until one exists).', () => latest()?.sizeBytes ?? null);
+    new LatestBackupGauge(registry, 'dbbackup_last_success_size_bytes', 'Size of the newest successful backup (the .sql.gz or .sql.zst file; absent until one exists).', () => latest()?.sizeBytes ?? null);
     new LatestBackupGauge(registry, 'dbbackup_last_success_duration_seconds', 'Duration of the newest successful backup (absent until one exists).', () => {
       const b = latest();
       return b ? b.durationMs / 1000 : null;

@@ -30,13 +30,18 @@ describe('openapi.json', () => {
     expect(secured).toHaveLength(7);
   });
 
-  it('describes downloads as application/gzip binary and errors as problem+json', () => {
+  it('describes downloads (200 and 206) as application/gzip or application/zstd binary and errors as problem+json', () => {
     for (const { path, op } of operations) {
       for (const [status, response] of Object.entries(op.responses)) {
         if (Number(status) >= 400) expect(Object.keys(response.content ?? {}), `${path} ${status}`).toEqual(['application/problem+json']);
       }
       if (path.endsWith('/download')) {
-        expect(op.responses['200']?.content).toEqual({ 'application/gzip': { schema: { type: 'string', format: 'binary' } } });
+        for (const status of ['200', '206']) {
+          expect(op.responses[status]?.content, `${path} ${status}`).toEqual({
+            'application/gzip': { schema: { type: 'string', format: 'binary' } },
+            'application/zstd': { schema: { type: 'string', format: 'binary' } },
+          });
+        }
       }
     }
   });

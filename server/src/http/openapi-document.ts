@@ -1,6 +1,6 @@
 import { generateOpenApi } from '@ts-rest/open-api';
 import type { AppRoute } from '@ts-rest/core';
-import { apiContract, type RouteMetadata } from '@db-backup-service/contract';
+import { apiContract, COMPRESSION_FORMATS, type RouteMetadata } from '@db-backup-service/contract';
 
 const CONTENT_DISPOSITION = {
   description: 'attachment; filename="<id>" (curl -OJ keeps the backup id as file name)',
@@ -18,7 +18,7 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
       info: {
         title: 'db-backup-service',
         version,
-        description: 'PostgreSQL backup sidecar: trigger, list and download pg_dump backups (plain SQL, gzipped).',
+        description: 'PostgreSQL backup sidecar: trigger, list and download pg_dump backups (plain SQL, gzip or zstd compressed).',
         license: { name: 'Apache-2.0' },
       },
       components: {
@@ -57,7 +57,8 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
                 'Accept-Ranges': { schema: { type: 'string', enum: ['bytes'] } },
                 ...(status === '206' ? { 'Content-Range': { schema: { type: 'string' } } } : {}),
               },
-              content: { 'application/gzip': { schema: { type: 'string', format: 'binary' } } },
+              // The id's extension says which: .sql.gz is application/gzip, .sql.zst application/zstd.
+              content: Object.fromEntries(Object.values(COMPRESSION_FORMATS).map((f) => [f.contentType, { schema: { type: 'string', format: 'binary' } }])),
             };
           }
         }
