@@ -239,6 +239,8 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   }
   const http = c('download-http');
   checks.push(...ratioCheck('downloads >= 50% of `curl file://` of the same cached file', http, c('download-curl-file'), 0.5, { atLeast: true }));
+  // Rates: "within 1.2x of GetObject's time" is at least 1 / 1.2 of its rate.
+  checks.push(...ratioCheck('S3 downloads within 1.2x of a direct GetObject of the same object (>= 83% of its rate)', c('download-s3-http'), c('download-s3-direct'), 1 / 1.2, { atLeast: true }));
   checks.push(...ratioCheck('(downloads against `cat > /dev/null`)', http, c('download-direct'), 1, { info: true }));
   checks.push(...ratioCheck('(downloads against a bare node http server)', http, c('download-plain-node'), 1, { info: true }));
   for (const [id, limit, what] of [
