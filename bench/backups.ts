@@ -85,6 +85,8 @@ export interface BackupResults {
   readonly gzip6Bytes: number | null;
   /** The default local case's last backup, left in place. */
   readonly kept: { dir: string; id: string; service: BenchService } | undefined;
+  /** The local zstd case's last backup, left in place (for the restores), when that case ran. */
+  readonly keptZstd: { dir: string; id: string } | undefined;
 }
 
 function shellCases(ctx: BackupContext): ShellCase[] {
@@ -178,6 +180,7 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
     }
   }
   let kept: BackupResults['kept'];
+  let keptZstd: BackupResults['keptZstd'];
   for (let r = 0; r < (ctx.service || ctx.baselines ? runs : 1); r++) {
     ctx.log(`backups: run ${r + 1} of ${runs}`);
     for (const c of shells) {
@@ -217,7 +220,9 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
         if (storage.kind === 's3') data.emulatorCpu.push(emulatorAfter - emulatorBefore);
         if (storage.kind === 'local') {
           data.level = await levelOf(storage.dir, sample.backupId);
-          if (c.id === DEFAULT_CASE && (r === runs - 1 || !ctx.service)) kept = { dir: storage.dir, id: sample.backupId, service };
+          const last = r === runs - 1 || !ctx.service;
+          if (c.id === DEFAULT_CASE && last) kept = { dir: storage.dir, id: sample.backupId, service };
+          else if (c.id === 'service-local-zstd' && last) keptZstd = { dir: storage.dir, id: sample.backupId };
           else await removeLocalBackup(storage.dir, sample.backupId);
         } else {
           await ctx.s3!.reset();
@@ -274,7 +279,7 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
     );
   }
   const gzip = shellData.get('gzip6');
-  return { cases, gzip6Bytes: gzip && gzip.error === null ? median(gzip.sizes) : null, kept };
+  return { cases, gzip6Bytes: gzip && gzip.error === null ? median(gzip.sizes) : null, kept, keptZstd };
 }
 
 /** Section 3: each service case's peak RSS, a fresh service per backup, at each dump size. */

@@ -148,13 +148,14 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
         notes: `${mb(Number(c.extra.sizeBytes))} backup${direct ? `; ${fmt(c.median / direct.median)}x cat` : ''}${plainNode ? `; ${fmt(c.median / plainNode.median)}x bare node server` : ''}`,
       };
     }
-    case c.id === 'restore-cli': {
-      const stock = find(results, 'restore-stock');
-      return { ratio: stock ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'one pass: sha256 + gunzip into psql, COMMIT after the checksum, then the swap' };
+    case c.id.startsWith('restore-cli'): {
+      const stock = find(results, c.id.replace('restore-cli', 'restore-stock'));
+      const codec = c.id.endsWith('-zstd') ? 'zstd decompress' : 'gunzip';
+      return { ratio: ok(stock) ? `${fmt(c.median / stock.median)}x stock` : '', notes: `one pass: sha256 + ${codec} into psql, COMMIT after the checksum, then the swap` };
     }
-    case c.id === 'restore-drill': {
-      const stock = find(results, 'restore-stock');
-      return { ratio: stock ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'the same restore into a scratch database, then count(*) per table and the catalog counts, then DROP' };
+    case c.id.startsWith('restore-drill'): {
+      const stock = find(results, c.id.replace('restore-drill', 'restore-stock'));
+      return { ratio: ok(stock) ? `${fmt(c.median / stock.median)}x stock` : '', notes: 'the same restore into a scratch database, then count(*) per table and the catalog counts, then DROP' };
     }
     case c.id.startsWith('api-'):
       return { ratio: '', notes: `p50 ${fmt(median(numbers(c.extra.p50Ms)), 1)} ms, p99 ${fmt(median(numbers(c.extra.p99Ms)), 1)} ms, errors ${String(c.extra.errors)}` };

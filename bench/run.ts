@@ -18,7 +18,7 @@ import { ROOT, type BenchService } from './bench-service.js';
 import { extendByCopies, generateDatabase } from './dataset.js';
 import { loadAverage, MB, timeShell, toolVersion } from './measure.js';
 import { startS3Process, type S3EmulatorProcess } from './s3-emulator.js';
-import { caseOf, renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
+import { caseOf, failedCase, renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
 
 const WORK = join(ROOT, 'bench', 'work');
 const RESULTS = join(ROOT, 'bench', 'results');
@@ -170,12 +170,14 @@ async function main(): Promise<void> {
     };
     let gzip6Bytes: number | null = null;
     let keptBackup: { dir: string; id: string; service: BenchService } | undefined;
+    let keptZstd: { dir: string; id: string } | undefined;
     if (doBackups) {
       loadBySection.backups = await loadAverage();
       const backups = await runBackups({ ...context, baselines: opts.only.has('baselines'), service: opts.only.has('service') });
       cases.push(...backups.cases);
       gzip6Bytes = backups.gzip6Bytes;
       keptBackup = backups.kept;
+      keptZstd = backups.keptZstd;
       if (opts.only.has('service')) {
         // The contents manifest's share of a backup: the counter the backup runs, over the same
         // dump, only its push() calls timed; the report sets it against the default backup's job.
@@ -237,45 +239,67 @@ async function main(): Promise<void> {
       cases.push(caseOf('download-http', 'GET /api/v1/backups/{id}/download (curl > /dev/null)', 'MB/s', http, { sizeBytes: bytes }));
     }
 
-    // 5. Restores of the same backup: db-restore against the stock pipeline.
+    // 5. Restores of the same backups: db-restore against the stock pipeline, for the default gzip
+    //    backup and, when the service section ran, the zstd one. A failing restore fails its case.
     if (opts.only.has('restore') && keptBackup) {
       loadBySection.restore = await loadAverage();
-      const file = join(keptBackup.dir, keptBackup.id);
-      const cli: number[] = [];
-      const stock: number[] = [];
-      const drill: number[] = [];
-      // DB_NAME as the service has it (db-restore picks only that database's backups); --database says where to restore.
-      const cliEnv: Record<string, string> = {
-        DB_HOST: pg.host,
-        DB_PORT: String(pg.port),
-        DB_USER: pg.user,
-        DB_PASSWORD: pg.password,
-        DB_NAME: main.db,
-        STORAGE_BACKEND: 'local',
-        BACKUP_LOCAL_DIR: keptBackup.dir,
-      };
-      const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), keptBackup.id];
-      for (const r of runs) {
-        log(`restores: run ${r + 1} of ${opts.runs}`);
-        const cliDb = `bench_restore_cli_${r}`;
-        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv, args: cliArgs });
-        cli.push(t.ms / 1000);
-        await pg.dropDatabase(cliDb);
-        // The drill: the same restore into a scratch database, then the counts, then the drop.
-        const d = await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv, args: cliArgs });
-        drill.push(d.ms / 1000);
-        const stockDb = `bench_restore_stock_${r}`;
-        await pg.createDatabase(stockDb);
-        const s = await timeShell('gunzip -c "$1" | psql --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null', {
-          env: pg.pgEnv(stockDb),
-          args: [file],
-        });
-        stock.push(s.ms / 1000);
-        await pg.dropDatabase(stockDb);
+      const restored = [{ suffix: '', decompress: 'gunzip -c', dir: keptBackup.dir, id: keptBackup.id }];
+      if (keptZstd) restored.push({ suffix: '-zstd', decompress: 'zstd -dc', ...keptZstd });
+      for (const backup of restored) {
+        const what = backup.suffix === '' ? '' : ` (${backup.suffix.slice(1)} backup)`;
+        const labels = {
+          stock: `${backup.decompress} | psql --single-transaction`,
+          cli: `db-restore --force${what} (local backend; streamed, verified on the way, swapped)`,
+          drill: `db-restore --drill${what} (restore into a scratch database, count, drop)`,
+        };
+        const samples = { stock: [] as number[], cli: [] as number[], drill: [] as number[] };
+        const errors: Partial<Record<keyof typeof samples, string>> = {};
+        // DB_NAME as the service has it (db-restore picks only that database's backups); --database says where to restore.
+        const cliEnv: Record<string, string> = {
+          DB_HOST: pg.host,
+          DB_PORT: String(pg.port),
+          DB_USER: pg.user,
+          DB_PASSWORD: pg.password,
+          DB_NAME: main.db,
+          STORAGE_BACKEND: 'local',
+          BACKUP_LOCAL_DIR: backup.dir,
+        };
+        const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), backup.id];
+        const measure = async (kind: keyof typeof samples, run: () => Promise<number>): Promise<void> => {
+          if (errors[kind] !== undefined) return;
+          try {
+            samples[kind].push(await run());
+          } catch (error) {
+            // The command's first line and the tool's last: where db-restore says what went wrong.
+            const lines = (error instanceof Error ? error.message : String(error)).split('\n').filter((l) => l.trim() !== '');
+            errors[kind] = lines.length > 1 ? `${lines[0]!} … ${lines.at(-1)!.trim()}` : (lines[0] ?? 'failed');
+            log(`restore${backup.suffix} ${kind}: FAILED, ${errors[kind]}`);
+          }
+        };
+        for (const r of runs) {
+          log(`restores${what}: run ${r + 1} of ${opts.runs}`);
+          const cliDb = `bench_restore_cli_${r}`;
+          await measure('cli', async () => (await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv, args: cliArgs })).ms / 1000);
+          await pg.dropDatabase(cliDb);
+          // The drill: the same restore into a scratch database, then the counts, then the drop.
+          await measure('drill', async () => (await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv, args: cliArgs })).ms / 1000);
+          const stockDb = `bench_restore_stock_${r}`;
+          await pg.createDatabase(stockDb);
+          await measure('stock', async () => {
+            const s = await timeShell(`${backup.decompress} "$1" | psql --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null`, {
+              env: pg.pgEnv(stockDb),
+              args: [join(backup.dir, backup.id)],
+            });
+            return s.ms / 1000;
+          });
+          await pg.dropDatabase(stockDb);
+        }
+        for (const kind of ['stock', 'cli', 'drill'] as const) {
+          const id = `restore-${kind}${backup.suffix}`;
+          const error = errors[kind];
+          cases.push(error === undefined ? caseOf(id, labels[kind], 's', samples[kind], {}) : failedCase(id, labels[kind], error));
+        }
       }
-      cases.push(caseOf('restore-stock', 'gunzip -c | psql --single-transaction', 's', stock, {}));
-      cases.push(caseOf('restore-cli', 'db-restore --force (local backend; streamed, verified on the way, swapped)', 's', cli, {}));
-      cases.push(caseOf('restore-drill', 'db-restore --drill (restore into a scratch database, count, drop)', 's', drill, {}));
     }
 
     for (const service of services.splice(0)) await service.stop();
