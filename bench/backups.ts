@@ -317,7 +317,7 @@ export async function runRss(ctx: BackupContext, datasets: readonly { db: string
     for (const c of cases) {
       const id = `rss-${c.id.replace(/^service-/, '')}-${data.size}`;
       const label = `peak RSS, ${c.label}, ${Math.round(data.plainBytes / 1e6)} MB dump`;
-      const extra = { kind: 'rss', serviceCase: c.id, size: data.size, plainBytes: data.plainBytes };
+      const extra = { kind: 'rss', serviceCase: c.id, serviceLabel: c.label, size: data.size, plainBytes: data.plainBytes };
       const error = errors.get(c.id);
       if (error !== undefined) {
         results.push(failedCase(id, label, error, extra));

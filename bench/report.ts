@@ -223,10 +223,10 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
   // Peak RSS: every service case of the rss section, both sizes.
   const serviceIds = [...new Set(results.cases.filter(isRss).map((x) => String(x.extra.serviceCase)))];
   for (const id of serviceIds) {
-    const label = c(id)?.label ?? id;
     const of = (size: string) => results.cases.find((x) => isRss(x) && x.extra.serviceCase === id && x.extra.size === size);
     const small = of('small');
     const large = of('large');
+    const label = String(small?.extra.serviceLabel ?? large?.extra.serviceLabel ?? id);
     const failed = [small, large].find((x) => x && errorOf(x) !== null);
     if (failed) {
       checks.push({ target: `peak RSS <= 150 MB and flat (±10%): ${label}`, measured: `not measured: ${errorOf(failed)}`, met: false });
