@@ -6,13 +6,14 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Job } from '@db-backup-service/contract';
-import { freePort, IMAGE_RUNTIME_ENV, startService, type PostgresCluster, type S3Harness, type ServiceProcess } from '../test/harness/index.js';
-import { procCpuSeconds, procMemory, RssSampler } from './measure.js';
+import { freePort, IMAGE_RUNTIME_ENV, startService, type PostgresCluster, type ServiceProcess } from '../test/harness/index.js';
+import { procCpu, procMemory, RssSampler } from './measure.js';
+import type { S3EmulatorProcess } from './s3-emulator.js';
 
 /** The repository root: this file runs compiled from build/tools/bench/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-export type BenchStorage = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 's3'; readonly s3: S3Harness; readonly prefix: string };
+export type BenchStorage = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 's3'; readonly s3: Pick<S3EmulatorProcess, 'endpoint' | 'bucket' | 'awsEnv'>; readonly prefix: string };
 
 export interface BackupSample {
   readonly backupId: string;
@@ -27,6 +28,8 @@ export interface BackupSample {
   readonly sizeBytes: number;
   /** CPU seconds of the service (all threads) and of pg_dump during the job. */
   readonly cpuSeconds: number;
+  /** Of which pg_dump's: the service's reaped children (pg_dump is its only one during a backup). */
+  readonly pgDumpCpuSeconds: number;
   /** Largest VmRSS polled (100 ms) during the job, and VmHWM after it (the process's peak so far). */
   readonly maxRss: number;
   readonly hwm: number;
@@ -96,7 +99,7 @@ export async function startBenchService(env: Record<string, string>, opts: { ent
   const backupOnce = async (): Promise<BackupSample> => {
     const logStart = proc.logs.length;
     const sampler = new RssSampler(proc.pid);
-    const cpuBefore = await procCpuSeconds(proc.pid);
+    const cpuBefore = await procCpu(proc.pid);
     const started = performance.now();
     const trigger = await request<Job>('/api/v1/backups', { method: 'POST' });
     if (trigger.status !== 202) throw new Error(`bench: POST /api/v1/backups answered ${trigger.status}: ${JSON.stringify(trigger.body)}`);
@@ -106,7 +109,7 @@ export async function startBenchService(env: Record<string, string>, opts: { ent
       job = (await request<Job>(`/api/v1/backups/jobs/${job.jobId}`)).body;
     }
     const wallMs = performance.now() - started;
-    const cpuSeconds = (await procCpuSeconds(proc.pid)) - cpuBefore;
+    const cpuAfter = await procCpu(proc.pid);
     const memory = await sampler.stop();
     if (job.status === 'failed' && job.errorMessage?.includes('another db-backup-service instance') === true) throw new LockBusyError();
     if (job.status !== 'succeeded' || job.backupId === null || job.durationMs === null) {
@@ -122,7 +125,8 @@ export async function startBenchService(env: Record<string, string>, opts: { ent
       pipelineMs: finiteOrNull(stages.stored - stages.started),
       verifyMs: finiteOrNull(stages.verified - stages.stored),
       sizeBytes: latest.body.sizeBytes,
-      cpuSeconds,
+      cpuSeconds: cpuAfter.self + cpuAfter.children - cpuBefore.self - cpuBefore.children,
+      pgDumpCpuSeconds: cpuAfter.children - cpuBefore.children,
       maxRss: memory.maxRss,
       hwm: memory.hwm,
     };

@@ -1,6 +1,6 @@
 // Small measuring tools for the benchmark: timed shell pipelines, /proc memory readings, medians.
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 
 export interface ShellResult {
@@ -43,16 +43,75 @@ export async function timeShell(script: string, opts: { env?: Record<string, str
   return { ms, cpuSeconds, stdout };
 }
 
+/** CPU seconds (user + system) of a process from /proc/<pid>/stat: its own (all threads) and its waited-for children's. */
+export interface ProcCpu {
+  readonly self: number;
+  readonly children: number;
+}
+
+async function procStatFields(pid: number): Promise<string[]> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces); index 0 is proc(5)'s field 3 (state).
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** utime + stime (fields 14-15) and cutime + cstime (16-17) of `pid`. */
+export async function procCpu(pid: number): Promise<ProcCpu> {
+  const f = await procStatFields(pid);
+  return { self: (Number(f[11]) + Number(f[12])) / CLOCK_TICKS, children: (Number(f[13]) + Number(f[14])) / CLOCK_TICKS };
+}
+
 /**
  * CPU seconds used so far by `pid` (all its threads) plus its waited-for children (pg_dump, once
  * reaped): user + system, from /proc/<pid>/stat.
  */
 export async function procCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may contain spaces), 1-based as in proc(5): 14-17.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
-  return ticks / CLOCK_TICKS;
+  const { self, children } = await procCpu(pid);
+  return self + children;
+}
+
+export interface ClusterCpu {
+  readonly seconds: number;
+  /** Live child processes of the postmaster (background processes and connected backends). */
+  readonly processes: number;
+}
+
+/**
+ * CPU seconds used so far by a PostgreSQL cluster: the postmaster's own and its reaped children's
+ * (backends that have exited, such as pg_dump's), plus every live child's own (checkpointer,
+ * backends still connected). The difference over a case is what the server spent on it, background
+ * processes included. A backend exiting during the reading could be missed or counted twice: see
+ * settledClusterCpu.
+ */
+export async function clusterCpu(dataDir: string): Promise<ClusterCpu> {
+  const postmaster = Number((await readFile(`${dataDir}/postmaster.pid`, 'utf8')).split('\n')[0]);
+  let seconds = 0;
+  let processes = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = await procStatFields(Number(entry)).catch(() => null);
+    // Field 4 (index 1) is the parent pid; a child that has exited since readdir is skipped.
+    if (fields && Number(fields[1]) === postmaster) {
+      seconds += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+      processes++;
+    }
+  }
+  const own = await procCpu(postmaster);
+  return { seconds: seconds + own.self + own.children, processes };
+}
+
+/**
+ * The reading after a case: once the postmaster has no more children than `before` had (the case's
+ * backends have exited and been reaped, so their CPU is in the postmaster's cutime), or after 3 s
+ * (a client that keeps a connection open, whose backend is then counted live).
+ */
+export async function settledClusterCpu(dataDir: string, before: ClusterCpu): Promise<ClusterCpu> {
+  const deadline = performance.now() + 3000;
+  for (;;) {
+    const now = await clusterCpu(dataDir);
+    if (now.processes <= before.processes || performance.now() > deadline) return now;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from node). */

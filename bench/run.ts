@@ -7,21 +7,21 @@ import { createReadStream, existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline as streamPipeline } from 'node:stream';
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { contentsName, sidecarName } from '@db-backup-service/contract';
 import { DumpContentsCounter } from '@db-backup-service/restore';
-import { startPostgres, startS3, type PostgresCluster, type S3Harness } from '../test/harness/index.js';
+import { startPostgres, type PostgresCluster } from '../test/harness/index.js';
 import { runApiLoad, type ApiLoadResult } from './api-load.js';
-import { peakRss, ROOT, serviceEnv, startBenchService, type BackupSample, type BenchService, type BenchStorage } from './bench-service.js';
+import { PG_DUMP_ARGS, runBackups, runRss, serviceCases } from './backups.js';
+import { ROOT, type BenchService } from './bench-service.js';
 import { extendByCopies, generateDatabase } from './dataset.js';
-import { loadAverage, MB, median, timeShell, toolVersion } from './measure.js';
-import { renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
+import { loadAverage, MB, timeShell, toolVersion } from './measure.js';
+import { startS3Process, type S3EmulatorProcess } from './s3-emulator.js';
+import { caseOf, failedCase, renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
 
 const WORK = join(ROOT, 'bench', 'work');
 const RESULTS = join(ROOT, 'bench', 'results');
-const PG_DUMP_ARGS = '--no-owner --no-privileges --format=plain --no-password';
 const SECTIONS = ['baselines', 'service', 'rss', 'download', 'restore', 'api'] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -83,6 +83,8 @@ async function dumpSize(pg: PostgresCluster, db: string): Promise<number> {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  // Before anything starts: an unknown BENCH_SERVICE_CASES id is refused at once.
+  const serviceConfigs = serviceCases();
   const threads = cpus().length;
   for (const path of ['server/dist/bin.js', 'cli/dist/bin.js']) {
     if (!existsSync(join(ROOT, path))) throw new Error(`bench: ${path} is missing: run \`npm run build\` (npm run bench does)`);
@@ -93,12 +95,14 @@ async function main(): Promise<void> {
     psql: await toolVersion('psql --version'),
     gzip: await toolVersion('gzip --version'),
     pigz: await toolVersion('pigz --version'),
+    zstd: await toolVersion('zstd --version'),
+    aws: await toolVersion('aws --version'),
     curl: await toolVersion('curl --version'),
     postgresServer: '',
   };
-  if (versions.pigz === null) {
-    console.log('bench: pigz is not installed, so the `pg_dump | pigz` baseline is skipped.');
-    console.log('       Install it with `sudo apt-get install pigz` (Debian/Ubuntu) and run again to compare against it.');
+  // A missing tool fails its own case (reported, with the install command), not the run.
+  for (const [tool, install] of [['pigz', 'apt-get install pigz'], ['zstd', 'apt-get install zstd'], ['aws', 'pip install awscli']] as const) {
+    if (versions[tool] === null) console.log(`bench: ${tool} is not installed, so its baseline is reported as failed (install: ${install}).`);
   }
   if (versions.curl === null) throw new Error('bench: curl is needed for the download case (apt-get install curl)');
 
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
   log(`load average ${loadBefore.join(' ')} on ${threads} CPUs; plain dump target ${opts.sizeMB} MB, ${opts.runs} runs per case`);
 
   const pg = await startPostgres();
-  let s3: S3Harness | undefined;
+  let s3: S3EmulatorProcess | undefined;
   const services: BenchService[] = [];
   const cases: CaseResult[] = [];
   const loadBySection: Record<string, [number, number, number]> = {};
@@ -142,115 +146,39 @@ async function main(): Promise<void> {
 
     const runs = Array.from({ length: opts.runs }, (_, i) => i);
     const pgEnv = pg.pgEnv(main.db);
-    const out = join(WORK, 'pipeline.sql.gz');
     const sizeOf = async (path: string) => (await stat(path)).size;
 
     // 2. Baselines and the service's backups, interleaved run by run so that a burst of load from
     //    elsewhere on the machine hits every case alike rather than one case's three runs.
-    const baseline = {
-      limit: [] as number[],
-      limitCpu: [] as number[],
-      gzip: [] as number[],
-      gzipCpu: [] as number[],
-      gzipBytes: 0,
-      pigz: [] as number[],
-      pigzCpu: [] as number[],
-      pigzBytes: 0,
+    const doBackups = opts.only.has('baselines') || opts.only.has('service') || opts.only.has('download') || opts.only.has('restore');
+    const wantsS3 =
+      ((opts.only.has('service') || opts.only.has('rss')) && serviceConfigs.some((c) => c.storage === 's3')) || (opts.only.has('baselines') && versions.aws !== null);
+    // In its own process: the emulator's work is not the benchmark's event loop's, and its CPU is read apart.
+    if (wantsS3) s3 = await startS3Process({ bucket: 'bench' });
+    const context = {
+      pg,
+      db: main.db,
+      plainBytes: main.plainBytes,
+      runs: opts.runs,
+      threads,
+      work: WORK,
+      cases: serviceConfigs,
+      s3,
+      tools: { pigz: versions.pigz !== null, zstd: versions.zstd !== null, aws: versions.aws !== null },
+      services,
+      log,
     };
-    const serviceConfigs: { id: string; label: string; storage: 'local' | 's3'; level: 6 | 1; entry?: string }[] = [
-      { id: 'service-local-l6', label: 'service backup → local, default (level 6)', storage: 'local', level: 6 },
-      { id: 'service-local-l1', label: 'service backup → local, level 1', storage: 'local', level: 1 },
-      { id: 'service-s3-l6', label: 'service backup → S3 emulator, default (level 6)', storage: 's3', level: 6 },
-      { id: 'service-s3-l1', label: 'service backup → S3 emulator, level 1', storage: 's3', level: 1 },
-    ];
-    // BENCH_COMPARE_ENTRY: the default local case once more with another build (before/after).
-    if (process.env.BENCH_COMPARE_ENTRY) {
-      serviceConfigs.push({ id: 'compare-local-l6', label: 'OTHER BUILD: service backup → local, default', storage: 'local', level: 6, entry: process.env.BENCH_COMPARE_ENTRY });
-    }
-    const serviceSamples = new Map<string, BackupSample[]>(serviceConfigs.map((c) => [c.id, []]));
-    const serviceHwm = new Map<string, number>();
-    const instances = new Map<string, { service: BenchService; storage: BenchStorage }>();
+    let gzip6Bytes: number | null = null;
     let keptBackup: { dir: string; id: string; service: BenchService } | undefined;
-
-    if (opts.only.has('baselines') || opts.only.has('service') || opts.only.has('download') || opts.only.has('restore')) {
+    let keptZstd: { dir: string; id: string } | undefined;
+    if (doBackups) {
       loadBySection.backups = await loadAverage();
-      // BENCH_SERVICE_CASES: a comma-separated subset of the ids above (experiments).
-      const picked = process.env.BENCH_SERVICE_CASES?.split(',');
-      const withService = (opts.only.has('service') ? serviceConfigs : serviceConfigs.filter((c) => c.id === 'service-local-l6')).filter(
-        (c) => picked === undefined || picked.includes(c.id) || c.id === 'service-local-l6',
-      );
-      if (withService.some((c) => c.storage === 's3')) s3 = await startS3({ bucket: 'bench' });
-      for (const c of withService) {
-        const storage: BenchStorage = c.storage === 'local' ? { kind: 'local', dir: join(WORK, c.id) } : { kind: 's3', s3: s3!, prefix: c.id };
-        if (storage.kind === 'local') await mkdir(storage.dir, { recursive: true });
-        // Always explicit: the default gzip level is 5 now, and these cases are labelled by level.
-        const env = serviceEnv(pg, main.db, storage, { BACKUP_COMPRESSION_LEVEL: String(c.level) });
-        const service = await startBenchService(env, c.entry ? { entry: c.entry } : {});
-        services.push(service);
-        instances.set(c.id, { service, storage });
-      }
-      const doBaselines = opts.only.has('baselines');
-      const doService = opts.only.has('service');
-      for (const r of runs) {
-        log(`backups: run ${r + 1} of ${opts.runs}`);
-        if (doBaselines) {
-          const limit = await timeShell(`pg_dump ${PG_DUMP_ARGS} > /dev/null`, { env: pgEnv });
-          baseline.limit.push(limit.ms);
-          baseline.limitCpu.push(limit.cpuSeconds);
-          const gzip = await timeShell(`pg_dump ${PG_DUMP_ARGS} | gzip -6 > "$1"`, { env: pgEnv, args: [out] });
-          baseline.gzip.push(gzip.ms);
-          baseline.gzipCpu.push(gzip.cpuSeconds);
-          baseline.gzipBytes = await sizeOf(out);
-          if (versions.pigz !== null) {
-            const pigz = await timeShell(`pg_dump ${PG_DUMP_ARGS} | pigz -6 -p ${threads} > "$1"`, { env: pgEnv, args: [out] });
-            baseline.pigz.push(pigz.ms);
-            baseline.pigzCpu.push(pigz.cpuSeconds);
-            baseline.pigzBytes = await sizeOf(out);
-          }
-          await rm(out, { force: true });
-        }
-        for (const c of serviceConfigs) {
-          const instance = instances.get(c.id);
-          if (!instance || (!doService && r > 0)) continue;
-          const sample = await instance.service.backup();
-          serviceSamples.get(c.id)!.push(sample);
-          const last = r === opts.runs - 1 || !doService;
-          if (instance.storage.kind === 'local') {
-            if (c.id === 'service-local-l6' && last) keptBackup = { dir: instance.storage.dir, id: sample.backupId, service: instance.service };
-            else await removeLocalBackup(instance.storage.dir, sample.backupId);
-          } else {
-            instance.storage.s3.reset();
-          }
-        }
-      }
-      for (const [id, { service }] of instances) serviceHwm.set(id, await peakRss(service.process.pid));
-
-      if (doBaselines) {
-        cases.push(caseOf('limit', 'pg_dump > /dev/null (limit)', 's', baseline.limit.map((ms) => ms / 1000), { plainBytes: main.plainBytes, cpuSeconds: baseline.limitCpu }));
-        cases.push(caseOf('gzip6', 'pg_dump | gzip -6 > file (reference)', 's', baseline.gzip.map((ms) => ms / 1000), { sizeBytes: baseline.gzipBytes, cpuSeconds: baseline.gzipCpu }));
-        if (baseline.pigz.length > 0) {
-          cases.push(
-            caseOf('pigz6', `pg_dump | pigz -6 -p ${threads} > file`, 's', baseline.pigz.map((ms) => ms / 1000), { sizeBytes: baseline.pigzBytes, cpuSeconds: baseline.pigzCpu }),
-          );
-        }
-      }
-      if (doService) {
-        for (const c of serviceConfigs) {
-          const samples = serviceSamples.get(c.id)!;
-          if (samples.length === 0) continue;
-          cases.push(
-            caseOf(c.id.startsWith('compare-') ? `service-${c.id}` : c.id, `${c.label}: job`, 's', samples.map((s) => s.jobMs / 1000), {
-              wallSeconds: samples.map((s) => s.wallMs / 1000),
-              pipelineSeconds: samples.map((s) => (s.pipelineMs ?? Number.NaN) / 1000),
-              verifySeconds: samples.map((s) => (s.verifyMs ?? Number.NaN) / 1000),
-              sizeBytes: median(samples.map((s) => s.sizeBytes)),
-              cpuSeconds: samples.map((s) => s.cpuSeconds),
-              peakRssBytes: serviceHwm.get(c.id) ?? null,
-              threads,
-              level: c.level,
-            }),
-          );
-        }
+      const backups = await runBackups({ ...context, baselines: opts.only.has('baselines'), service: opts.only.has('service') });
+      cases.push(...backups.cases);
+      gzip6Bytes = backups.gzip6Bytes;
+      keptBackup = backups.kept;
+      keptZstd = backups.keptZstd;
+      if (opts.only.has('service')) {
         // The contents manifest's share of a backup: the counter the backup runs, over the same
         // dump, only its push() calls timed; the report sets it against the default backup's job.
         const counted: number[] = [];
@@ -262,32 +190,16 @@ async function main(): Promise<void> {
       }
     }
 
-    // 3. Peak memory at two dump sizes: a fresh service per run, so VmHWM is that backup's peak.
+    // 3. Peak memory of every service case at two dump sizes: a fresh service per backup, so
+    //    VmHWM is that backup's peak.
     if (opts.only.has('rss') && rssSmall && rssLarge) {
       loadBySection.rss = await loadAverage();
-      for (const data of [rssSmall, rssLarge]) {
-        const samples: BackupSample[] = [];
-        for (const r of runs) {
-          log(`peak RSS: ${data.db}, run ${r + 1} of ${opts.runs}`);
-          const dir = join(WORK, `rss-${data.db}`);
-          await mkdir(dir, { recursive: true });
-          const service = await startBenchService(serviceEnv(pg, data.db, { kind: 'local', dir }));
-          try {
-            samples.push(await service.backup());
-          } finally {
-            await service.stop();
-            await rm(dir, { recursive: true, force: true });
-          }
-        }
-        const mb = Math.round(data.plainBytes / MB);
-        cases.push(
-          caseOf(`rss-${data === rssSmall ? 'small' : 'large'}`, `service peak RSS, ${mb} MB dump (local, default)`, 'MB', samples.map((s) => s.hwm / MB), {
-            plainBytes: data.plainBytes,
-            maxPolledRssMB: samples.map((s) => s.maxRss / MB),
-            jobSeconds: samples.map((s) => s.jobMs / 1000),
-          }),
-        );
-      }
+      cases.push(
+        ...(await runRss({ ...context, baselines: false, service: true }, [
+          { ...rssSmall, size: 'small' },
+          { ...rssLarge, size: 'large' },
+        ])),
+      );
     }
 
     // 4. Downloads: the kept backup over HTTP (curl) against reading the file itself.
@@ -327,45 +239,67 @@ async function main(): Promise<void> {
       cases.push(caseOf('download-http', 'GET /api/v1/backups/{id}/download (curl > /dev/null)', 'MB/s', http, { sizeBytes: bytes }));
     }
 
-    // 5. Restores of the same backup: db-restore against the stock pipeline.
+    // 5. Restores of the same backups: db-restore against the stock pipeline, for the default gzip
+    //    backup and, when the service section ran, the zstd one. A failing restore fails its case.
     if (opts.only.has('restore') && keptBackup) {
       loadBySection.restore = await loadAverage();
-      const file = join(keptBackup.dir, keptBackup.id);
-      const cli: number[] = [];
-      const stock: number[] = [];
-      const drill: number[] = [];
-      // DB_NAME as the service has it (db-restore picks only that database's backups); --database says where to restore.
-      const cliEnv: Record<string, string> = {
-        DB_HOST: pg.host,
-        DB_PORT: String(pg.port),
-        DB_USER: pg.user,
-        DB_PASSWORD: pg.password,
-        DB_NAME: main.db,
-        STORAGE_BACKEND: 'local',
-        BACKUP_LOCAL_DIR: keptBackup.dir,
-      };
-      const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), keptBackup.id];
-      for (const r of runs) {
-        log(`restores: run ${r + 1} of ${opts.runs}`);
-        const cliDb = `bench_restore_cli_${r}`;
-        const t = await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv, args: cliArgs });
-        cli.push(t.ms / 1000);
-        await pg.dropDatabase(cliDb);
-        // The drill: the same restore into a scratch database, then the counts, then the drop.
-        const d = await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv, args: cliArgs });
-        drill.push(d.ms / 1000);
-        const stockDb = `bench_restore_stock_${r}`;
-        await pg.createDatabase(stockDb);
-        const s = await timeShell('gunzip -c "$1" | psql --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null', {
-          env: pg.pgEnv(stockDb),
-          args: [file],
-        });
-        stock.push(s.ms / 1000);
-        await pg.dropDatabase(stockDb);
+      const restored = [{ suffix: '', decompress: 'gunzip -c', dir: keptBackup.dir, id: keptBackup.id }];
+      if (keptZstd) restored.push({ suffix: '-zstd', decompress: 'zstd -dc', ...keptZstd });
+      for (const backup of restored) {
+        const what = backup.suffix === '' ? '' : ` (${backup.suffix.slice(1)} backup)`;
+        const labels = {
+          stock: `${backup.decompress} | psql --single-transaction`,
+          cli: `db-restore --force${what} (local backend; streamed, verified on the way, swapped)`,
+          drill: `db-restore --drill${what} (restore into a scratch database, count, drop)`,
+        };
+        const samples = { stock: [] as number[], cli: [] as number[], drill: [] as number[] };
+        const errors: Partial<Record<keyof typeof samples, string>> = {};
+        // DB_NAME as the service has it (db-restore picks only that database's backups); --database says where to restore.
+        const cliEnv: Record<string, string> = {
+          DB_HOST: pg.host,
+          DB_PORT: String(pg.port),
+          DB_USER: pg.user,
+          DB_PASSWORD: pg.password,
+          DB_NAME: main.db,
+          STORAGE_BACKEND: 'local',
+          BACKUP_LOCAL_DIR: backup.dir,
+        };
+        const cliArgs = [process.execPath, join(ROOT, 'cli/dist/bin.js'), backup.id];
+        const measure = async (kind: keyof typeof samples, run: () => Promise<number>): Promise<void> => {
+          if (errors[kind] !== undefined) return;
+          try {
+            samples[kind].push(await run());
+          } catch (error) {
+            // The command's first line and the tool's last: where db-restore says what went wrong.
+            const lines = (error instanceof Error ? error.message : String(error)).split('\n').filter((l) => l.trim() !== '');
+            errors[kind] = lines.length > 1 ? `${lines[0]!} … ${lines.at(-1)!.trim()}` : (lines[0] ?? 'failed');
+            log(`restore${backup.suffix} ${kind}: FAILED, ${errors[kind]}`);
+          }
+        };
+        for (const r of runs) {
+          log(`restores${what}: run ${r + 1} of ${opts.runs}`);
+          const cliDb = `bench_restore_cli_${r}`;
+          await measure('cli', async () => (await timeShell(`"$1" "$2" --force --database ${cliDb} "$3"`, { env: cliEnv, args: cliArgs })).ms / 1000);
+          await pg.dropDatabase(cliDb);
+          // The drill: the same restore into a scratch database, then the counts, then the drop.
+          await measure('drill', async () => (await timeShell('"$1" "$2" --drill "$3" > /dev/null', { env: cliEnv, args: cliArgs })).ms / 1000);
+          const stockDb = `bench_restore_stock_${r}`;
+          await pg.createDatabase(stockDb);
+          await measure('stock', async () => {
+            const s = await timeShell(`${backup.decompress} "$1" | psql --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null`, {
+              env: pg.pgEnv(stockDb),
+              args: [join(backup.dir, backup.id)],
+            });
+            return s.ms / 1000;
+          });
+          await pg.dropDatabase(stockDb);
+        }
+        for (const kind of ['stock', 'cli', 'drill'] as const) {
+          const id = `restore-${kind}${backup.suffix}`;
+          const error = errors[kind];
+          cases.push(error === undefined ? caseOf(id, labels[kind], 's', samples[kind], {}) : failedCase(id, labels[kind], error));
+        }
       }
-      cases.push(caseOf('restore-stock', 'gunzip -c | psql --single-transaction', 's', stock, {}));
-      cases.push(caseOf('restore-cli', 'db-restore --force (local backend; streamed, verified on the way, swapped)', 's', cli, {}));
-      cases.push(caseOf('restore-drill', 'db-restore --drill (restore into a scratch database, count, drop)', 's', drill, {}));
     }
 
     for (const service of services.splice(0)) await service.stop();
@@ -386,7 +320,7 @@ async function main(): Promise<void> {
       machine: { cpus: threads, cpuModel: cpus()[0]?.model ?? 'unknown', loadBefore, loadAfter, loadBySection },
       versions,
       dataset: {
-        main: { plainBytes: main.plainBytes, gzip6Bytes: baseline.gzipBytes || null, generateSeconds: main.generateSeconds },
+        main: { plainBytes: main.plainBytes, gzip6Bytes, generateSeconds: main.generateSeconds },
         rssSmall: rssSmall ? { plainBytes: rssSmall.plainBytes } : null,
         rssLarge: rssLarge ? { plainBytes: rssLarge.plainBytes } : null,
       },
@@ -400,14 +334,10 @@ async function main(): Promise<void> {
     log(`wrote bench/results/${name}.json and ${name}.md`);
   } finally {
     for (const service of services) await service.stop().catch(() => undefined);
-    await s3?.destroy();
+    await s3?.stop();
     await pg.destroy();
     await rm(WORK, { recursive: true, force: true });
   }
-}
-
-function caseOf(id: string, label: string, unit: CaseResult['unit'], samples: number[], extra: Record<string, unknown>): CaseResult {
-  return { id, label, unit, samples, median: median(samples), min: Math.min(...samples), max: Math.max(...samples), extra };
 }
 
 /** Seconds spent in DumpContentsCounter.push() while pg_dump's plain output streams through it. */
@@ -440,14 +370,6 @@ async function startPlainFileServer(file: string): Promise<{ url: string; close:
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
-/** Deletes a backup behind the service's back (sidecar first, as the service does). */
-async function removeLocalBackup(dir: string, id: string): Promise<void> {
-  await rm(join(dir, sidecarName(id)), { force: true });
-  await rm(join(dir, id), { force: true });
-  await rm(join(dir, contentsName(id)), { force: true });
-  for (const name of await readdir(dir)) if (name.startsWith('.tmp-')) await rm(join(dir, name), { force: true });
 }
 
 main().catch((error: unknown) => {
