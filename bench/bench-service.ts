@@ -6,13 +6,14 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Job } from '@db-backup-service/contract';
-import { freePort, IMAGE_RUNTIME_ENV, startService, type PostgresCluster, type S3Harness, type ServiceProcess } from '../test/harness/index.js';
+import { freePort, IMAGE_RUNTIME_ENV, startService, type PostgresCluster, type ServiceProcess } from '../test/harness/index.js';
 import { procCpuSeconds, procMemory, RssSampler } from './measure.js';
+import type { S3EmulatorProcess } from './s3-emulator.js';
 
 /** The repository root: this file runs compiled from build/tools/bench/. */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-export type BenchStorage = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 's3'; readonly s3: S3Harness; readonly prefix: string };
+export type BenchStorage = { readonly kind: 'local'; readonly dir: string } | { readonly kind: 's3'; readonly s3: Pick<S3EmulatorProcess, 'endpoint' | 'bucket' | 'awsEnv'>; readonly prefix: string };
 
 export interface BackupSample {
   readonly backupId: string;

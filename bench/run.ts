@@ -12,11 +12,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { contentsName, sidecarName } from '@db-backup-service/contract';
 import { DumpContentsCounter } from '@db-backup-service/restore';
-import { startPostgres, startS3, type PostgresCluster, type S3Harness } from '../test/harness/index.js';
+import { startPostgres, type PostgresCluster } from '../test/harness/index.js';
 import { runApiLoad, type ApiLoadResult } from './api-load.js';
 import { peakRss, ROOT, serviceEnv, startBenchService, type BackupSample, type BenchService, type BenchStorage } from './bench-service.js';
 import { extendByCopies, generateDatabase } from './dataset.js';
 import { loadAverage, MB, median, timeShell, toolVersion } from './measure.js';
+import { startS3Process, type S3EmulatorProcess } from './s3-emulator.js';
 import { renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
 
 const WORK = join(ROOT, 'bench', 'work');
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
   log(`load average ${loadBefore.join(' ')} on ${threads} CPUs; plain dump target ${opts.sizeMB} MB, ${opts.runs} runs per case`);
 
   const pg = await startPostgres();
-  let s3: S3Harness | undefined;
+  let s3: S3EmulatorProcess | undefined;
   const services: BenchService[] = [];
   const cases: CaseResult[] = [];
   const loadBySection: Record<string, [number, number, number]> = {};
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
       const withService = (opts.only.has('service') ? serviceConfigs : serviceConfigs.filter((c) => c.id === 'service-local-l6')).filter(
         (c) => picked === undefined || picked.includes(c.id) || c.id === 'service-local-l6',
       );
-      if (withService.some((c) => c.storage === 's3')) s3 = await startS3({ bucket: 'bench' });
+      if (withService.some((c) => c.storage === 's3')) s3 = await startS3Process({ bucket: 'bench' });
       for (const c of withService) {
         const storage: BenchStorage = c.storage === 'local' ? { kind: 'local', dir: join(WORK, c.id) } : { kind: 's3', s3: s3!, prefix: c.id };
         if (storage.kind === 'local') await mkdir(storage.dir, { recursive: true });
@@ -218,7 +219,7 @@ async function main(): Promise<void> {
             if (c.id === 'service-local-l6' && last) keptBackup = { dir: instance.storage.dir, id: sample.backupId, service: instance.service };
             else await removeLocalBackup(instance.storage.dir, sample.backupId);
           } else {
-            instance.storage.s3.reset();
+            await s3!.reset();
           }
         }
       }
@@ -399,7 +400,7 @@ async function main(): Promise<void> {
     log(`wrote bench/results/${name}.json and ${name}.md`);
   } finally {
     for (const service of services) await service.stop().catch(() => undefined);
-    await s3?.destroy();
+    await s3?.stop();
     await pg.destroy();
     await rm(WORK, { recursive: true, force: true });
   }
