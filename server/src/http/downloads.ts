@@ -1,5 +1,5 @@
-import { PassThrough, Stream, Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, Stream, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { isBackupId, type BackupSidecar } from '@db-backup-service/contract';
 import type { BackupIndex } from '../backup-index.js';
@@ -94,7 +94,7 @@ export async function serveDownload(
     } catch (error) {
       return failed(error);
     }
-    return { status, body: new RingBody(res, () => sendFromRing(reader, start, end, res).catch(cut)) };
+    return { status, body: new SelfSentBody(res, () => sendFromRing(reader, start, end, res).catch(cut)) };
   }
 
   const abort = new AbortController();
@@ -104,9 +104,6 @@ export async function serveDownload(
   } catch (error) {
     return failed(error);
   }
-  // ts-rest sends the body with a bare pipe(); the guard and the handlers below close its gaps.
-  const body = lengthGuard(end - start + 1);
-  pipeline(source, body).catch(cut);
   res.once('close', () => {
     // The client left (or we finished): release the storage stream/socket at once.
     if (!res.writableFinished) {
@@ -114,7 +111,7 @@ export async function serveDownload(
       source.destroy();
     }
   });
-  return { status, body };
+  return { status, body: new SelfSentBody(res, () => sendFromStream(source, end - start + 1, res).catch(cut)) };
 }
 
 /** Bytes per buffer of a local download's ring, and how many: at most this much is in flight per download. */
@@ -122,11 +119,11 @@ const RING_BUFFER_BYTES = 1024 * 1024;
 const RING_BUFFERS = 4;
 
 /**
- * The body of a download from a backend with `openReader` (local files). ts-rest sends a stream
- * body with `body.pipe(res)`; this one answers that call by sending the bytes itself
- * (sendFromRing), since a Readable's chunks cannot be reused: whoever reads them may keep them.
+ * A download's body. ts-rest sends a stream body with `body.pipe(res)`; this one answers that call
+ * by sending the bytes itself (sendFromRing, sendFromStream): a Readable's chunks could not be
+ * reused (whoever reads them may keep them), and a stage in between is one more hop per chunk.
  */
-class RingBody extends Stream {
+class SelfSentBody extends Stream {
   readonly #res: Response;
   readonly #send: () => void;
 
@@ -187,18 +184,18 @@ async function sendFromRing(reader: ObjectReader, start: number, end: number, re
   }
 }
 
-/** Passes bytes through and fails at the end unless exactly `expected` bytes came. */
-function lengthGuard(expected: number): Transform {
+/**
+ * Sends a backend's object stream (S3) to `res` with nothing in between, and ends the response
+ * only when exactly `expected` bytes came: an object that ended early or a stream that failed
+ * rejects instead, and the caller cuts the response.
+ */
+async function sendFromStream(source: Readable, expected: number, res: Response): Promise<void> {
   let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      callback(null, chunk);
-    },
-    flush(callback) {
-      callback(seen === expected ? null : new Error(`storage stream ended early (${seen} of ${expected} bytes)`));
-    },
-  });
+  source.on('data', (chunk: Buffer) => (seen += chunk.length));
+  source.pipe(res, { end: false });
+  await finished(source);
+  if (seen !== expected) throw new Error(`storage stream ended early (${seen} of ${expected} bytes)`);
+  res.end();
 }
 
 function resolve(index: BackupIndex, idOrLatest: { id: string } | 'latest'): BackupSidecar | null {
