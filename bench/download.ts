@@ -63,6 +63,16 @@ async function curl(url: string, token?: string): Promise<CurlResult> {
   return { rate: speed / MB, wallRate: bytes / MB / (res.ms / 1000), bytes };
 }
 
+/** One curl case's figures, run by run. */
+interface Series {
+  readonly rate: number[];
+  readonly wall: number[];
+  readonly rssBefore: number[];
+  readonly maxRss: number[];
+}
+
+const series = (): Series => ({ rate: [], wall: [], rssBefore: [], maxRss: [] });
+
 function expectBytes(what: string, got: number, bytes: number): void {
   if (got !== bytes) throw new Error(`bench: ${what} returned ${got} bytes, expected ${bytes}`);
 }
@@ -99,21 +109,21 @@ export async function runDownloads(opts: DownloadOptions): Promise<DownloadCase[
       { timeoutMs: 30_000, what: 'the S3 service to list the uploaded backup' },
     );
 
-    const f = {
-      cat: [] as number[],
-      curlFile: [] as number[],
-      curlFileWall: [] as number[],
-      reference: [] as number[],
-      referenceWall: [] as number[],
-      local: [] as number[],
-      localWall: [] as number[],
-      localRssBefore: [] as number[],
-      localRss: [] as number[],
-      s3Direct: [] as number[],
-      s3Service: [] as number[],
-      s3ServiceWall: [] as number[],
-      s3RssBefore: [] as number[],
-      s3Rss: [] as number[],
+    const cat: number[] = [];
+    const s3Direct: number[] = [];
+    const curlFile = series();
+    const plain = series();
+    const local = series();
+    const fromS3 = series();
+    /** One curl download into `into`, its size checked; with `server`, that server's RSS just before and at most during it. */
+    const fetchInto = async (into: Series, what: string, url: string, server?: BenchService): Promise<void> => {
+      const sampler = server ? new RssSampler(server.process.pid, 20) : undefined;
+      if (server) into.rssBefore.push((await procMemory(server.process.pid)).rss / MB);
+      const got = await curl(url, server?.token);
+      if (sampler) into.maxRss.push((await sampler.stop()).maxRss / MB);
+      expectBytes(what, got.bytes, bytes);
+      into.rate.push(got.rate);
+      into.wall.push(got.wallRate);
     };
     // Warm the page cache, then one unmeasured download from each server (JIT, sockets, allocator).
     await timeShell('cat "$1" > /dev/null', { args: [file] });
@@ -122,73 +132,55 @@ export async function runDownloads(opts: DownloadOptions): Promise<DownloadCase[
     await curl(serviceUrl(s3Service.baseUrl), s3Service.token);
     for (const r of runList) {
       log(`downloads: run ${r + 1} of ${runs}`);
-      f.cat.push(bytes / MB / ((await timeShell('cat "$1" > /dev/null', { args: [file] })).ms / 1000));
-      const fromFile = await curl(`file://${file}`);
-      expectBytes('curl file://', fromFile.bytes, bytes);
-      f.curlFile.push(fromFile.rate);
-      f.curlFileWall.push(fromFile.wallRate);
-      const fromReference = await curl(reference.url);
-      expectBytes('the reference server', fromReference.bytes, bytes);
-      f.reference.push(fromReference.rate);
-      f.referenceWall.push(fromReference.wallRate);
-
-      // RSS just before and at most during the download: it should stay flat (a few buffers per download).
-      f.localRssBefore.push((await procMemory(service.process.pid)).rss / MB);
-      const localSampler = new RssSampler(service.process.pid, 20);
-      const fromService = await curl(serviceUrl(service.baseUrl), service.token);
-      f.localRss.push((await localSampler.stop()).maxRss / MB);
-      expectBytes('the service download (local)', fromService.bytes, bytes);
-      f.local.push(fromService.rate);
-      f.localWall.push(fromService.wallRate);
-
+      cat.push(bytes / MB / ((await timeShell('cat "$1" > /dev/null', { args: [file] })).ms / 1000));
+      await fetchInto(curlFile, 'curl file://', `file://${file}`);
+      await fetchInto(plain, 'the reference server', reference.url);
+      // The service's RSS should stay flat during a download (a few buffers per download).
+      await fetchInto(local, 'the service download (local)', serviceUrl(service.baseUrl), service);
       const direct = await getObjectTimed(s3.awsEnv(), s3.bucket, `${S3_PREFIX}/${backupId}`);
       expectBytes('GetObject', direct.bytes, bytes);
-      f.s3Direct.push(bytes / MB / (direct.ms / 1000));
-      f.s3RssBefore.push((await procMemory(s3Service.process.pid)).rss / MB);
-      const s3Sampler = new RssSampler(s3Service.process.pid, 20);
-      const fromS3Service = await curl(serviceUrl(s3Service.baseUrl), s3Service.token);
-      f.s3Rss.push((await s3Sampler.stop()).maxRss / MB);
-      expectBytes('the service download (S3)', fromS3Service.bytes, bytes);
-      f.s3Service.push(fromS3Service.rate);
-      f.s3ServiceWall.push(fromS3Service.wallRate);
+      s3Direct.push(bytes / MB / (direct.ms / 1000));
+      await fetchInto(fromS3, 'the service download (S3)', serviceUrl(s3Service.baseUrl), s3Service);
     }
     const ratio = (a: number[], b: number[]): number => median(a) / median(b);
     log(
-      `downloads: service (local) ${median(f.local).toFixed(0)} MB/s = ${(100 * ratio(f.local, f.curlFile)).toFixed(0)}% of curl file://, ` +
-        `${ratio(f.local, f.reference).toFixed(2)}x the bare node server; the S3 download takes ${ratio(f.s3Direct, f.s3Service).toFixed(2)}x a direct GetObject's time`,
+      `downloads: service (local) ${median(local.rate).toFixed(0)} MB/s = ${(100 * ratio(local.rate, curlFile.rate)).toFixed(0)}% of curl file://, ` +
+        `${ratio(local.rate, plain.rate).toFixed(2)}x the bare node server; the S3 download takes ${ratio(s3Direct, fromS3.rate).toFixed(2)}x a direct GetObject's time`,
     );
+    const withSize = (into: Series): Record<string, unknown> => ({
+      sizeBytes: bytes,
+      wallMBps: into.wall,
+      ...(into.maxRss.length > 0 ? { rssBeforeMB: into.rssBefore, maxRssMB: into.maxRss } : {}),
+    });
     return [
-      { id: 'download-direct', label: 'cat backup > /dev/null (direct read)', unit: 'MB/s', samples: f.cat, extra: { sizeBytes: bytes } },
-      { id: 'download-curl-file', label: 'curl file://backup -o /dev/null', unit: 'MB/s', samples: f.curlFile, extra: { sizeBytes: bytes, wallMBps: f.curlFileWall } },
+      { id: 'download-direct', label: 'cat backup > /dev/null (direct read)', unit: 'MB/s', samples: cat, extra: { sizeBytes: bytes } },
+      { id: 'download-curl-file', label: 'curl file://backup -o /dev/null', unit: 'MB/s', samples: curlFile.rate, extra: withSize(curlFile) },
       {
         id: 'download-plain-node',
         label: 'curl from a bare node http server in its own process (createReadStream 1 MiB -> pipe)',
         unit: 'MB/s',
-        samples: f.reference,
-        extra: { sizeBytes: bytes, wallMBps: f.referenceWall },
+        samples: plain.rate,
+        extra: withSize(plain),
       },
       {
         id: 'download-http',
         label: 'GET /api/v1/backups/{id}/download, local (curl > /dev/null)',
         unit: 'MB/s',
-        samples: f.local,
+        samples: local.rate,
         extra: {
-          sizeBytes: bytes,
-          wallMBps: f.localWall,
-          rssBeforeMB: f.localRssBefore,
-          maxRssMB: f.localRss,
-          ofCurlFile: ratio(f.local, f.curlFile),
-          ofCurlFileWall: ratio(f.localWall, f.curlFileWall),
-          ofPlainNode: ratio(f.local, f.reference),
+          ...withSize(local),
+          ofCurlFile: ratio(local.rate, curlFile.rate),
+          ofCurlFileWall: ratio(local.wall, curlFile.wall),
+          ofPlainNode: ratio(local.rate, plain.rate),
         },
       },
-      { id: 'download-s3-direct', label: 'S3 emulator: GetObject with the AWS SDK in its own process', unit: 'MB/s', samples: f.s3Direct, extra: { sizeBytes: bytes } },
+      { id: 'download-s3-direct', label: 'S3 emulator: GetObject with the AWS SDK in its own process', unit: 'MB/s', samples: s3Direct, extra: { sizeBytes: bytes } },
       {
         id: 'download-s3-http',
         label: 'S3 emulator: GET /api/v1/backups/{id}/download (curl > /dev/null)',
         unit: 'MB/s',
-        samples: f.s3Service,
-        extra: { sizeBytes: bytes, wallMBps: f.s3ServiceWall, rssBeforeMB: f.s3RssBefore, maxRssMB: f.s3Rss, timeOfDirect: ratio(f.s3Direct, f.s3Service) },
+        samples: fromS3.rate,
+        extra: { ...withSize(fromS3), timeOfDirect: ratio(s3Direct, fromS3.rate) },
       },
     ];
   } finally {
