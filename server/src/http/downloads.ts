@@ -156,6 +156,8 @@ async function sendFromRing(reader: ObjectReader, start: number, end: number, re
   let wake: (() => void) | null = null;
   // destroyed: the client may have left before ts-rest called pipe() (then 'close' came already).
   const gone = (): boolean => res.destroyed;
+  // Node calls every write's callback, also when the socket is destroyed; the wake on 'close' does
+  // not depend on that.
   const onClose = (): void => wake?.();
   res.once('close', onClose);
   try {
@@ -171,8 +173,7 @@ async function sendFromRing(reader: ObjectReader, start: number, end: number, re
       position += bytes;
       res.write(bytes === buffer.length ? buffer : buffer.subarray(0, bytes), (error) => {
         // After an error (the socket is gone) the buffer may still be referenced: never reused.
-        if (error) return;
-        free.push(buffer);
+        if (!error) free.push(buffer);
         wake?.();
       });
     }
