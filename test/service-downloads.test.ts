@@ -1,6 +1,6 @@
 // Downloads of a large backup: a client that leaves releases the storage stream at once, and a
 // storage object that breaks mid-body never reaches the client as a complete-looking file. The
-// backup (~50 MB) spans many of the download's 1 MiB ring buffers, so every slice below crosses
+// backup (~50 MB) spans many times the download's ring of buffers, so the slices below cross
 // buffer boundaries and reuses buffers.
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink, mkdtemp, rm, truncate, unlink } from 'node:fs/promises';
@@ -147,7 +147,7 @@ describe('large downloads', () => {
     const slices: [header: string, start: number, end: number][] = [
       ['bytes=0-0', 0, 0],
       [`bytes=${size - 1}-${size - 1}`, size - 1, size - 1],
-      // Starts just before the first buffer's end and ends just past the fourth's: the ring wraps.
+      // Not aligned to any buffer size, and longer than the whole ring: the ring wraps several times.
       [`bytes=${MiB - 3}-${5 * MiB + 6}`, MiB - 3, 5 * MiB + 6],
       [`bytes=${size - 3 * MiB - 17}-`, size - 3 * MiB - 17, size - 1],
       // A last byte past the end is clamped to it.
