@@ -1,7 +1,7 @@
 // Downloads of a large backup: a client that leaves releases the storage stream at once, and a
 // storage object that breaks mid-body never reaches the client as a complete-looking file. The
 // backup (~50 MB) spans many times the download's ring of buffers, so the slices below cross
-// buffer boundaries and reuses buffers.
+// buffer boundaries and reuse buffers.
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink, mkdtemp, rm, truncate, unlink } from 'node:fs/promises';
 import { once } from 'node:events';
