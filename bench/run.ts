@@ -3,10 +3,7 @@
 // Prints one table and writes bench/results/latest.{json,md}. See bench/README.md.
 import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
-import { createReadStream, existsSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { pipeline as streamPipeline } from 'node:stream';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +13,7 @@ import { runApiLoad, type ApiLoadResult } from './api-load.js';
 import { PG_DUMP_ARGS, runBackups, runRss, serviceCases } from './backups.js';
 import { ROOT, type BenchService } from './bench-service.js';
 import { extendByCopies, generateDatabase } from './dataset.js';
+import { runDownloads } from './download.js';
 import { loadAverage, MB, timeShell, toolVersion } from './measure.js';
 import { startS3Process, type S3EmulatorProcess } from './s3-emulator.js';
 import { caseOf, failedCase, renderMarkdown, renderTable, type BenchResults, type CaseResult } from './report.js';
@@ -146,7 +144,6 @@ async function main(): Promise<void> {
 
     const runs = Array.from({ length: opts.runs }, (_, i) => i);
     const pgEnv = pg.pgEnv(main.db);
-    const sizeOf = async (path: string) => (await stat(path)).size;
 
     // 2. Baselines and the service's backups, interleaved run by run so that a burst of load from
     //    elsewhere on the machine hits every case alike rather than one case's three runs.
@@ -202,41 +199,11 @@ async function main(): Promise<void> {
       );
     }
 
-    // 4. Downloads: the kept backup over HTTP (curl) against reading the file itself.
+    // 4. Downloads of the kept backup (bench/download.ts).
     if (opts.only.has('download') && keptBackup) {
       loadBySection.download = await loadAverage();
-      const file = join(keptBackup.dir, keptBackup.id);
-      const bytes = await sizeOf(file);
-      await timeShell('cat "$1" > /dev/null', { args: [file] }); // warm the page cache for both
-      const direct: number[] = [];
-      const curlFile: number[] = [];
-      const plainNode: number[] = [];
-      const http: number[] = [];
-      // A reference, not a ceiling: a bare node server piping the file to the socket, run inside
-      // this (busy) benchmark process; it has been both slower and faster than the service.
-      const plain = await startPlainFileServer(file);
-      const serviceUrl = `${keptBackup.service.baseUrl}/api/v1/backups/${keptBackup.id}/download`;
-      const curlAuth = { env: { BENCH_TOKEN: keptBackup.service.token } };
-      // One unmeasured download from each server first: JIT, socket and allocator warm-up.
-      await timeShell('curl -sS --fail -o /dev/null "$1"', { args: [plain.url] });
-      await timeShell('curl -sS --fail -o /dev/null -H "Authorization: Bearer $BENCH_TOKEN" "$1"', { ...curlAuth, args: [serviceUrl] });
-      for (const r of runs) {
-        log(`downloads: run ${r + 1} of ${opts.runs}`);
-        direct.push(bytes / MB / ((await timeShell('cat "$1" > /dev/null', { args: [file] })).ms / 1000));
-        curlFile.push(bytes / MB / ((await timeShell('curl -sS --fail -o /dev/null "file://$1"', { args: [file] })).ms / 1000));
-        plainNode.push(bytes / MB / ((await timeShell('curl -sS --fail -o /dev/null "$1"', { args: [plain.url] })).ms / 1000));
-        const res = await timeShell('curl -sS --fail -o /dev/null -w "%{size_download}" -H "Authorization: Bearer $BENCH_TOKEN" "$1"', {
-          ...curlAuth,
-          args: [serviceUrl],
-        });
-        if (Number(res.stdout) !== bytes) throw new Error(`bench: download returned ${res.stdout} bytes, expected ${bytes}`);
-        http.push(bytes / MB / (res.ms / 1000));
-      }
-      await plain.close();
-      cases.push(caseOf('download-direct', 'cat backup > /dev/null (direct read)', 'MB/s', direct, { sizeBytes: bytes }));
-      cases.push(caseOf('download-curl-file', 'curl file://backup -o /dev/null', 'MB/s', curlFile, { sizeBytes: bytes }));
-      cases.push(caseOf('download-plain-node', 'curl from a bare node http server (1 MiB reads)', 'MB/s', plainNode, { sizeBytes: bytes }));
-      cases.push(caseOf('download-http', 'GET /api/v1/backups/{id}/download (curl > /dev/null)', 'MB/s', http, { sizeBytes: bytes }));
+      const downloads = await runDownloads({ pg, db: main.db, service: keptBackup.service, dir: keptBackup.dir, backupId: keptBackup.id, runs: opts.runs, log });
+      cases.push(...downloads.map((d) => caseOf(d.id, d.label, d.unit, d.samples, d.extra)));
     }
 
     // 5. Restores of the same backups: db-restore against the stock pipeline, for the default gzip
@@ -358,18 +325,6 @@ async function timeContentsCounter(env: Record<string, string>): Promise<number>
   if (code !== 0) throw new Error(`bench: pg_dump for the contents manifest exited ${code}`);
   if (counter.manifest().tables.length === 0) throw new Error('bench: the contents manifest counted no table');
   return ms / 1000;
-}
-
-/** A bare node HTTP server sending one file: createReadStream -> response, nothing else. */
-async function startPlainFileServer(file: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const size = (await stat(file)).size;
-  const server = createServer((_req, res) => {
-    res.setHeader('Content-Length', size);
-    streamPipeline(createReadStream(file, { highWaterMark: 1024 * 1024 }), res, () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
 main().catch((error: unknown) => {

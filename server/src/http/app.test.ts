@@ -7,7 +7,7 @@ import { createServer, request, type Server } from 'node:http';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { constants, gzipSync, zstdCompressSync } from 'node:zlib';
 import winston from 'winston';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { loadConfig } from '../config/config.js';
 import { checkDatabase } from '../db.js';
 import { BackupEngine } from '../engine.js';
 import { LocalStorage } from '../storage/local-storage.js';
+import type { Storage } from '../storage/storage.js';
 import { createApp } from './app.js';
 import { HealthCheck } from './health.js';
 import { Metrics } from './metrics.js';
@@ -46,7 +47,23 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function startApp(): Promise<TestApp> {
+/**
+ * The app's local storage as a backend without `openReader` (as S3 is), so downloads take the
+ * stream path; `get` may be replaced (a stream that ends early or fails).
+ */
+function streamOnly(get?: Storage['get']): (local: LocalStorage) => Storage {
+  return (local) =>
+    new Proxy(local, {
+      get: (target, key) => {
+        if (key === 'openReader') return undefined;
+        if (key === 'get' && get) return get;
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+}
+
+async function startApp(backend: (local: LocalStorage) => Storage = (local) => local): Promise<TestApp> {
   const root = await mkdtemp(join(tmpdir(), 'app-test-'));
   const dir = join(root, 'backups');
   await mkdir(dir);
@@ -60,7 +77,7 @@ async function startApp(): Promise<TestApp> {
     level: 'debug',
     transports: [new winston.transports.Stream({ stream: new Writable({ objectMode: true, write: (entry: LogEntry, _enc, done) => done(void logs.push(entry)) }) })],
   });
-  const storage = new LocalStorage(dir);
+  const storage = backend(new LocalStorage(dir));
   const engine = new BackupEngine({
     config,
     storage,
@@ -273,6 +290,36 @@ describe('downloads', () => {
     expect(res.status).toBe(200);
     expect(Buffer.from(await res.arrayBuffer())).toEqual(body);
   });
+});
+
+describe('downloads from a backend without openReader (the stream path, as S3)', () => {
+  it('sends the whole object and a Range byte-exact', async () => {
+    const app = await startApp(streamOnly());
+    const { body } = await storeBackup(app);
+    const whole = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: auth });
+    expect(whole.status).toBe(200);
+    expect(Buffer.from(await whole.arrayBuffer()).equals(body)).toBe(true);
+    const part = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: { ...auth, Range: 'bytes=3-12' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 3-12/${body.length}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(body.subarray(3, 13))).toBe(true);
+  });
+
+  for (const [what, stream] of [
+    ['ends early', () => Readable.from([Buffer.from('short')])],
+    ['fails mid-body', () => Readable.from((function* () { yield Buffer.from('some'); throw new Error('connection reset by the bucket'); })())],
+  ] as const) {
+    it(`cuts the response when the object's stream ${what} (never a complete-looking file)`, async () => {
+      const app = await startApp(streamOnly(() => Promise.resolve(stream())));
+      await storeBackup(app);
+      const res = await fetch(`${app.url}/api/v1/backups/${BACKUP_ID}/download`, { headers: auth });
+      expect(res.status).toBe(200);
+      await expect(res.arrayBuffer()).rejects.toThrow();
+      await pollUntil(async () => (app.logs.some((l) => l.message === 'download aborted: storage stream failed') ? true : undefined), {
+        timeoutMs: 5_000, what: 'the log line of the cut download',
+      });
+    });
+  }
 });
 
 describe('the contract lists what the routes answer', () => {

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertValidRange, isSafeName } from './checks.js';
 import { StorageError, StorageExistsError, StorageNotFoundError, assertSafeName } from './storage.js';
-import type { ReadRange, Storage, StoredObject } from './storage.js';
+import type { ObjectReader, ReadRange, Storage, StoredObject } from './storage.js';
 
 /**
  * Temporary files start with a dot, so they can never match a safe name (which starts with a
@@ -85,28 +85,21 @@ export class LocalStorage implements Storage {
     assertSafeName(name);
     if (opts?.range) assertValidRange(opts.range);
     opts?.signal?.throwIfAborted();
-    // Open first: a missing file is a rejected promise here, not an 'error' event on the stream later.
-    let handle: FileHandle;
-    try {
-      handle = await open(this.#path(name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-    } catch (error) {
-      // A vanished directory (an unmounted volume) is an outage, not "no such backup": the caller
-      // must not forget the backup over it.
-      if (isCode(error, 'ENOENT') && !(await stat(this.#dir).then(() => true, () => false))) throw new StorageError(`backup directory ${this.#dir} is missing`, { cause: error });
-      if (isCode(error, 'ENOENT') || isCode(error, 'ELOOP')) throw new StorageNotFoundError(name);
-      throw error;
-    }
-    try {
-      if (!(await handle.stat()).isFile()) throw new StorageNotFoundError(name);
-    } catch (error) {
-      await handle.close();
-      throw error;
-    }
+    const handle = await this.#openFile(name);
     // 1 MiB reads instead of 64 KiB: each read is a trip to libuv's pool and back, and for a
     // download or read-back that was the limit (measured: 224 MB/s over HTTP at 64 KiB).
     const stream = handle.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(opts?.range ? { start: opts.range.start, end: opts.range.end } : {}) });
     if (opts?.signal) addAbortSignal(opts.signal, stream);
     return stream;
+  }
+
+  async openReader(name: string): Promise<ObjectReader> {
+    assertSafeName(name);
+    const handle = await this.#openFile(name);
+    return {
+      read: async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   async getSmall(name: string, opts?: { signal?: AbortSignal }): Promise<Buffer> {
@@ -216,6 +209,27 @@ export class LocalStorage implements Storage {
         { cause: error },
       );
     }
+  }
+
+  /** Opens a stored file for reading: a missing one is a rejected promise here, not an 'error' event on a stream later. */
+  async #openFile(name: string): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#path(name), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      // A vanished directory (an unmounted volume) is an outage, not "no such backup": the caller
+      // must not forget the backup over it.
+      if (isCode(error, 'ENOENT') && !(await stat(this.#dir).then(() => true, () => false))) throw new StorageError(`backup directory ${this.#dir} is missing`, { cause: error });
+      if (isCode(error, 'ENOENT') || isCode(error, 'ELOOP')) throw new StorageNotFoundError(name);
+      throw error;
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw new StorageNotFoundError(name);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return handle;
   }
 
   #path(name: string): string {

@@ -1,7 +1,7 @@
 import { PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -417,6 +417,35 @@ describe('local: storage specifics', () => {
     const stored = await storage.getSmall('backup-same.sql.gz');
     expect(stored.equals(a) || stored.equals(b)).toBe(true);
     expect(await readdir(dir)).toEqual(['backup-same.sql.gz']);
+  });
+
+  it('openReader reads at any position into the caller\'s buffer, and refuses what get refuses', async () => {
+    const dir = await tempDir();
+    const storage = await LocalStorage.open(dir);
+    const data = randomBytes(300_000);
+    await writeFile(join(dir, 'backup-r.sql.gz'), data);
+    const reader = await storage.openReader('backup-r.sql.gz');
+    const buffer = Buffer.alloc(100_000);
+    try {
+      expect(await reader.read(buffer, 1000, 123_456)).toBe(1000);
+      expect(buffer.subarray(0, 1000).equals(data.subarray(123_456, 124_456))).toBe(true);
+      // Near the end: only what is left; at the end: 0.
+      expect(await reader.read(buffer, buffer.length, data.length - 10)).toBe(10);
+      expect(buffer.subarray(0, 10).equals(data.subarray(-10))).toBe(true);
+      expect(await reader.read(buffer, buffer.length, data.length)).toBe(0);
+    } finally {
+      await reader.close();
+    }
+    await expect(storage.openReader('absent')).rejects.toBeInstanceOf(StorageNotFoundError);
+    // A symlink (even to a file in the directory) and a directory are not backups (invariant 7).
+    await symlink(join(dir, 'backup-r.sql.gz'), join(dir, 'backup-link.sql.gz'));
+    await expect(storage.openReader('backup-link.sql.gz')).rejects.toBeInstanceOf(StorageNotFoundError);
+    await mkdir(join(dir, 'backup-dir.sql.gz'));
+    await expect(storage.openReader('backup-dir.sql.gz')).rejects.toBeInstanceOf(StorageNotFoundError);
+    await expect(storage.openReader('../backup-r.sql.gz')).rejects.toBeInstanceOf(StorageError);
+    // A vanished directory is an outage, not "no such backup".
+    await rm(dir, { recursive: true });
+    await expect(storage.openReader('backup-r.sql.gz')).rejects.toThrow(/backup directory .* is missing/);
   });
 
   it('list() throws when the directory is gone instead of returning nothing', async () => {

@@ -16,6 +16,13 @@ export interface ReadRange {
   readonly end: number;
 }
 
+/** An object opened by `Storage.openReader`; the caller closes it (also on failure). */
+export interface ObjectReader {
+  /** Reads up to `length` bytes at `position` into the start of `buffer`; resolves to the count, 0 at the end. */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 /**
  * The one seam between the service and where backups live. Names are plain file names (no
  * separators); every implementation refuses anything else (invariant 7, defence in depth).
@@ -45,6 +52,13 @@ export interface Storage {
 
   /** Reads an object (or a byte range of it) as a stream. Throws StorageNotFoundError when absent. */
   get(name: string, opts?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable>;
+
+  /**
+   * Opens an object for positional reads into the caller's buffers, where the backend can (local
+   * files): a download then sends it from a few reused buffers instead of a new one per chunk.
+   * Throws as `get` does (StorageNotFoundError when absent). Absent on backends without it (S3).
+   */
+  openReader?(name: string): Promise<ObjectReader>;
 
   /** Reads a small object whole. Throws StorageNotFoundError when absent. */
   getSmall(name: string, opts?: { signal?: AbortSignal }): Promise<Buffer>;
