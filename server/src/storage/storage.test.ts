@@ -624,9 +624,10 @@ describe('choosePartSize', () => {
     expect(part % MIB).toBe(0);
   });
 
-  it('never goes below 8 MiB nor above 5 GiB', () => {
-    expect(choosePartSize(1, null)).toBe(8 * MIB);
-    expect(choosePartSize(10 * MIB, null)).toBe(8 * MIB);
+  it('never goes below 5 MiB (S3\'s minimum, and the least memory) nor above 5 GiB', () => {
+    expect(choosePartSize(1, null)).toBe(5 * MIB);
+    expect(choosePartSize(10 * MIB, null)).toBe(5 * MIB);
+    expect(choosePartSize(50e9, null)).toBe(6 * MIB);
     expect(choosePartSize(1e15, null)).toBe(5 * GIB);
   });
 
