@@ -54,8 +54,11 @@ export async function autocannon(url: string, opts: { connections: number; secon
   return { rps: json.requests.average, p50: json.latency.p50, p99: json.latency.p99, errors: json.errors + json.timeouts + json.non2xx };
 }
 
-/** 1,000 small but well-formed backups (dump + sidecar), one minute apart, newest an hour ago. */
-async function writeFakeBackups(dir: string, count: number): Promise<void> {
+/**
+ * 1,000 small but well-formed backups (dump + sidecar) of `database`, one minute apart, newest an
+ * hour ago. The sidecars must name the service's DB_NAME: backups of another database are not listed.
+ */
+async function writeFakeBackups(dir: string, count: number, database: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   const dump = gzipSync('-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n');
   const sha256 = createHash('sha256').update(dump).digest('hex');
@@ -75,7 +78,7 @@ async function writeFakeBackups(dir: string, count: number): Promise<void> {
       pgDumpVersion: '15.18',
       uncompressedSizeBytes: 64,
       compression: { format: 'gzip', level: 6 },
-      database: 'app',
+      database,
       serviceVersion: '0.1.0',
       format: 'plain',
     };
@@ -94,7 +97,7 @@ export async function runApiLoad(opts: {
   log: (m: string) => void;
 }): Promise<ApiLoadResult> {
   const { pg, db, workDir, runs, seconds, connections, log } = opts;
-  await writeFakeBackups(workDir, 1000);
+  await writeFakeBackups(workDir, 1000, db);
   const service = await startBenchService(serviceEnv(pg, db, { kind: 'local', dir: workDir }));
   const cases: CaseResult[] = [];
   try {

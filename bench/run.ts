@@ -276,8 +276,13 @@ async function main(): Promise<void> {
     if (opts.only.has('api')) {
       loadBySection.api = await loadAverage();
       log('API under load...');
-      api = await runApiLoad({ pg, db: main.db, workDir: join(WORK, 'api'), runs: opts.runs, seconds: opts.apiSeconds, connections: 200, log });
-      cases.push(...api.cases);
+      try {
+        api = await runApiLoad({ pg, db: main.db, workDir: join(WORK, 'api'), runs: opts.runs, seconds: opts.apiSeconds, connections: 200, log });
+        cases.push(...api.cases);
+      } catch (error) {
+        // The last section: its failure must not throw away the rest of the run's figures.
+        cases.push(failedCase('api', 'API under load', error instanceof Error ? error.message : String(error)));
+      }
     }
 
     const loadAfter = await loadAverage();
