@@ -83,9 +83,11 @@ EXTRA_VOLUMES=()
 # --health-interval=disable: podman schedules health checks with systemd timers, which a machine without
 # systemd lacks; the image's HEALTHCHECK is run explicitly with `podman healthcheck run`.
 # --read-only (tmpfs /tmp, as the Kubernetes examples' readOnlyRootFilesystem with an emptyDir /tmp).
+# Arguments after the fifth are extra podman run options (e.g. -e BACKUP_COMPRESSION=zstd).
 start_service_container() {
   local name="$1" volume="$2" pg_port="$3" http_port="$4" errfile="$5"
-  podman run -d --name "$name" --network=host --health-interval=disable --read-only \
+  shift 5
+  podman run -d --name "$name" --network=host --health-interval=disable --read-only "$@" \
     -e DB_HOST=127.0.0.1 -e DB_PORT="$pg_port" -e DB_NAME=appdb -e DB_USER=app \
     -e DB_PASSWORD_FILE=/run/secrets/db_password -e API_TOKEN_FILE=/run/secrets/api_token \
     -e STORAGE_BACKEND=local -e BACKUP_LOCAL_DIR=/backups -e HTTP_PORT="$http_port" \
@@ -385,6 +387,9 @@ pass "service process runs as uid $SERVICE_UID (non-root) under tini as PID 1"
 SERVICE_ARENAS="$(podman exec "$CONTAINER" sh -c "tr '\\0' '\\n' < /proc/$SERVICE_PID/environ" | sed -n 's/^MALLOC_ARENA_MAX=//p')"
 [ "$SERVICE_ARENAS" = 2 ] || fail "the service runs without MALLOC_ARENA_MAX=2 (got '${SERVICE_ARENAS}')"
 pass "service process has MALLOC_ARENA_MAX=2 (glibc arenas bounded)"
+SERVICE_NODE_OPTIONS="$(podman exec "$CONTAINER" sh -c "tr '\\0' '\\n' < /proc/$SERVICE_PID/environ" | sed -n 's/^NODE_OPTIONS=//p')"
+[ "$SERVICE_NODE_OPTIONS" = --max-semi-space-size=2 ] || fail "the service runs without NODE_OPTIONS=--max-semi-space-size=2 (got '${SERVICE_NODE_OPTIONS}')"
+pass "service process has NODE_OPTIONS=--max-semi-space-size=2 (V8's young generation bounded)"
 
 # --------------------------------------------------------------------------------------------------
 step "backup through the API"
@@ -496,6 +501,54 @@ else
   info "restored in $((SECONDS - t)) s: items $RESTORED_FINGERPRINT"
   pass "db-restore --force latest inside the container restored the backed-up data (changes after the backup are gone)"
 fi
+
+# --------------------------------------------------------------------------------------------------
+step "zstd backups (BACKUP_COMPRESSION=zstd): backup, download, restore"
+ZSTD_CONTAINER="$CONTAINER-zstd"; ZSTD_VOLUME="$VOLUME-zstd"
+EXTRA_CONTAINERS+=("$ZSTD_CONTAINER"); EXTRA_VOLUMES+=("$ZSTD_VOLUME")
+ZSTD_PORT="$(free_port)"
+podman volume create "$ZSTD_VOLUME" > /dev/null
+start_service_container "$ZSTD_CONTAINER" "$ZSTD_VOLUME" "$PG_PORT" "$ZSTD_PORT" "$WORK/zstd-run.err" -e BACKUP_COMPRESSION=zstd \
+  || { cat "$WORK/zstd-run.err"; fail "podman run (zstd)"; }
+ZSTD_URL="http://127.0.0.1:$ZSTD_PORT"
+deadline=$((SECONDS + 90))
+until curl -fsS -o /dev/null "$ZSTD_URL/health" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "zstd container: /health not 200 within 90 s"
+  sleep 1
+done
+http_code="$(curl -sS -o "$WORK/zstd-trigger.json" -w '%{http_code}' -X POST "${AUTH[@]}" "$ZSTD_URL/api/v1/backups")"
+case "$http_code" in 202|409) ;; *) fail "zstd container: POST /api/v1/backups: HTTP $http_code $(head -c 300 "$WORK/zstd-trigger.json")" ;; esac
+ZSTD_JOB="$(jq -r '.jobId' "$WORK/zstd-trigger.json")"
+deadline=$((SECONDS + 180))
+while :; do
+  curl -fsS "${AUTH[@]}" -o "$WORK/zstd-job.json" "$ZSTD_URL/api/v1/backups/jobs/$ZSTD_JOB" || fail "zstd container: GET job"
+  case "$(jq -r .status "$WORK/zstd-job.json")" in
+    succeeded) break ;;
+    failed) fail "zstd backup job failed: $(jq -r .errorMessage "$WORK/zstd-job.json")" ;;
+  esac
+  [ $SECONDS -lt $deadline ] || fail "zstd backup job not done after 180 s"
+  sleep 1
+done
+ZSTD_ID="$(jq -r .backupId "$WORK/zstd-job.json")"
+[[ "$ZSTD_ID" == *.sql.zst ]] || fail "the zstd container's backup is $ZSTD_ID, expected a .sql.zst id"
+jq -e '.progress.dumpedBytes > 0 and .progress.storedBytes > 0' "$WORK/zstd-job.json" > /dev/null || fail "the finished job has no progress: $(jq -c .progress "$WORK/zstd-job.json")"
+content_type="$(curl -fsS "${AUTH[@]}" -o "$WORK/download.sql.zst" -w '%{content_type}' "$ZSTD_URL/api/v1/backups/$ZSTD_ID/download")" || fail "zstd download"
+[ "$content_type" = application/zstd ] || fail "the zstd download's Content-Type is $content_type"
+zstd_sha="$(curl -fsS "${AUTH[@]}" "$ZSTD_URL/api/v1/backups/latest" | jq -r .sha256)"
+[ "$(sha256sum "$WORK/download.sql.zst" | awk '{print $1}')" = "$zstd_sha" ] || fail "the zstd download does not match its SHA-256"
+podman exec "$ZSTD_CONTAINER" sh -c "cat /backups/$ZSTD_ID.meta.json" | jq -e '.compression.format == "zstd" and .compression.level == 3' > /dev/null \
+  || fail "the zstd backup's sidecar does not say zstd level 3"
+if podman exec "$ZSTD_CONTAINER" db-restore --force --database appdb_zstd latest > "$WORK/zstd-restore.log" 2>&1; then
+  ZSTD_FINGERPRINT="$(psql_app -d appdb_zstd -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
+  CURRENT_FINGERPRINT="$(psql_app -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
+  [ "$ZSTD_FINGERPRINT" = "$CURRENT_FINGERPRINT" ] || fail "db-restore of $ZSTD_ID: items $ZSTD_FINGERPRINT != appdb's $CURRENT_FINGERPRINT"
+  info "$ZSTD_ID: $(stat -c %s "$WORK/download.sql.zst") bytes (gzip backup: $(stat -c %s "$WORK/download.sql.gz")), restored into appdb_zstd: items $ZSTD_FINGERPRINT"
+  pass "a zstd backup in the image: .sql.zst, application/zstd download matching its SHA-256, sidecar zstd level 3, restored by db-restore inside the container"
+else
+  sed 's/^/    | /' "$WORK/zstd-restore.log" | tail -n 20
+  fail "db-restore of the zstd backup inside the container exited non-zero"
+fi
+podman rm -f -t 5 "$ZSTD_CONTAINER" > /dev/null 2>&1 || true
 
 # --------------------------------------------------------------------------------------------------
 step "SIGTERM"
