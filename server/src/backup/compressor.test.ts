@@ -29,6 +29,22 @@ describe('createCompressor: zstd', () => {
     expect(execFileSync('zstd', ['-dcq'], { input: compressed, maxBuffer: 16 * 1024 * 1024 }).equals(text)).toBe(true);
   });
 
+  it('batches pg_dump-sized chunks (64 KiB) into larger encoder calls and still writes exactly the input as one frame, the last partial batch included', async () => {
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < text.length; at += 64 * 1024) chunks.push(text.subarray(at, at + 64 * 1024));
+    const out: Buffer[] = [];
+    await pipeline(Readable.from(chunks), zstd(3), async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) out.push(chunk);
+    });
+    const compressed = Buffer.concat(out);
+    const checked: Buffer[] = [];
+    await pipeline(Readable.from([compressed]), createDecompressor('zstd'), async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) checked.push(chunk);
+    });
+    expect(text.length % (1024 * 1024)).not.toBe(0);
+    expect(Buffer.concat(checked).equals(text)).toBe(true);
+  });
+
   it('compresses at the level asked for, through a slow consumer', async () => {
     const sizes: number[] = [];
     for (const level of [1, 9]) {
