@@ -23,6 +23,9 @@ have_pg || apt_packages+=(postgresql postgresql-client)
 command -v gzip >/dev/null || apt_packages+=(gzip)
 command -v docker-compose >/dev/null || apt_packages+=(docker-compose)
 command -v curl >/dev/null || apt_packages+=(curl)
+# The stock tools whose formats the tests prove ours against: zstd (zstd -dc | psql) and age (age -d).
+command -v zstd >/dev/null || apt_packages+=(zstd)
+command -v age >/dev/null || apt_packages+=(age)
 # Headless Chromium for the /docs page test (driven by playwright-core, which downloads no browser).
 [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
 # debootstrap builds the Debian trixie/sid roots that the version-matrix test runs the PostgreSQL
