@@ -1,13 +1,14 @@
 import { z } from 'zod';
 
 /**
- * Backup ids: `<prefix>_<yyyyMMddTHHmmssZ>[_<n>].sql.gz` (gzip) or `.sql.zst` (zstd). The extension
- * is the backup's compression format (see compressionOfId). The optional `_<n>` suffix keeps two
+ * Backup ids: `<prefix>_<yyyyMMddTHHmmssZ>[_<n>].sql.gz` (gzip) or `.sql.zst` (zstd), with `.age`
+ * after it when the backup is encrypted (`.sql.gz.age`). The extension is the backup's compression
+ * format (see compressionOfId) and whether it is encrypted (isEncryptedId). The optional `_<n>` suffix keeps two
  * backups taken within the same second distinct. The prefix is restricted to a safe alphabet so
  * that an id can never carry a path separator, `..`, or a NUL byte (invariant 7).
  */
 export const BACKUP_NAME_PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
-export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}_\d{8}T\d{6}Z(?:_\d{1,4})?\.sql\.(?:gz|zst)$/;
+export const BACKUP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}_\d{8}T\d{6}Z(?:_\d{1,4})?\.sql\.(?:gz|zst)(?:\.age)?$/;
 export const BACKUP_ID_MAX_LENGTH = 100;
 
 /** True when `id` has the shape of a backup id; checked before any storage access. */
@@ -25,10 +26,37 @@ export const COMPRESSION_FORMATS = {
   zstd: { extension: '.sql.zst', contentType: 'application/zstd', minLevel: 1, maxLevel: 19 },
 } as const satisfies Record<CompressionFormat, { extension: string; contentType: string; minLevel: number; maxLevel: number }>;
 
+/** An encrypted backup's name: its compressed name plus `.age` (age-encryption.org/v1). */
+export const ENCRYPTED_EXTENSION = '.age';
+/** Encrypted backups download as what they are to anyone without the key: opaque bytes. */
+export const ENCRYPTED_CONTENT_TYPE = 'application/octet-stream';
+
+/** True when a backup (or file) name says it is age-encrypted: it ends in `.age`. */
+export function isEncryptedId(id: string): boolean {
+  return id.endsWith(ENCRYPTED_EXTENSION);
+}
+
+/** The name without its `.age`: what the backup decrypts to (`….sql.gz`). */
+export function plainNameOf(id: string): string {
+  return isEncryptedId(id) ? id.slice(0, -ENCRYPTED_EXTENSION.length) : id;
+}
+
 /** The compression format of a backup, from its id's extension (call only with a valid id). */
 export function compressionOfId(id: string): CompressionFormat {
-  return id.endsWith(COMPRESSION_FORMATS.zstd.extension) ? 'zstd' : 'gzip';
+  return plainNameOf(id).endsWith(COMPRESSION_FORMATS.zstd.extension) ? 'zstd' : 'gzip';
 }
+
+/** The Content-Type a backup downloads as: its compression's, or application/octet-stream when encrypted. */
+export function contentTypeOfId(id: string): string {
+  return isEncryptedId(id) ? ENCRYPTED_CONTENT_TYPE : COMPRESSION_FORMATS[compressionOfId(id)].contentType;
+}
+
+/** How a backup is encrypted (the sidecar's `encryption`): age, to these recipients (public keys). */
+export const EncryptionSchema = z.object({
+  format: z.literal('age'),
+  recipients: z.array(z.string()).min(1).describe('The age recipients (public keys) the backup was encrypted to: any one of their identities decrypts it.'),
+});
+export type Encryption = z.infer<typeof EncryptionSchema>;
 
 export const JobStatusSchema = z.enum(['queued', 'running', 'succeeded', 'failed']);
 export type JobStatus = z.infer<typeof JobStatusSchema>;
@@ -74,10 +102,10 @@ export type Job = z.infer<typeof JobSchema>;
 
 /** The fields every sidecar has, ours and the reference service's: the public part of a backup. */
 const BackupFieldsSchema = z.object({
-  id: z.string().describe('Backup id, also its file name: `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` (gzip) or `.sql.zst` (zstd).'),
+  id: z.string().describe('Backup id, also its file name: `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` (gzip) or `.sql.zst` (zstd); `.age` follows when it is encrypted.'),
   createdAt: z.string().datetime(),
-  sizeBytes: z.number().int().nonnegative().describe('Size of the stored .sql.gz / .sql.zst object.'),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 (hex) of the stored .sql.gz / .sql.zst object.'),
+  sizeBytes: z.number().int().nonnegative().describe('Size of the stored object (.sql.gz / .sql.zst, or its .age ciphertext).'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 (hex) of the stored object, as stored (the ciphertext when encrypted).'),
   pgVersion: z.string().describe('Version of the PostgreSQL server that was dumped.'),
   durationMs: z.number().int().nonnegative(),
   triggeredBy: TriggerSchema,
@@ -85,17 +113,18 @@ const BackupFieldsSchema = z.object({
 
 /** The outcome of a backup's newest restore drill, as the API reports it beside the backup. */
 export const DrillSummarySchema = z.object({
-  status: z.enum(['passed', 'failed']),
+  status: z.enum(['passed', 'failed', 'skipped']).describe('skipped: the drill could not run for a reason that is not the backup\'s (an encrypted backup and no RESTORE_DRILL_IDENTITY_FILE); detail says why. Only passed proves a backup.'),
   at: z.string().datetime().describe('When the drill finished.'),
   durationMs: z.number().int().nonnegative(),
   tablesChecked: z.number().int().nonnegative().describe("Tables whose row count was compared with the backup's contents manifest."),
   rowsChecked: z.number().int().nonnegative().describe("The manifest's rows when every count matched; else the rows of the tables that matched."),
-  detail: z.string().nullable().describe('Failed: the first mismatch, or the restore error (psql\'s message). Passed: null.'),
+  detail: z.string().nullable().describe('Failed: the first mismatch, or the restore error (psql\'s message). Skipped: why. Passed: null.'),
 });
 export type DrillSummary = z.infer<typeof DrillSummarySchema>;
 
 /** A stored, verified backup (one with a `.meta.json` sidecar). */
 export const BackupSchema = BackupFieldsSchema.extend({
+  encryption: EncryptionSchema.nullable().default(null).describe('How the backup is encrypted (null: it is not); old backups keep the recipients they were written for.'),
   drill: DrillSummarySchema.nullable()
     .default(null)
     .describe('The newest restore drill of this backup (`<id>.drill.json`), or null when it was never drilled.'),
@@ -149,6 +178,7 @@ export const BackupSidecarSchema = BackupFieldsSchema.extend({
   serviceVersion: z.string().default(UNKNOWN),
   format: z.literal('plain').default('plain'),
   contents: SidecarContentsSchema.nullable().default(null).describe('null: no contents manifest (the reference service, older versions).'),
+  encryption: EncryptionSchema.nullable().default(null).describe('null: not encrypted.'),
 });
 export type BackupSidecar = z.infer<typeof BackupSidecarSchema>;
 

@@ -1,4 +1,4 @@
-import { BackupSidecarSchema, isBackupId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary } from './schemas.js';
+import { BackupSidecarSchema, ENCRYPTED_EXTENSION, isBackupId, isEncryptedId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary } from './schemas.js';
 
 /** A backup `<id>` is listed only when `<id>.meta.json` exists beside it (invariant 1). */
 export const SIDECAR_SUFFIX = '.meta.json';
@@ -8,9 +8,13 @@ export function sidecarName(id: string): string {
   return `${id}${SIDECAR_SUFFIX}`;
 }
 
-/** A backup's contents manifest, `<id>.contents.json`: written before the sidecar, removed with the backup. */
+/**
+ * A backup's contents manifest, `<id>.contents.json`: written before the sidecar, removed with the
+ * backup. An encrypted backup's is encrypted to the same recipients (it names every table), and
+ * its name says so: `<id>.contents.json.age`.
+ */
 export function contentsName(id: string): string {
-  return `${id}.contents.json`;
+  return `${id}.contents.json${isEncryptedId(id) ? ENCRYPTED_EXTENSION : ''}`;
 }
 
 /** A backup's newest drill record, `<id>.drill.json`: written after a drill, removed with the backup. */
@@ -47,6 +51,10 @@ export function parseSidecar(text: string, expectedId: string | null): ParsedSid
     return { ok: false, problem: `not a backup sidecar (${issue ? `${issue.path.join('.') || 'value'}: ${issue.message}` : 'invalid'})` };
   }
   if (expectedId !== null && parsed.data.id !== expectedId) return { ok: false, problem: `it describes ${parsed.data.id}, not ${expectedId}` };
+  // A name and a sidecar that disagree on encryption would send a restore down the wrong path.
+  if (isEncryptedId(parsed.data.id) !== (parsed.data.encryption !== null)) {
+    return { ok: false, problem: isEncryptedId(parsed.data.id) ? 'its id ends in .age, but it records no encryption' : 'it records encryption, but its id does not end in .age' };
+  }
   return { ok: true, sidecar: parsed.data };
 }
 
@@ -61,8 +69,8 @@ export function isOfDatabase(sidecar: Pick<BackupSidecar, 'database'>, database:
 
 /** The public Backup fields of a sidecar, with its newest drill: what the API lists. */
 export function toBackup(sidecar: BackupSidecar, drill: DrillSummary | null = null): Backup {
-  const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy } = sidecar;
-  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, drill };
+  const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, encryption } = sidecar;
+  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, encryption, drill };
 }
 
 /**

@@ -21,8 +21,6 @@ import type { Recipient } from 'age-encryption';
 
 /** The first line of every age file (its "intro"). */
 export const AGE_INTRO = 'age-encryption.org/v1\n';
-/** An encrypted backup's id is its compressed name plus this: `backup_….sql.gz.age`. */
-export const AGE_EXTENSION = '.age';
 
 const CHUNK_BYTES = 64 * 1024;
 const TAG_BYTES = 16;
@@ -112,14 +110,14 @@ function quote(text: string): string {
  * blank lines). `where` names the file in messages. Identities are secret: a message names the
  * line, never its content. Throws AgeError('identities') with every problem.
  */
-export async function parseIdentities(text: string, where: string): Promise<string[]> {
+export function parseIdentities(text: string, where: string): string[] {
   if (text.startsWith(AGE_INTRO) || text.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
     throw new AgeError('identities', `${where} is itself encrypted (a passphrase-protected identity file), which is not supported: decrypt it first (age -d ${where} > key.txt) and keep that file private`);
   }
   const identities: string[] = [];
   const problems: string[] = [];
   for (const line of meaningfulLines(text)) {
-    const problem = await identityProblem(line.text);
+    const problem = identityProblem(line.text);
     if (problem === null) identities.push(line.text);
     else problems.push(`${where} line ${line.number} ${problem}`);
   }
@@ -128,12 +126,12 @@ export async function parseIdentities(text: string, where: string): Promise<stri
   return identities;
 }
 
-async function identityProblem(identity: string): Promise<string | null> {
+function identityProblem(identity: string): string | null {
   if (identity.startsWith('-----BEGIN') || identity.startsWith('ssh-')) return 'is an SSH key, which is not supported: use an age identity (age-keygen)';
   if (identity.startsWith('AGE-PLUGIN-')) return 'is an age plugin identity, which needs the plugin program: use a native age identity';
   if (!identity.startsWith('AGE-SECRET-KEY-')) return 'is not an age identity (they begin with AGE-SECRET-KEY-1…)';
   try {
-    await identityToRecipient(identity);
+    new Decrypter().addIdentity(identity);
     return null;
   } catch {
     return 'is not a valid age identity (a mistyped or cut key: its checksum or length is wrong)';

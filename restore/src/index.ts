@@ -49,3 +49,16 @@ export { contentsName } from '@db-backup-service/contract';
 export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
 export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
 export { createDecompressor, ZstdFrameCheck } from './compression.js';
+export {
+  AGE_INTRO,
+  AgeDecryptStream,
+  AgeEncryptStream,
+  AgeError,
+  decryptBuffer,
+  encryptBuffer,
+  isAgeEncrypted,
+  parseIdentities,
+  parseRecipients,
+  recipientsOfIdentities,
+  type AgeErrorKind,
+} from './age.js';

@@ -1,6 +1,6 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { BACKUP_NAME_PREFIX_PATTERN, COMPRESSION_FORMATS, CompressionFormatSchema, PG_SSL_MODES, type CompressionFormat, type DrillTarget } from '@db-backup-service/contract';
-import { DEFAULT_CLIENTS_DIR, type PgServer } from '@db-backup-service/restore';
+import { BACKUP_NAME_PREFIX_PATTERN, COMPRESSION_FORMATS, CompressionFormatSchema, PG_SSL_MODES, type CompressionFormat, type DrillTarget, type Encryption } from '@db-backup-service/contract';
+import { DEFAULT_CLIENTS_DIR, parseIdentities, parseRecipients, type PgServer } from '@db-backup-service/restore';
 import { validateCronExpression } from 'cron';
 import { findLocalServer } from '../drill/local-server.js';
 import { inheritableEnv } from '../backup/child-env.js';
@@ -51,6 +51,8 @@ export interface DrillSettings {
   readonly server: DbServer;
   /** RESTORE_DRILL_QUERY: SQL that must return true in the restored database; null: none. */
   readonly query: string | null;
+  /** RESTORE_DRILL_IDENTITY_FILE: age identities that decrypt encrypted backups for drills; null: such drills are skipped. */
+  readonly identities: readonly string[] | null;
 }
 
 export type StorageConfig = { readonly backend: 'local'; readonly dir: string } | ({ readonly backend: 's3' } & S3Settings);
@@ -75,6 +77,8 @@ export interface Config {
     readonly lockWaitTimeoutMs: number;
     /** BACKUP_MAX_UPLOAD_RATE in bytes per second: the compressed bytes written to storage; null = no limit. */
     readonly maxUploadBytesPerSecond: number | null;
+    /** BACKUP_ENCRYPTION_RECIPIENTS(_FILE): age recipients every new backup is encrypted to; null = not encrypted. */
+    readonly encryption: Encryption | null;
   };
   readonly retention: { readonly days: number; readonly minCount: number };
   readonly drill: DrillSettings;
@@ -282,6 +286,7 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       // queued behind pg_dump's waiting lock request do not pile up for long (pg-dump-process.ts).
       lockWaitTimeoutMs: durationVariable('BACKUP_LOCK_WAIT_TIMEOUT', '60s'),
       maxUploadBytesPerSecond: byteRateVariable('BACKUP_MAX_UPLOAD_RATE'),
+      encryption: encryptionSettings(),
     },
     retention: {
       days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
@@ -352,7 +357,62 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
         tls: db.tls,
       },
       query,
+      identities: drillIdentities(),
     };
+  }
+
+  /**
+   * BACKUP_ENCRYPTION_RECIPIENTS (comma- or newline-separated) or BACKUP_ENCRYPTION_RECIPIENTS_FILE
+   * (age's recipients-file format): every recipient must parse, or the service does not start, so a
+   * typo can never mean unencrypted backups (invariant 10). Neither set: no encryption.
+   */
+  function encryptionSettings(): Encryption | null {
+    const direct = raw('BACKUP_ENCRYPTION_RECIPIENTS');
+    const file = raw('BACKUP_ENCRYPTION_RECIPIENTS_FILE');
+    const fix = 'Use age recipients (public keys, age1…, one per line or comma-separated), e.g. the "Public key" line age-keygen prints.';
+    if (direct !== undefined && file !== undefined) {
+      report('BACKUP_ENCRYPTION_RECIPIENTS', 'both BACKUP_ENCRYPTION_RECIPIENTS and BACKUP_ENCRYPTION_RECIPIENTS_FILE are set', 'Set only one of them.');
+      return null;
+    }
+    let parsed: { recipients: string[]; problems: string[] };
+    let variable: string;
+    if (direct !== undefined) {
+      variable = 'BACKUP_ENCRYPTION_RECIPIENTS';
+      parsed = parseRecipients(direct, variable, { commas: true });
+    } else if (file !== undefined) {
+      variable = 'BACKUP_ENCRYPTION_RECIPIENTS_FILE';
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (error) {
+        report(variable, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Point it at a readable age recipients file.');
+        return null;
+      }
+      parsed = parseRecipients(text, file, { commas: false });
+    } else {
+      return null;
+    }
+    for (const problem of parsed.problems) report(variable, problem, fix);
+    return parsed.problems.length > 0 ? null : { format: 'age', recipients: parsed.recipients };
+  }
+
+  /** RESTORE_DRILL_IDENTITY_FILE: age's identity-file format; messages name a bad line, never its content. */
+  function drillIdentities(): string[] | null {
+    const file = raw('RESTORE_DRILL_IDENTITY_FILE');
+    if (file === undefined) return null;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      report('RESTORE_DRILL_IDENTITY_FILE', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Point it at a readable age identity file (age-keygen -o key.txt), or unset it.');
+      return null;
+    }
+    try {
+      return parseIdentities(text, file);
+    } catch (error) {
+      report('RESTORE_DRILL_IDENTITY_FILE', error instanceof Error ? error.message : String(error), 'Use the file age-keygen wrote (AGE-SECRET-KEY-1… lines).');
+      return null;
+    }
   }
 
   /** BACKUP_COMPRESSION, then BACKUP_COMPRESSION_LEVEL within that format's range (its default differs per format). */
