@@ -84,7 +84,7 @@ export const apiContract = c.router(
       path: '/api/v1/backups/latest/download',
       summary: 'Download the latest successful backup (application/gzip)',
       description:
-        'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
+        'Streams the backup as stored (.sql.gz, .sql.zst, or its .age ciphertext when encrypted). Supports HEAD and a single byte Range (206/416) to resume. ' +
         '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
       responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema, ...everyRoute },
       metadata: download,
@@ -95,7 +95,7 @@ export const apiContract = c.router(
       pathParams: z.object({ id: z.string() }),
       summary: 'Download a backup by id (application/gzip)',
       description:
-        'Streams the .sql.gz. Supports HEAD and a single byte Range (206/416) to resume. ' +
+        'Streams the backup as stored (.sql.gz, .sql.zst, or its .age ciphertext when encrypted). Supports HEAD and a single byte Range (206/416) to resume. ' +
         '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
       responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema, ...withPathParams },
       metadata: download,

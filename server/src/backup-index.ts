@@ -28,14 +28,15 @@ export function companionNames(id: string): string[] {
   return [contentsName(id), drillName(id)];
 }
 
-const COMPANION_SUFFIXES = companionNames('');
+/** Companion names end in one of these after the id (an encrypted backup's manifest in `.contents.json.age`). */
+const COMPANION_SUFFIX = /\.(?:contents\.json(?:\.age)?|drill\.json)$/;
 
-/** The backup id a companion object (`<id>.contents.json`, `<id>.drill.json`) belongs to, or null. */
+/** The backup id a companion object (`<id>.contents.json[.age]`, `<id>.drill.json`) belongs to, or null. */
 export function backupIdOfCompanion(name: string): string | null {
-  const suffix = COMPANION_SUFFIXES.find((s) => name.endsWith(s));
-  if (suffix === undefined) return null;
-  const id = name.slice(0, -suffix.length);
-  return isBackupId(id) ? id : null;
+  const suffix = COMPANION_SUFFIX.exec(name);
+  if (suffix === null) return null;
+  const id = name.slice(0, suffix.index);
+  return isBackupId(id) && companionNames(id).includes(name) ? id : null;
 }
 
 /** Whose backups these are (invariant 11): this name prefix, and a sidecar naming this database. */

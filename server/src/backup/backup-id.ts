@@ -1,4 +1,4 @@
-import { COMPRESSION_FORMATS, isBackupId, type CompressionFormat } from '@db-backup-service/contract';
+import { COMPRESSION_FORMATS, ENCRYPTED_EXTENSION, isBackupId, type CompressionFormat } from '@db-backup-service/contract';
 
 // BACKUP_ID_PATTERN allows a suffix of at most four digits.
 const MAX_SUFFIX = 9999;
@@ -14,12 +14,17 @@ export function formatBackupTimestamp(date: Date): string {
 
 /**
  * A new backup id, `<prefix>_<yyyyMMddTHHmmssZ>.sql.gz` (`.sql.zst` for zstd: the extension is the
- * format); when that is taken (two backups within one second), `<prefix>_<ts>_2.sql.gz`, `_3`, ... Throws if the result would not match
+ * format; `.age` after it when encrypted); when that is taken (two backups within one second), `<prefix>_<ts>_2.sql.gz`, `_3`, ... Throws if the result would not match
  * BACKUP_ID_PATTERN, so a bad prefix can never produce a name the download route would refuse.
  */
-export function newBackupId(prefix: string, now: Date, format: CompressionFormat, exists: (id: string) => boolean): string {
+export function newBackupId(
+  prefix: string,
+  now: Date,
+  kind: { readonly format: CompressionFormat; readonly encrypted: boolean },
+  exists: (id: string) => boolean,
+): string {
   const base = `${prefix}_${formatBackupTimestamp(now)}`;
-  const extension = COMPRESSION_FORMATS[format].extension;
+  const extension = `${COMPRESSION_FORMATS[kind.format].extension}${kind.encrypted ? ENCRYPTED_EXTENSION : ''}`;
   for (let n = 1; n <= MAX_SUFFIX; n++) {
     const id = n === 1 ? `${base}${extension}` : `${base}_${n}${extension}`;
     if (!isBackupId(id)) throw new Error(`cannot build a valid backup id from prefix ${JSON.stringify(prefix)}`);

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupSidecarSchema, contentsName, sidecarName } from '@db-backup-service/contract';
-import type { BackupSidecar, ContentsManifest, SidecarContents, Trigger } from '@db-backup-service/contract';
-import { DumpContentsCounter } from '@db-backup-service/restore';
+import type { BackupSidecar, ContentsManifest, Encryption, SidecarContents, Trigger } from '@db-backup-service/contract';
+import { AgeEncryptStream, DumpContentsCounter, encryptBuffer } from '@db-backup-service/restore';
 import type { Config } from '../config/config.js';
 import { addLogContext } from '../logger.js';
 import type { Logger } from '../logger.js';
@@ -63,6 +63,12 @@ export interface RunBackupOptions {
    * prove that the check fails the backup before anything is listed (invariants 1 and 2).
    */
   readonly __test__damageCompressed?: () => Transform;
+  /**
+   * Test-only injection point: the encryption stage itself fails after this many compressed bytes
+   * (as a cipher error would), to prove that an encrypting backup fails closed: the job fails,
+   * nothing is listed, and no byte that is not ciphertext was stored (invariant 10).
+   */
+  readonly __test__failEncryptionAfterBytes?: number;
 }
 
 export interface BackupProgress {
@@ -115,6 +121,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     await session.lock(config.db.name);
     const sizeHintBytes = await session.databaseSizeBytes();
     id = await chooseBackupId(storage, config.backup, startedAt, deps.existingIds(), secrets);
+    const { encryption } = config.backup;
     addLogContext({ backupId: id });
     logger.info('dumping database', {
       serverVersion: session.server.version,
@@ -122,6 +129,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
       pgDumpPath: pgTools.pgDumpPath,
       databaseSizeBytes: sizeHintBytes,
       compression: config.backup.compression,
+      encryptedTo: encryption?.recipients,
     });
 
     const streamed = await dumpToStorage({ deps, opts, secrets, id, sizeHintBytes, pgTools });
@@ -129,7 +137,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
     await opts.onStage?.('stored');
 
     try {
-      await verifyStoredBackup(storage, id, streamed, signal, GC_LIMIT_BYTES);
+      await verifyStoredBackup(storage, id, streamed, signal, { gcLimitBytes: GC_LIMIT_BYTES, encrypted: encryption !== null });
     } catch (error) {
       // A read-back that differs may be another writer's object, not a corrupt one of ours.
       await assertStillOurs(storage, id, streamed.etag, secrets);
@@ -141,7 +149,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
 
     // Before the sidecar: a listed backup always has the manifest its sidecar vouches for.
     contentsAttempted = true;
-    const contents = await writeContents(storage, id, streamed.contents, signal, secrets);
+    const contents = await writeContents(storage, id, streamed.contents, encryption, signal, secrets);
     await opts.onStage?.('contents');
 
     const sidecar: BackupSidecar = BackupSidecarSchema.parse({
@@ -159,6 +167,7 @@ async function execute(deps: RunBackupDeps, opts: RunBackupOptions, secrets: rea
       serviceVersion: SERVICE_VERSION,
       format: 'plain',
       contents,
+      encryption,
     });
     // The sidecar is what makes the dump a listed backup, so it is written last (invariant 1).
     sidecarAttempted = true;
@@ -199,8 +208,11 @@ const GC_LIMIT_BYTES = 12 * 1024 * 1024;
 
 /**
  * pg_dump stdout -> trailer observer + byte count + contents counter -> GC pacer -> end gate ->
- * gzip or zstd -> decompression check -> SHA-256 + byte count -> storage.putStream, with no temp
- * file and bounded memory (invariant 5). The end gate holds back the end of the stream until
+ * gzip or zstd -> decompression check -> [age encryption] -> SHA-256 + byte count ->
+ * storage.putStream, with no temp file and bounded memory (invariant 5). With encryption
+ * configured, the age stage is always in the pipeline and any failure of it errors the whole
+ * stream, so storage gets ciphertext or nothing (invariant 10); the check before it still proves
+ * the compressed bytes, and the hash after it covers what is stored. The end gate holds back the end of the stream until
  * pg_dump has exited 0 and the trailer is there, the check until the compressed stream has
  * decompressed to exactly the dump (and, for zstd, was exactly one frame); otherwise the stream
  * errors and the storage discards the upload instead of committing a partial dump.
@@ -254,7 +266,8 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
     // The trailer observer counts the uncompressed bytes and the contents too: no stage of its own for that.
     const damage = ctx.opts.__test__damageCompressed?.();
     const compression = damage === undefined ? [compressor] : [compressor, damage];
-    const piped = pipeline([dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, ...compression, check, compressed, ...limit], { signal });
+    const encryption = encryptionStages(config.backup.encryption, ctx.opts.__test__failEncryptionAfterBytes);
+    const piped = pipeline([dump.stdout, trailer, new GcPacer(GC_LIMIT_BYTES), gate, ...compression, check, ...encryption, compressed, ...limit], { signal });
     const stored = storage.putStream(id, body, { signal, sizeHintBytes: ctx.sizeHintBytes }).catch((error: unknown) => {
       // Failures that start in our own stream (pg_dump, trailer, onStage) are recorded first, by
       // the end gate, before the body errors; anything else that makes putStream fail is the
@@ -305,6 +318,22 @@ async function dumpToStorage(ctx: DumpContext): Promise<StreamedDigest & { reado
   }
 }
 
+/** The age stage (none without recipients); with the test's failure injected into it when asked. */
+function encryptionStages(encryption: Encryption | null, failAfterBytes: number | undefined): Transform[] {
+  if (encryption === null) return [];
+  const encryptor = new AgeEncryptStream(encryption.recipients);
+  if (failAfterBytes === undefined) return [encryptor];
+  let seen = 0;
+  const trigger = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > failAfterBytes) encryptor.destroy(new Error('injected failure inside the encryption stage'));
+      callback(null, chunk);
+    },
+  });
+  return [trigger, encryptor];
+}
+
 /**
  * Calls `onProgress` with `read()` now, then every PROGRESS_INTERVAL_MS, and once more on `stop()`
  * (idempotent). One timer for the whole backup: nothing is added to the per-chunk path.
@@ -327,14 +356,15 @@ function reportProgress(onProgress: ((progress: BackupProgress) => void) | undef
 
 async function chooseBackupId(
   storage: Storage,
-  naming: Pick<Config['backup'], 'namePrefix' | 'compression'>,
+  naming: Pick<Config['backup'], 'namePrefix' | 'compression' | 'encryption'>,
   startedAt: Date,
   known: ReadonlySet<string>,
   secrets: readonly string[],
 ): Promise<string> {
   const taken = new Set(known);
   for (;;) {
-    const id = newBackupId(naming.namePrefix, startedAt, naming.compression.format, (candidate) => taken.has(candidate));
+    const kind = { format: naming.compression.format, encrypted: naming.encryption !== null };
+    const id = newBackupId(naming.namePrefix, startedAt, kind, (candidate) => taken.has(candidate));
     let present: boolean;
     try {
       // A contents manifest left by an earlier failure under this id would make its write fail.
@@ -368,10 +398,24 @@ async function assertStillOurs(storage: Storage, id: string, etag: string | unde
 
 /**
  * Stores `<id>.contents.json` (pretty, like the sidecar) and returns the sidecar's summary of it,
- * whose sha256 is of exactly the bytes stored.
+ * whose sha256 is of exactly the bytes stored. An encrypted backup's manifest names every table
+ * and its row count, so it is encrypted to the same recipients (`<id>.contents.json.age`).
  */
-async function writeContents(storage: Storage, id: string, manifest: ContentsManifest, signal: AbortSignal, secrets: readonly string[]): Promise<SidecarContents> {
-  const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+async function writeContents(
+  storage: Storage,
+  id: string,
+  manifest: ContentsManifest,
+  encryption: Encryption | null,
+  signal: AbortSignal,
+  secrets: readonly string[],
+): Promise<SidecarContents> {
+  const json = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  let bytes: Buffer;
+  try {
+    bytes = encryption === null ? json : await encryptBuffer(json, encryption.recipients);
+  } catch (error) {
+    throw new BackupError('INTERNAL', redact(`encrypting the contents manifest of backup ${id} failed: ${describeError(error)}`, secrets), { cause: error });
+  }
   try {
     await storage.putSmall(contentsName(id), bytes, { signal });
   } catch (error) {

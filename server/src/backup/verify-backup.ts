@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { AGE_INTRO, isAgeEncrypted } from '@db-backup-service/restore';
 import type { Storage } from '../storage/storage.js';
 import { BackupError } from './backup-error.js';
 import { describeError } from './describe-error.js';
@@ -26,9 +27,13 @@ export async function verifyStoredBackup(
   id: string,
   expected: StreamedDigest,
   signal: AbortSignal,
-  gcLimitBytes = Infinity,
+  opts: { readonly gcLimitBytes?: number; readonly encrypted?: boolean } = {},
 ): Promise<void> {
+  const { gcLimitBytes = Infinity, encrypted = false } = opts;
   const compressed = new StreamMeter({ sha256: true });
+  // An encrypted backup must read back as age from its first byte: with the hash check, proof
+  // that what storage holds is the ciphertext, whatever happened on the way (invariant 10).
+  let head = Buffer.alloc(0);
   try {
     const source = await storage.get(id, { signal });
     await pipeline(
@@ -37,7 +42,8 @@ export async function verifyStoredBackup(
       // Every chunk read is a new buffer: the same pacing as while dumping.
       new GcPacer(gcLimitBytes),
       new Writable({
-        write(_chunk, _encoding, callback) {
+        write(chunk: Buffer, _encoding, callback) {
+          if (encrypted && head.length < AGE_INTRO.length) head = Buffer.concat([head, chunk.subarray(0, AGE_INTRO.length - head.length)]);
           callback();
         },
       }),
@@ -46,6 +52,9 @@ export async function verifyStoredBackup(
   } catch (error) {
     if (signal.aborted) throw error;
     throw new BackupError('VERIFY_FAILED', `reading backup ${id} back from storage failed: ${describeError(error)}`, { cause: error });
+  }
+  if (encrypted && !isAgeEncrypted(head)) {
+    throw new BackupError('VERIFY_FAILED', `backup ${id} should be age-encrypted, but what storage holds does not begin with the age header`);
   }
   const actual = { sizeBytes: compressed.bytes, sha256: compressed.sha256() };
   const differences = (Object.keys(actual) as (keyof typeof actual)[])

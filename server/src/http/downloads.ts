@@ -1,7 +1,7 @@
 import { PassThrough, Stream, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Request, Response } from 'express';
-import { COMPRESSION_FORMATS, compressionOfId, isBackupId, type BackupSidecar } from '@db-backup-service/contract';
+import { contentTypeOfId, isBackupId, type BackupSidecar } from '@db-backup-service/contract';
 import type { BackupIndex } from '../backup-index.js';
 import type { Logger } from '../logger.js';
 import { StorageNotFoundError, type ObjectReader, type Storage } from '../storage/storage.js';
@@ -44,7 +44,7 @@ export async function serveDownload(
     return { status: 416, body: problem(416, 'Range Not Satisfiable', `the backup has ${backup.sizeBytes} bytes`, 'RANGE_NOT_SATISFIABLE') };
   }
   res.set({
-    'Content-Type': COMPRESSION_FORMATS[compressionOfId(backup.id)].contentType,
+    'Content-Type': contentTypeOfId(backup.id),
     'Content-Disposition': `attachment; filename="${backup.id}"`,
     ETag: etag,
     'Repr-Digest': `sha-256=:${Buffer.from(backup.sha256, 'hex').toString('base64')}:`,

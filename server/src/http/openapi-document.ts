@@ -1,6 +1,6 @@
 import { generateOpenApi } from '@ts-rest/open-api';
 import type { AppRoute } from '@ts-rest/core';
-import { apiContract, COMPRESSION_FORMATS, type RouteMetadata } from '@db-backup-service/contract';
+import { apiContract, COMPRESSION_FORMATS, ENCRYPTED_CONTENT_TYPE, type RouteMetadata } from '@db-backup-service/contract';
 
 const CONTENT_DISPOSITION = {
   description: 'attachment; filename="<id>" (curl -OJ keeps the backup id as file name)',
@@ -57,8 +57,10 @@ export function buildOpenApiDocument(version: string): Record<string, unknown> {
                 'Accept-Ranges': { schema: { type: 'string', enum: ['bytes'] } },
                 ...(status === '206' ? { 'Content-Range': { schema: { type: 'string' } } } : {}),
               },
-              // The id's extension says which: .sql.gz is application/gzip, .sql.zst application/zstd.
-              content: Object.fromEntries(Object.values(COMPRESSION_FORMATS).map((f) => [f.contentType, { schema: { type: 'string', format: 'binary' } }])),
+              // The id's extension says which: .sql.gz is application/gzip, .sql.zst application/zstd, and an encrypted .age application/octet-stream.
+              content: Object.fromEntries(
+                [...Object.values(COMPRESSION_FORMATS).map((f) => f.contentType), ENCRYPTED_CONTENT_TYPE].map((type) => [type, { schema: { type: 'string', format: 'binary' } }]),
+              ),
             };
           }
         }
