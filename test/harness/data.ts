@@ -184,15 +184,20 @@ export async function fingerprint(cluster: PostgresCluster, db: string): Promise
 
 /**
  * Restores a .sql.gz (or .sql.zst) file exactly as an operator without this service would:
- * `gunzip -c FILE | psql --single-transaction -v ON_ERROR_STOP=1 -X` (`zstd -dcq` for .sql.zst) into a new database `db`.
+ * `gunzip -c FILE | psql --single-transaction -v ON_ERROR_STOP=1 -X` (`zstd -dcq` for .sql.zst) into a new database `db`;
+ * an encrypted `.age` one through the stock `age -d -i IDENTITY_FILE` first.
  */
-export async function restoreWithStockTools(file: string, cluster: PostgresCluster, db: string): Promise<void> {
+export async function restoreWithStockTools(file: string, cluster: PostgresCluster, db: string, identityFile?: string): Promise<void> {
   await cluster.createDatabase(db);
-  const decompress = file.endsWith('.zst') ? 'zstd -dcq' : 'gunzip -c';
+  const plain = file.replace(/\.age$/, '');
+  const decompress = plain.endsWith('.zst') ? 'zstd -dcq' : 'gunzip -c';
+  // An encrypted backup, as the README restores one: age -d -i key.txt backup.sql.gz.age | gunzip | psql
+  const read = plain === file ? `${decompress} "$1"` : `age -d -i "$3" "$1" | ${decompress}`;
+  if (plain !== file && identityFile === undefined) throw new Error(`${file} is encrypted: pass the identity file`);
   const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
     const child = spawn(
       'bash',
-      ['-o', 'pipefail', '-c', `${decompress} "$1" | "$2" --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null`, 'restore', file, pgClientBin('psql')],
+      ['-o', 'pipefail', '-c', `${read} | "$2" --single-transaction -v ON_ERROR_STOP=1 -X -q -o /dev/null`, 'restore', file, pgClientBin('psql'), identityFile ?? ''],
       { env: { PATH: process.env.PATH ?? '', ...cluster.pgEnv(db) }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let text = '';
