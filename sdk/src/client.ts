@@ -6,9 +6,12 @@ import {
   BackupSchema,
   COMPRESSION_FORMATS,
   compressionOfId,
+  contentTypeOfId,
+  ENCRYPTED_CONTENT_TYPE,
   HealthSchema,
   InfoSchema,
   isBackupId,
+  isEncryptedId,
   JobConflictSchema,
   JobSchema,
   ProblemSchema,
@@ -316,10 +319,12 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       const latest = idOrLatest === 'latest';
       if (!latest && !isBackupId(idOrLatest)) {
         // Checked before any request (invariant 7): an id never becomes an arbitrary URL path.
-        throw new BackupServiceError('NOT_FOUND', `${JSON.stringify(idOrLatest.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, or "latest")`);
+        throw new BackupServiceError('NOT_FOUND', `${JSON.stringify(idOrLatest.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, .age after it when encrypted, or "latest")`);
       }
       const what = latest ? 'GET /api/v1/backups/latest/download' : `GET /api/v1/backups/${idOrLatest}/download`;
-      const extraHeaders: Record<string, string> = { accept: [...Object.values(COMPRESSION_FORMATS).map((f) => f.contentType), 'application/problem+json'].join(', ') };
+      const extraHeaders: Record<string, string> = {
+        accept: [...Object.values(COMPRESSION_FORMATS).map((f) => f.contentType), ENCRYPTED_CONTENT_TYPE, 'application/problem+json'].join(', '),
+      };
       if (opts.range) {
         const { start, end } = opts.range;
         if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
@@ -358,10 +363,13 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       if (id === null) throw invalid('without a valid backup id in Content-Disposition');
       if (!latest && id !== idOrLatest) throw invalid(`for ${JSON.stringify(id)} instead of the requested backup`);
       const format = compressionOfId(id);
-      // Another type (a proxy's application/octet-stream) says nothing; the other format's type contradicts the id.
+      // Another type (a proxy's application/octet-stream) says nothing; the other format's type
+      // contradicts the id, and so does any compression's type for an encrypted backup (it is ciphertext).
       const contentType = headers.get('content-type')?.split(';')[0]?.trim().toLowerCase() ?? '';
       const typed = Object.entries(COMPRESSION_FORMATS).find(([, f]) => f.contentType === contentType);
-      if (typed !== undefined && typed[0] !== format) throw invalid(`as ${contentType}, but ${id} is a ${format} backup (${COMPRESSION_FORMATS[format].contentType})`);
+      if (typed !== undefined && (isEncryptedId(id) || typed[0] !== format)) {
+        throw invalid(`as ${contentType}, but ${id} is ${isEncryptedId(id) ? 'encrypted' : `a ${format} backup`} (${contentTypeOfId(id)})`);
+      }
 
       const contentLength = parseLength(headers.get('content-length'));
       const range = res.status === 206 ? parseContentRange(headers.get('content-range')) : null;

@@ -160,10 +160,47 @@ describe('downloadToFile of a zstd backup', () => {
     const err = await client.downloadToFile('latest', join(dir, 'latest.sql.gz')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackupServiceError);
     expect(err).toMatchObject({ code: 'FORMAT_MISMATCH' });
-    expect((err as Error).message).toContain(`${ZST} is a zstd backup, but ${join(dir, 'latest.sql.gz')} ends in .sql.gz (gzip)`);
+    expect((err as Error).message).toContain(`${ZST} is a zstd backup, but ${join(dir, 'latest.sql.gz')} ends in .sql.gz (a gzip backup)`);
     expect(await readdir(dir)).toEqual([]);
     // A path of the right extension, or of none, takes it.
     await expect(client.downloadToFile(ZST, join(dir, 'copy.sql.zst'))).resolves.toMatchObject({ sha256: sha256Hex(ZDATA) });
     await expect(client.downloadToFile(ZST, join(dir, 'copy.bin'))).resolves.toMatchObject({ sha256: sha256Hex(ZDATA) });
+  });
+});
+
+describe('downloadToFile of an encrypted backup', () => {
+  const AGE = 'backup_20260512T010000Z.sql.gz.age';
+  // Ciphertext as the service stores it: opaque bytes, downloaded and verified as they are.
+  const CIPHERTEXT = Buffer.concat([Buffer.from('age-encryption.org/v1\n'), randomBytes(300_000)]);
+
+  it('saves it under its .age id, sent as application/octet-stream, verified by its SHA-256', async () => {
+    server = await startTestServer((req, res) => serveBackup(req, res, AGE, CIPHERTEXT));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const result = await client.downloadToFile(AGE, (id) => join(dir, id));
+    expect(result).toMatchObject({ id: AGE, path: join(dir, AGE), sha256: sha256Hex(CIPHERTEXT) });
+    expect((await readFile(join(dir, AGE))).equals(CIPHERTEXT)).toBe(true);
+    expect(server.requests[0]?.headers.accept).toContain('application/octet-stream');
+  });
+
+  it('refuses (FORMAT_MISMATCH) a path that drops the .age, and an .age path for a plain backup', async () => {
+    server = await startTestServer((req, res) => serveBackup(req, res, AGE, CIPHERTEXT));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const err = await client.downloadToFile(AGE, join(dir, 'copy.sql.gz')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'FORMAT_MISMATCH' });
+    expect((err as Error).message).toContain(`${AGE} is an encrypted gzip backup, but ${join(dir, 'copy.sql.gz')} ends in .sql.gz (a gzip backup): name the file .sql.gz.age`);
+    expect(await readdir(dir)).toEqual([]);
+    await server.close();
+    server = await startTestServer((req, res) => serveBackup(req, res, ID, DATA));
+    const plain = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    await expect(plain.downloadToFile(ID, join(dir, 'copy.sql.gz.age'))).rejects.toMatchObject({ code: 'FORMAT_MISMATCH', message: expect.stringContaining('is a gzip backup, but') });
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('refuses a download of an encrypted id sent as application/gzip (it would be mistaken for a plain dump)', async () => {
+    server = await startTestServer((req, res) => serveBackup(req, res, AGE, CIPHERTEXT, { contentType: 'application/gzip' }));
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    const err = await client.downloadToFile(AGE, join(dir, AGE)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID_RESPONSE' });
+    expect((err as Error).message).toMatch(/as application\/gzip, but .* is encrypted \(application\/octet-stream\)/);
   });
 });

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { BackupDownload, BackupServiceClient } from './client.js';
 import { BackupServiceError } from './errors.js';
-import { COMPRESSION_FORMATS, type CompressionFormat } from './generated/contract/index.js';
+import { COMPRESSION_FORMATS, ENCRYPTED_EXTENSION, isEncryptedId, plainNameOf, type CompressionFormat } from './generated/contract/index.js';
 
 /** Progress of {@link BackupServiceClient.downloadToFile}. */
 export interface DownloadProgress {
@@ -109,10 +109,15 @@ interface Expected {
   etag: string | null;
 }
 
-/** The format whose extension `path` ends in, when it ends in one of them. */
-function formatOfPath(path: string): CompressionFormat | null {
-  const found = Object.entries(COMPRESSION_FORMATS).find(([, f]) => path.endsWith(f.extension));
-  return found === undefined ? null : (found[0] as CompressionFormat);
+/** The format whose extension `path` ends in (before a `.age`), when it ends in one of them, and whether it ends in `.age`. */
+function kindOfPath(path: string): { format: CompressionFormat; encrypted: boolean } | null {
+  const found = Object.entries(COMPRESSION_FORMATS).find(([, f]) => plainNameOf(path).endsWith(f.extension));
+  return found === undefined ? null : { format: found[0] as CompressionFormat, encrypted: isEncryptedId(path) };
+}
+
+/** The extension a file of this kind of backup should have: `.sql.gz`, `.sql.zst`, `.sql.gz.age`, … */
+function extensionOf(kind: { format: CompressionFormat; encrypted: boolean }): string {
+  return `${COMPRESSION_FORMATS[kind.format].extension}${kind.encrypted ? ENCRYPTED_EXTENSION : ''}`;
 }
 
 export async function downloadToFile(
@@ -177,12 +182,15 @@ export async function downloadToFile(
       }
 
       if (expected === null) {
-        const named = formatOfPath(path);
-        if (named !== null && named !== dl.format) {
+        // A file named for another kind would be restored (or decrypted) the wrong way later.
+        const named = kindOfPath(path);
+        const actual = { format: dl.format, encrypted: isEncryptedId(dl.id) };
+        if (named !== null && (named.format !== actual.format || named.encrypted !== actual.encrypted)) {
           dl.stream.destroy();
+          const what = (kind: typeof actual) => `${kind.encrypted ? 'an encrypted ' : 'a '}${kind.format} backup`;
           throw new BackupServiceError(
             'FORMAT_MISMATCH',
-            `${dl.id} is a ${dl.format} backup, but ${path} ends in ${COMPRESSION_FORMATS[named].extension} (${named}): name the file ${COMPRESSION_FORMATS[dl.format].extension}, or pass a function of the id as the path, e.g. (id) => \`/var/tmp/\${id}\``,
+            `${dl.id} is ${what(actual)}, but ${path} ends in ${extensionOf(named)} (${what(named)}): name the file ${extensionOf(actual)}, or pass a function of the id as the path, e.g. (id) => \`/var/tmp/\${id}\``,
           );
         }
         expected = { id: dl.id, sha256: dl.sha256, sizeBytes: dl.sizeBytes, etag: dl.etag };

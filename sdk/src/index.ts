@@ -25,10 +25,15 @@ export {
   COMPRESSION_FORMATS,
   compressionOfId,
   type CompressionFormat,
+  contentTypeOfId,
   DUMP_ENDS_KEEP_BYTES,
+  ENCRYPTED_CONTENT_TYPE,
+  ENCRYPTED_EXTENSION,
   isBackupId,
+  isEncryptedId,
   isOfDatabase,
   parseSidecar,
+  plainNameOf,
   REDACTED,
   redact,
   sidecarName,
@@ -38,7 +43,7 @@ export {
 } from './generated/contract/index.js';
 // PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from './generated/contract/index.js';
-export type { Backup, BackupSidecar, DumpEndingCheck, Health, Info, Job, JobConflict, JobProgress, JobStatus, Problem, Trigger } from './generated/contract/index.js';
+export type { Backup, BackupSidecar, DumpEndingCheck, Encryption, Health, Info, Job, JobConflict, JobProgress, JobStatus, Problem, Trigger } from './generated/contract/index.js';
 
 // Raw OpenAPI types generated from openapi.json at build time (for callers without the SDK runtime).
 export type { components, operations, paths } from './generated/openapi.js';

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { COMPRESSION_FORMATS, compressionOfId } from './generated/contract/index.js';
+import { contentTypeOfId } from './generated/contract/index.js';
 
 export const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 
@@ -61,11 +61,6 @@ export interface ServeBackupOptions {
   contentType?: string;
 }
 
-/** The Content-Type the service sends for a backup id: its format's. */
-function contentTypeOf(id: string): string {
-  return COMPRESSION_FORMATS[compressionOfId(id)].contentType;
-}
-
 /**
  * Serves `data` as backup `id` the way the contract describes a download: Content-Disposition,
  * Content-Length, ETag and Repr-Digest with the SHA-256, a single byte Range (206/416) and If-Range.
@@ -74,7 +69,7 @@ export function serveBackup(req: IncomingMessage, res: ServerResponse, id: strin
   const sha = opts.announcedSha256 ?? sha256Hex(data);
   const etag = `"${sha}"`;
   const headers: Record<string, string> = {
-    'content-type': opts.contentType ?? contentTypeOf(id),
+    'content-type': opts.contentType ?? contentTypeOfId(id),
     'content-disposition': `attachment; filename="${id}"`,
     etag,
     'repr-digest': `sha-256=:${Buffer.from(sha, 'hex').toString('base64')}:`,
@@ -103,7 +98,7 @@ export function serveBackup(req: IncomingMessage, res: ServerResponse, id: strin
 export function serveHalfThenCut(res: ServerResponse, id: string, data: Buffer, bytes: number): void {
   const sha = sha256Hex(data);
   res.writeHead(200, {
-    'content-type': contentTypeOf(id),
+    'content-type': contentTypeOfId(id),
     'content-disposition': `attachment; filename="${id}"`,
     'content-length': String(data.length),
     etag: `"${sha}"`,
