@@ -146,6 +146,7 @@ command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
+command -v age >/dev/null || need+=(age)
 [ "$MODE" = local ] && ! command -v debootstrap >/dev/null && need+=(debootstrap)
 if [ ${#need[@]} -gt 0 ]; then
   info "installing ${need[*]} (apt-get)"
@@ -549,6 +550,61 @@ else
   fail "db-restore of the zstd backup inside the container exited non-zero"
 fi
 podman rm -f -t 5 "$ZSTD_CONTAINER" > /dev/null 2>&1 || true
+
+# --------------------------------------------------------------------------------------------------
+step "encrypted backups (BACKUP_ENCRYPTION_RECIPIENTS): backup, download, stock age, db-restore --identity"
+AGE_CONTAINER="$CONTAINER-age"; AGE_VOLUME="$VOLUME-age"
+EXTRA_CONTAINERS+=("$AGE_CONTAINER"); EXTRA_VOLUMES+=("$AGE_VOLUME")
+AGE_PORT="$(free_port)"
+age-keygen -o "$WORK/age-key.txt" 2> /dev/null || fail "age-keygen (the age package: apt-get install age)"
+AGE_RECIPIENT="$(age-keygen -y "$WORK/age-key.txt")"
+podman volume create "$AGE_VOLUME" > /dev/null
+start_service_container "$AGE_CONTAINER" "$AGE_VOLUME" "$PG_PORT" "$AGE_PORT" "$WORK/age-run.err" -e BACKUP_ENCRYPTION_RECIPIENTS="$AGE_RECIPIENT" \
+  || { cat "$WORK/age-run.err"; fail "podman run (age)"; }
+AGE_URL="http://127.0.0.1:$AGE_PORT"
+deadline=$((SECONDS + 90))
+until curl -fsS -o /dev/null "$AGE_URL/health" 2>/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "age container: /health not 200 within 90 s"
+  sleep 1
+done
+http_code="$(curl -sS -o "$WORK/age-trigger.json" -w '%{http_code}' -X POST "${AUTH[@]}" "$AGE_URL/api/v1/backups")"
+case "$http_code" in 202|409) ;; *) fail "age container: POST /api/v1/backups: HTTP $http_code $(head -c 300 "$WORK/age-trigger.json")" ;; esac
+AGE_JOB="$(jq -r '.jobId' "$WORK/age-trigger.json")"
+deadline=$((SECONDS + 180))
+while :; do
+  curl -fsS "${AUTH[@]}" -o "$WORK/age-job.json" "$AGE_URL/api/v1/backups/jobs/$AGE_JOB" || fail "age container: GET job"
+  case "$(jq -r .status "$WORK/age-job.json")" in
+    succeeded) break ;;
+    failed) fail "encrypted backup job failed: $(jq -r .errorMessage "$WORK/age-job.json")" ;;
+  esac
+  [ $SECONDS -lt $deadline ] || fail "encrypted backup job not done after 180 s"
+  sleep 1
+done
+AGE_ID="$(jq -r .backupId "$WORK/age-job.json")"
+[[ "$AGE_ID" == *.sql.gz.age ]] || fail "the encrypting container's backup is $AGE_ID, expected a .sql.gz.age id"
+content_type="$(curl -fsS "${AUTH[@]}" -o "$WORK/download.sql.gz.age" -w '%{content_type}' "$AGE_URL/api/v1/backups/$AGE_ID/download")" || fail "encrypted download"
+[ "$content_type" = application/octet-stream ] || fail "the encrypted download's Content-Type is $content_type"
+curl -fsS "${AUTH[@]}" "$AGE_URL/api/v1/backups/latest" > "$WORK/age-latest.json" || fail "age container: GET latest"
+[ "$(sha256sum "$WORK/download.sql.gz.age" | awk '{print $1}')" = "$(jq -r .sha256 "$WORK/age-latest.json")" ] || fail "the encrypted download does not match its SHA-256"
+jq -e --arg r "$AGE_RECIPIENT" '.encryption.format == "age" and .encryption.recipients == [$r]' "$WORK/age-latest.json" > /dev/null \
+  || fail "the encrypted backup does not list its recipient: $(jq -c .encryption "$WORK/age-latest.json")"
+[ "$(head -c 21 "$WORK/download.sql.gz.age")" = "age-encryption.org/v1" ] || fail "the stored backup does not begin with the age header"
+age -d -i "$WORK/age-key.txt" "$WORK/download.sql.gz.age" | gunzip | tail -n 3 | grep -q -- '-- PostgreSQL database dump complete' \
+  || fail "age -d -i key | gunzip does not give a complete dump"
+podman cp "$WORK/age-key.txt" "$AGE_CONTAINER:/tmp/age-key.txt" > /dev/null || fail "podman cp (the identity into the container)"
+if podman exec "$AGE_CONTAINER" db-restore --force --identity /tmp/age-key.txt --database appdb_age latest > "$WORK/age-restore.log" 2>&1; then
+  AGE_FINGERPRINT="$(psql_app -d appdb_age -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
+  CURRENT_FINGERPRINT="$(psql_app -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
+  [ "$AGE_FINGERPRINT" = "$CURRENT_FINGERPRINT" ] || fail "db-restore of $AGE_ID: items $AGE_FINGERPRINT != appdb's $CURRENT_FINGERPRINT"
+  pass "an encrypted backup in the image: .sql.gz.age listing its recipient, octet-stream download matching its SHA-256, opened by the stock age CLI, restored by db-restore --identity inside the container"
+else
+  sed 's/^/    | /' "$WORK/age-restore.log" | tail -n 20
+  fail "db-restore --identity of the encrypted backup inside the container exited non-zero"
+fi
+if grep -F -q "$(grep '^AGE-SECRET-KEY-' "$WORK/age-key.txt")" "$WORK/age-restore.log" <(podman logs "$AGE_CONTAINER" 2>&1); then
+  fail "the age identity appears in the container log or db-restore output"
+fi
+podman rm -f -t 5 "$AGE_CONTAINER" > /dev/null 2>&1 || true
 
 # --------------------------------------------------------------------------------------------------
 step "SIGTERM"
