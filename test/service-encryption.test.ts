@@ -119,6 +119,10 @@ describe('an encrypting service', () => {
     expect(createHash('sha256').update(await readFile(join(dir, backup.id))).digest('hex')).toBe(backup.sha256);
   });
 
+  it('/info says which recipients new backups are encrypted to', async () => {
+    expect((await A.json<{ encryption: unknown }>('/info')).encryption).toEqual({ format: 'age', recipients: [recipient] });
+  });
+
   it('says nothing of the data or a key in /info, /metrics or its logs', async () => {
     const info = await (await A.request('/info')).text();
     const metrics = await (await A.request('/metrics')).text();

@@ -259,6 +259,9 @@ export const InfoSchema = z.object({
     nextRunAt: z.string().datetime().nullable().describe('When the scheduler starts the next backup.'),
   }),
   storage: z.object({ backend: z.enum(['local', 's3']) }),
+  encryption: EncryptionSchema.nullable()
+    .default(null)
+    .describe('BACKUP_ENCRYPTION_RECIPIENTS: the age recipients (public keys) new backups are encrypted to; null: backups are not encrypted.'),
   drill: z.object({
     mode: z.enum(['off', 'after-backup', 'schedule']).describe('RESTORE_DRILL: off (on demand only), after every successful backup, or on its own schedule (the newest backup).'),
     target: DrillTargetSchema.describe('RESTORE_DRILL_TARGET: a throwaway local cluster, or a PostgreSQL server.'),

@@ -138,6 +138,7 @@ function info({ config, engine, storage, pgDump }: AppDeps): Info {
       nextRunAt: engine.scheduler.nextRunAt()?.toISOString() ?? null,
     },
     storage: { backend: storage.backend },
+    encryption: config.backup.encryption,
     drill: {
       mode: config.drill.mode,
       target: config.drill.target,
