@@ -26,9 +26,10 @@ describe('parseSidecar', () => {
         serviceVersion: 'unknown',
         format: 'plain',
         contents: null,
+        encryption: null,
       },
     });
-    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual({ ...REFERENCE, drill: null });
+    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual({ ...REFERENCE, encryption: null, drill: null });
     expect(parseSidecar(JSON.stringify({ ...REFERENCE, triggeredBy: 'api', createdAt: '2026-05-10T01:01:14.123456789Z' }), null).ok).toBe(true);
   });
 
@@ -38,6 +39,14 @@ describe('parseSidecar', () => {
     expect(parseSidecar(JSON.stringify(withoutSha), null)).toMatchObject({ ok: false, problem: expect.stringMatching(/^not a backup sidecar \(sha256: Required\)/) });
     expect(parseSidecar(JSON.stringify(REFERENCE), 'backup_20260511T010000Z.sql.gz')).toMatchObject({ ok: false, problem: expect.stringMatching(/describes backup_20260510T010000Z/) });
     expect(parseSidecar('[]', null).ok).toBe(false);
+  });
+
+  it('refuses a sidecar whose id and encryption disagree (a restore would take the wrong path)', () => {
+    const encryption = { format: 'age', recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] };
+    const encryptedId = `${REFERENCE.id}.age`;
+    expect(parseSidecar(JSON.stringify({ ...REFERENCE, id: encryptedId, encryption }), encryptedId)).toMatchObject({ ok: true, sidecar: { id: encryptedId, encryption } });
+    expect(parseSidecar(JSON.stringify({ ...REFERENCE, id: encryptedId }), encryptedId)).toEqual({ ok: false, problem: 'its id ends in .age, but it records no encryption' });
+    expect(parseSidecar(JSON.stringify({ ...REFERENCE, encryption }), REFERENCE.id)).toEqual({ ok: false, problem: 'it records encryption, but its id does not end in .age' });
   });
 });
 

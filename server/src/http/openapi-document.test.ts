@@ -30,7 +30,7 @@ describe('openapi.json', () => {
     expect(secured).toHaveLength(7);
   });
 
-  it('describes downloads (200 and 206) as application/gzip or application/zstd binary and errors as problem+json', () => {
+  it('describes downloads (200 and 206) as application/gzip, application/zstd or (encrypted) application/octet-stream binary and errors as problem+json', () => {
     for (const { path, op } of operations) {
       for (const [status, response] of Object.entries(op.responses)) {
         if (Number(status) >= 400) expect(Object.keys(response.content ?? {}), `${path} ${status}`).toEqual(['application/problem+json']);
@@ -40,6 +40,7 @@ describe('openapi.json', () => {
           expect(op.responses[status]?.content, `${path} ${status}`).toEqual({
             'application/gzip': { schema: { type: 'string', format: 'binary' } },
             'application/zstd': { schema: { type: 'string', format: 'binary' } },
+            'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
           });
         }
       }
