@@ -97,6 +97,39 @@ start_service_container() {
     "$IMAGE" > /dev/null 2> "$errfile"
 }
 
+# A second service container on its own volume (extra podman run options after the first
+# argument), healthy, with one finished backup: sets SIDE_URL and SIDE_ID; the job is in
+# $WORK/<name>-job.json. For the format and encryption cases, each against the same database.
+backup_in_side_container() {
+  local name="$1"; shift
+  local container="$CONTAINER-$name" volume="$VOLUME-$name" port
+  port="$(free_port)"
+  EXTRA_CONTAINERS+=("$container"); EXTRA_VOLUMES+=("$volume")
+  podman volume create "$volume" > /dev/null
+  start_service_container "$container" "$volume" "$PG_PORT" "$port" "$WORK/$name-run.err" "$@" \
+    || { cat "$WORK/$name-run.err"; fail "podman run ($name)"; }
+  SIDE_URL="http://127.0.0.1:$port"
+  local deadline=$((SECONDS + 90)) http_code job
+  until curl -fsS -o /dev/null "$SIDE_URL/health" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || fail "$name container: /health not 200 within 90 s"
+    sleep 1
+  done
+  http_code="$(curl -sS -o "$WORK/$name-trigger.json" -w '%{http_code}' -X POST "${AUTH[@]}" "$SIDE_URL/api/v1/backups")"
+  case "$http_code" in 202|409) ;; *) fail "$name container: POST /api/v1/backups: HTTP $http_code $(head -c 300 "$WORK/$name-trigger.json")" ;; esac
+  job="$(jq -r '.jobId' "$WORK/$name-trigger.json")"
+  deadline=$((SECONDS + 180))
+  while :; do
+    curl -fsS "${AUTH[@]}" -o "$WORK/$name-job.json" "$SIDE_URL/api/v1/backups/jobs/$job" || fail "$name container: GET job"
+    case "$(jq -r .status "$WORK/$name-job.json")" in
+      succeeded) break ;;
+      failed) fail "$name backup job failed: $(jq -r .errorMessage "$WORK/$name-job.json")" ;;
+    esac
+    [ $SECONDS -lt $deadline ] || fail "$name backup job not done after 180 s"
+    sleep 1
+  done
+  SIDE_ID="$(jq -r .backupId "$WORK/$name-job.json")"
+}
+
 cleanup() {
   local rc=$?
   set +e
@@ -505,32 +538,8 @@ fi
 
 # --------------------------------------------------------------------------------------------------
 step "zstd backups (BACKUP_COMPRESSION=zstd): backup, download, restore"
-ZSTD_CONTAINER="$CONTAINER-zstd"; ZSTD_VOLUME="$VOLUME-zstd"
-EXTRA_CONTAINERS+=("$ZSTD_CONTAINER"); EXTRA_VOLUMES+=("$ZSTD_VOLUME")
-ZSTD_PORT="$(free_port)"
-podman volume create "$ZSTD_VOLUME" > /dev/null
-start_service_container "$ZSTD_CONTAINER" "$ZSTD_VOLUME" "$PG_PORT" "$ZSTD_PORT" "$WORK/zstd-run.err" -e BACKUP_COMPRESSION=zstd \
-  || { cat "$WORK/zstd-run.err"; fail "podman run (zstd)"; }
-ZSTD_URL="http://127.0.0.1:$ZSTD_PORT"
-deadline=$((SECONDS + 90))
-until curl -fsS -o /dev/null "$ZSTD_URL/health" 2>/dev/null; do
-  [ $SECONDS -lt $deadline ] || fail "zstd container: /health not 200 within 90 s"
-  sleep 1
-done
-http_code="$(curl -sS -o "$WORK/zstd-trigger.json" -w '%{http_code}' -X POST "${AUTH[@]}" "$ZSTD_URL/api/v1/backups")"
-case "$http_code" in 202|409) ;; *) fail "zstd container: POST /api/v1/backups: HTTP $http_code $(head -c 300 "$WORK/zstd-trigger.json")" ;; esac
-ZSTD_JOB="$(jq -r '.jobId' "$WORK/zstd-trigger.json")"
-deadline=$((SECONDS + 180))
-while :; do
-  curl -fsS "${AUTH[@]}" -o "$WORK/zstd-job.json" "$ZSTD_URL/api/v1/backups/jobs/$ZSTD_JOB" || fail "zstd container: GET job"
-  case "$(jq -r .status "$WORK/zstd-job.json")" in
-    succeeded) break ;;
-    failed) fail "zstd backup job failed: $(jq -r .errorMessage "$WORK/zstd-job.json")" ;;
-  esac
-  [ $SECONDS -lt $deadline ] || fail "zstd backup job not done after 180 s"
-  sleep 1
-done
-ZSTD_ID="$(jq -r .backupId "$WORK/zstd-job.json")"
+backup_in_side_container zstd -e BACKUP_COMPRESSION=zstd
+ZSTD_CONTAINER="$CONTAINER-zstd"; ZSTD_URL="$SIDE_URL"; ZSTD_ID="$SIDE_ID"
 [[ "$ZSTD_ID" == *.sql.zst ]] || fail "the zstd container's backup is $ZSTD_ID, expected a .sql.zst id"
 jq -e '.progress.dumpedBytes > 0 and .progress.storedBytes > 0' "$WORK/zstd-job.json" > /dev/null || fail "the finished job has no progress: $(jq -c .progress "$WORK/zstd-job.json")"
 content_type="$(curl -fsS "${AUTH[@]}" -o "$WORK/download.sql.zst" -w '%{content_type}' "$ZSTD_URL/api/v1/backups/$ZSTD_ID/download")" || fail "zstd download"
@@ -553,34 +562,12 @@ podman rm -f -t 5 "$ZSTD_CONTAINER" > /dev/null 2>&1 || true
 
 # --------------------------------------------------------------------------------------------------
 step "encrypted backups (BACKUP_ENCRYPTION_RECIPIENTS): backup, download, stock age, db-restore --identity"
-AGE_CONTAINER="$CONTAINER-age"; AGE_VOLUME="$VOLUME-age"
-EXTRA_CONTAINERS+=("$AGE_CONTAINER"); EXTRA_VOLUMES+=("$AGE_VOLUME")
-AGE_PORT="$(free_port)"
 age-keygen -o "$WORK/age-key.txt" 2> /dev/null || fail "age-keygen (the age package: apt-get install age)"
 AGE_RECIPIENT="$(age-keygen -y "$WORK/age-key.txt")"
-podman volume create "$AGE_VOLUME" > /dev/null
-start_service_container "$AGE_CONTAINER" "$AGE_VOLUME" "$PG_PORT" "$AGE_PORT" "$WORK/age-run.err" -e BACKUP_ENCRYPTION_RECIPIENTS="$AGE_RECIPIENT" \
-  || { cat "$WORK/age-run.err"; fail "podman run (age)"; }
-AGE_URL="http://127.0.0.1:$AGE_PORT"
-deadline=$((SECONDS + 90))
-until curl -fsS -o /dev/null "$AGE_URL/health" 2>/dev/null; do
-  [ $SECONDS -lt $deadline ] || fail "age container: /health not 200 within 90 s"
-  sleep 1
-done
-http_code="$(curl -sS -o "$WORK/age-trigger.json" -w '%{http_code}' -X POST "${AUTH[@]}" "$AGE_URL/api/v1/backups")"
-case "$http_code" in 202|409) ;; *) fail "age container: POST /api/v1/backups: HTTP $http_code $(head -c 300 "$WORK/age-trigger.json")" ;; esac
-AGE_JOB="$(jq -r '.jobId' "$WORK/age-trigger.json")"
-deadline=$((SECONDS + 180))
-while :; do
-  curl -fsS "${AUTH[@]}" -o "$WORK/age-job.json" "$AGE_URL/api/v1/backups/jobs/$AGE_JOB" || fail "age container: GET job"
-  case "$(jq -r .status "$WORK/age-job.json")" in
-    succeeded) break ;;
-    failed) fail "encrypted backup job failed: $(jq -r .errorMessage "$WORK/age-job.json")" ;;
-  esac
-  [ $SECONDS -lt $deadline ] || fail "encrypted backup job not done after 180 s"
-  sleep 1
-done
-AGE_ID="$(jq -r .backupId "$WORK/age-job.json")"
+# The identity reaches db-restore as a mounted secret would (readable by the image's user); the service never reads it.
+chmod 0644 "$WORK/age-key.txt"
+backup_in_side_container age -e BACKUP_ENCRYPTION_RECIPIENTS="$AGE_RECIPIENT" -v "$WORK/age-key.txt:/run/secrets/age_key:ro"
+AGE_CONTAINER="$CONTAINER-age"; AGE_URL="$SIDE_URL"; AGE_ID="$SIDE_ID"
 [[ "$AGE_ID" == *.sql.gz.age ]] || fail "the encrypting container's backup is $AGE_ID, expected a .sql.gz.age id"
 content_type="$(curl -fsS "${AUTH[@]}" -o "$WORK/download.sql.gz.age" -w '%{content_type}' "$AGE_URL/api/v1/backups/$AGE_ID/download")" || fail "encrypted download"
 [ "$content_type" = application/octet-stream ] || fail "the encrypted download's Content-Type is $content_type"
@@ -591,8 +578,7 @@ jq -e --arg r "$AGE_RECIPIENT" '.encryption.format == "age" and .encryption.reci
 [ "$(head -c 21 "$WORK/download.sql.gz.age")" = "age-encryption.org/v1" ] || fail "the stored backup does not begin with the age header"
 age -d -i "$WORK/age-key.txt" "$WORK/download.sql.gz.age" | gunzip | tail -n 3 | grep -q -- '-- PostgreSQL database dump complete' \
   || fail "age -d -i key | gunzip does not give a complete dump"
-podman cp "$WORK/age-key.txt" "$AGE_CONTAINER:/tmp/age-key.txt" > /dev/null || fail "podman cp (the identity into the container)"
-if podman exec "$AGE_CONTAINER" db-restore --force --identity /tmp/age-key.txt --database appdb_age latest > "$WORK/age-restore.log" 2>&1; then
+if podman exec "$AGE_CONTAINER" db-restore --force --identity /run/secrets/age_key --database appdb_age latest > "$WORK/age-restore.log" 2>&1; then
   AGE_FINGERPRINT="$(psql_app -d appdb_age -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
   CURRENT_FINGERPRINT="$(psql_app -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
   [ "$AGE_FINGERPRINT" = "$CURRENT_FINGERPRINT" ] || fail "db-restore of $AGE_ID: items $AGE_FINGERPRINT != appdb's $CURRENT_FINGERPRINT"
