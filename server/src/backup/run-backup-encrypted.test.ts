@@ -13,8 +13,7 @@ import type { PostgresCluster, S3Harness } from '../../../test/harness/index.js'
 import { loadConfig } from '../config/config.js';
 import type { Config } from '../config/config.js';
 import { silentLogger } from '../logger.js';
-import { LocalStorage } from '../storage/local-storage.js';
-import { S3Storage } from '../storage/s3-storage.js';
+import { createStorage } from '../storage/create-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { BackupError } from './backup-error.js';
 import { discoverPgDumps } from './pg-tools.js';
@@ -72,20 +71,24 @@ function configFor(env: Record<string, string>): Config {
   });
 }
 
-interface TestStorage {
+/** A backend as the service configures it (its environment), and every object it holds with its bytes. */
+interface TestBackend {
+  readonly env: Record<string, string>;
   readonly storage: Storage;
-  /** Every object (local: every file, temporary ones included) with its bytes. */
   objects(): Promise<Map<string, Buffer>>;
 }
 
 let counter = 0;
-const BACKENDS: { name: string; create(): Promise<TestStorage> }[] = [
+const BACKENDS: { name: string; create(): Promise<TestBackend> }[] = [
   {
     name: 'local',
     async create() {
       const dir = await mkdtemp(path.join(work, 'local-'));
+      const env = { STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir };
       return {
-        storage: await LocalStorage.open(dir),
+        env,
+        storage: await createStorage(configFor(env).storage),
+        // Every file, temporary ones included.
         async objects() {
           const names = await readdir(dir);
           return new Map(await Promise.all(names.map(async (name) => [name, await readFile(path.join(dir, name))] as const)));
@@ -97,21 +100,17 @@ const BACKENDS: { name: string; create(): Promise<TestStorage> }[] = [
     name: 's3',
     async create() {
       const prefix = `age-${++counter}`;
-      const storage = new S3Storage({
-        bucket: s3.bucket,
-        prefix,
-        endpoint: s3.endpoint,
-        region: s3.region,
-        credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, sessionToken: null },
-        connectTimeoutMs: 10_000,
-        requestTimeoutMs: 60_000,
-        partSizeBytes: null,
-      });
+      const env = {
+        STORAGE_BACKEND: 's3', S3_BUCKET: s3.bucket, S3_PREFIX: prefix, S3_ENDPOINT: s3.endpoint, AWS_DEFAULT_REGION: s3.region,
+        AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      };
+      const storage = await createStorage(configFor(env).storage);
       return {
+        env,
         storage,
         async objects() {
-          const keysFound = await s3.listKeys(`${prefix}/`);
-          return new Map(await Promise.all(keysFound.map(async (key) => [key.slice(prefix.length + 1), await storage.getSmall(key.slice(prefix.length + 1))] as const)));
+          const names = (await s3.listKeys(`${prefix}/`)).map((key) => key.slice(prefix.length + 1));
+          return new Map(await Promise.all(names.map(async (name) => [name, await storage.getSmall(name)] as const)));
         },
       };
     },
@@ -155,8 +154,8 @@ function expectOnlyCiphertext(objects: Map<string, Buffer>): void {
 for (const backend of BACKENDS) {
   describe(`${backend.name}: encrypted backups`, () => {
     it.each(['gzip', 'zstd'] as const)('%s: .age object and manifest that the stock age CLI decrypts and gunzip/zstd | psql restores identically', async (format) => {
-      const { storage, objects } = await backend.create();
-      const config = configFor({ BACKUP_COMPRESSION: format, BACKUP_ENCRYPTION_RECIPIENTS: `${keys[0]!.recipient},${keys[1]!.recipient}` });
+      const { env, storage, objects } = await backend.create();
+      const config = configFor({ ...env, BACKUP_COMPRESSION: format, BACKUP_ENCRYPTION_RECIPIENTS: `${keys[0]!.recipient},${keys[1]!.recipient}` });
       const sidecar = await backup(config, storage);
 
       expect(sidecar.id).toMatch(format === 'gzip' ? /^enc_\d{8}T\d{6}Z\.sql\.gz\.age$/ : /^enc_\d{8}T\d{6}Z\.sql\.zst\.age$/);
@@ -190,8 +189,8 @@ for (const backend of BACKENDS) {
     });
 
     it('fails closed: a failure inside the encryption stage fails the backup and stores nothing at all', async () => {
-      const { storage, objects } = await backend.create();
-      const config = configFor({ BACKUP_ENCRYPTION_RECIPIENTS: keys[0]!.recipient });
+      const { env, storage, objects } = await backend.create();
+      const config = configFor({ ...env, BACKUP_ENCRYPTION_RECIPIENTS: keys[0]!.recipient });
       const error = await backup(config, storage, { __test__failEncryptionAfterBytes: 3 * 1024 * 1024 }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(BackupError);
       expect((error as Error).message).toMatch(/injected failure inside the encryption stage/);
@@ -203,9 +202,9 @@ for (const backend of BACKENDS) {
     });
 
     it('key rotation: new recipients apply to new backups, an old backup keeps its recipients and its key', async () => {
-      const { storage, objects } = await backend.create();
-      const old = await backup(configFor({ BACKUP_ENCRYPTION_RECIPIENTS: keys[0]!.recipient }), storage);
-      const next = await backup(configFor({ BACKUP_ENCRYPTION_RECIPIENTS: keys[1]!.recipient }), storage, { now: () => new Date(Date.now() + 2000) });
+      const { env, storage, objects } = await backend.create();
+      const old = await backup(configFor({ ...env, BACKUP_ENCRYPTION_RECIPIENTS: keys[0]!.recipient }), storage);
+      const next = await backup(configFor({ ...env, BACKUP_ENCRYPTION_RECIPIENTS: keys[1]!.recipient }), storage, { now: () => new Date(Date.now() + 2000) });
       expect(old.encryption?.recipients).toEqual([keys[0]!.recipient]);
       expect(next.encryption?.recipients).toEqual([keys[1]!.recipient]);
       const stored = await objects();
