@@ -5,6 +5,7 @@ import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { readContentsManifest } from './contents-manifest.js';
+import { skippedDrillReason } from './encrypted-drills.js';
 import { localServerVersion, removeStaleClusters, startLocalCluster } from './local-cluster.js';
 
 export interface DrillDeps {
@@ -17,11 +18,14 @@ export interface DrillDeps {
  * Restores `backup` into a scratch database on the drill target and compares it with its contents
  * manifest (restore's runDrill). Resolves a record whether the drill passed or failed, including
  * failures before the restore (a manifest that does not match its sidecar, a local server older
- * than the backup's); rejects only when `signal` aborts it (shutdown).
+ * than the backup's), or was skipped (an encrypted backup and no identity: nothing is read, no
+ * server touched); rejects only when `signal` aborts it (shutdown).
  */
 export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal: AbortSignal): Promise<DrillRecord> {
   const { config, storage, logger } = deps;
   const started = Date.now();
+  const skipped = skippedDrillReason(config, backup);
+  if (skipped !== null) return recordWithoutRestore(config, backup, started, 'skipped', skipped);
   const warn = (message: string) => logger.warn(message, { backupId: backup.id });
   let release: (() => Promise<void>) | null = null;
   // psql's and the server's messages end up in the record, the job and the log: never a password.
@@ -74,7 +78,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
     }
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    return failedBeforeRestore(config, backup, started, clean((error as Error).message) ?? '');
+    return recordWithoutRestore(config, backup, started, 'failed', clean((error as Error).message) ?? '');
   } finally {
     await release?.().catch((error: unknown) => warn(`could not remove the local drill server: ${(error as Error).message}`));
   }
@@ -91,12 +95,13 @@ async function refuseOlderLocalServer(backup: BackupSidecar, localMajor: number,
   }
 }
 
-function failedBeforeRestore(config: Config, backup: BackupSidecar, started: number, detail: string): DrillRecord {
+/** The record of a drill that restored nothing: it failed before the restore, or could not run at all. */
+function recordWithoutRestore(config: Config, backup: BackupSidecar, started: number, status: 'failed' | 'skipped', detail: string): DrillRecord {
   return {
     format: 1,
     backupId: backup.id,
     target: config.drill.target,
-    status: 'failed',
+    status,
     at: new Date().toISOString(),
     durationMs: Date.now() - started,
     tablesChecked: 0,
