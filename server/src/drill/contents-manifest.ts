@@ -27,7 +27,7 @@ export async function readContentsManifest(storage: Storage, sidecar: BackupSide
     if (error instanceof StorageNotFoundError) throw new ManifestError(`the contents manifest ${name} is missing, but the sidecar records one`);
     throw error;
   }
-  const checked = checkManifest(data, sidecar.contents.sha256);
+  const checked = await checkManifest(data, sidecar.contents.sha256, null);
   if (!checked.ok) throw new ManifestError(`the contents manifest ${name} cannot be trusted: ${checked.problem} (it was changed after the backup)`);
   return checked.manifest;
 }

@@ -53,6 +53,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
         psql,
         dump,
         format: compressionOfId(backup.id),
+        decrypt: null,
         expected: { sha256: backup.sha256, sizeBytes: backup.sizeBytes },
         manifest,
         query: config.drill.query,
