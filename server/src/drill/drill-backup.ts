@@ -5,7 +5,7 @@ import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { readContentsManifest } from './contents-manifest.js';
-import { skippedDrillReason } from './encrypted-drills.js';
+import { drillAccess } from './encrypted-drills.js';
 import { localServerVersion, removeStaleClusters, startLocalCluster } from './local-cluster.js';
 
 export interface DrillDeps {
@@ -24,15 +24,16 @@ export interface DrillDeps {
 export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal: AbortSignal): Promise<DrillRecord> {
   const { config, storage, logger } = deps;
   const started = Date.now();
-  const skipped = skippedDrillReason(config, backup);
-  if (skipped !== null) return recordWithoutRestore(config, backup, started, 'skipped', skipped);
+  const access = drillAccess(config, backup);
+  if (access.kind === 'skip') return recordWithoutRestore(config, backup, started, 'skipped', access.reason);
   const warn = (message: string) => logger.warn(message, { backupId: backup.id });
   let release: (() => Promise<void>) | null = null;
   // psql's and the server's messages end up in the record, the job and the log: never a password.
   const secrets = [config.db.password, config.drill.server.password, config.apiToken];
   const clean = (text: string | null) => (text === null ? null : redact(text, secrets));
   try {
-    const manifest = await readContentsManifest(storage, backup, signal);
+    // An encrypted backup's manifest is encrypted too: a wrong identity fails here, before any server is touched.
+    const manifest = await readContentsManifest(storage, backup, access.decrypt, signal);
     const { psql } = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.pgClientsDir, path: config.runtime.path, env: config.runtime.childEnv });
     let server: DbServer = config.drill.server;
     if (config.drill.target === 'local') {
@@ -53,7 +54,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
         psql,
         dump,
         format: compressionOfId(backup.id),
-        decrypt: null,
+        decrypt: access.decrypt,
         expected: { sha256: backup.sha256, sizeBytes: backup.sizeBytes },
         manifest,
         query: config.drill.query,
