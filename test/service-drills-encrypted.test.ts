@@ -19,6 +19,8 @@ let pg: PostgresCluster;
 /** BACKUP_LOCAL_DIR, holding one encrypted backup. */
 let dir: string;
 let keys: string;
+/** The service's TMPDIR: where a local drill cluster lives. */
+let tmp: string;
 let env: Record<string, string>;
 /** The encrypted backup's id, and what its manifest says is in it. */
 let id: string;
@@ -44,7 +46,7 @@ beforeAll(async () => {
   keygen(otherKey, join(keys, 'other.txt'));
   key.identity = (await readFile(key.file, 'utf8')).split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'))!;
   otherKey.identity = (await readFile(otherKey.file, 'utf8')).split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-1'))!;
-  const tmp = await mkdtemp(join(tmpdir(), 'svc-drills-age-tmp-'));
+  tmp = await mkdtemp(join(tmpdir(), 'svc-drills-age-tmp-'));
   await chmod(tmp, 0o711);
   env = {
     DB_HOST: pg.host, DB_PORT: String(pg.port), DB_NAME: 'app', DB_USER: pg.user, DB_PASSWORD: pg.password, API_TOKEN: TOKEN,
@@ -84,7 +86,7 @@ afterAll(async () => {
   // No secret in any line the service wrote: the password, the token, and neither identity.
   for (const secret of [pg?.password, TOKEN, key.identity, otherKey.identity].filter((s) => s)) expect(logs).not.toContain(secret);
   await pg?.destroy();
-  for (const d of [dir, keys]) if (d) await rm(d, { recursive: true, force: true });
+  for (const d of [dir, keys, tmp]) if (d) await rm(d, { recursive: true, force: true });
 });
 
 async function start(extra: Record<string, string>): Promise<{ svc: ServiceProcess; A: Api }> {
@@ -133,16 +135,16 @@ describe('drills of an encrypted backup', () => {
     await svc.stop();
   }, 300_000);
 
-  it('with an identity of one of its recipients: decrypted while streaming, the drill passes with the exact counts and verifies the backup', async () => {
+  it.each(['server', 'local'] as const)('target %s, with an identity of one of its recipients: decrypted while streaming, the drill passes with the exact counts and verifies the backup', async (target) => {
     const both = join(keys, 'both.txt');
     // Several identities, the right one second: each is tried.
     await writeFile(both, `${await readFile(otherKey.file, 'utf8')}\n${await readFile(key.file, 'utf8')}`);
-    const { svc, A } = await start({ RESTORE_DRILL_IDENTITY_FILE: both });
+    const { svc, A } = await start({ RESTORE_DRILL_IDENTITY_FILE: both, RESTORE_DRILL_TARGET: target });
     const job = await drill(A);
     expect(job, JSON.stringify(job)).toMatchObject({ kind: 'drill', status: 'succeeded', backupId: id, errorMessage: null });
     const listed = await listedOf(A, id);
     expect(listed!.drill).toEqual({ status: 'passed', at: expect.any(String), durationMs: expect.any(Number), tablesChecked: expected.tables, rowsChecked: expected.rows, detail: null });
-    expect(await readRecord()).toMatchObject({ status: 'passed', mismatches: [], serverVersion: expect.stringMatching(/^\d+/) });
+    expect(await readRecord()).toMatchObject({ status: 'passed', target, mismatches: [], serverVersion: expect.stringMatching(/^\d+/) });
     expect((await A.json<Info>('/info')).backup.lastVerifiedBackupId).toBe(id);
     expect(await scratchDatabases()).toEqual([]);
     await svc.stop();
