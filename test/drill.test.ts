@@ -45,6 +45,7 @@ function drill(over: Partial<DrillOptions> & { gz?: Buffer } = {}): ReturnType<t
     psql,
     dump: Readable.from([gz]),
     format: 'gzip',
+    decrypt: null,
     expected: { sha256: sha(gz), sizeBytes: gz.length },
     manifest,
     query: null,

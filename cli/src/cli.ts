@@ -382,7 +382,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       stream = fh.createReadStream({ start: 0, autoClose: false });
     }
     // The head (pg_dump version, \restrict) decides how psql gets the dump, before anything is created.
-    const peeked = await peekDumpHead(stream, { format: backup.format, label: backup.id });
+    const peeked = await peekDumpHead(stream, { format: backup.format, label: backup.id, decrypt: null });
     stream = peeked.dump;
     checkPsqlRunsDump(psql, peeked.head);
     const adaptTo = adaptationFor(peeked.head, info, db, warn);
@@ -400,6 +400,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         psqlPath: psql.psql.path,
         dump: stream,
         format: backup.format,
+        decrypt: null,
         expected,
         label: backup.id,
         adaptTo,

@@ -64,6 +64,7 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
       psql: opts.psql.psql,
       dump,
       format: backup.format,
+      decrypt: null,
       expected: { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes },
       manifest: found.manifest,
       query: opts.query,

@@ -14,7 +14,7 @@ export async function readLocalManifest(dumpPath: string, backup: ResolvedBackup
   } catch (err) {
     return { manifest: null, problem: `${basename(path)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'unreadable'}), though the sidecar records one`, note: null };
   }
-  const checked = checkManifest(bytes, contents.sha256);
+  const checked = await checkManifest(bytes, contents.sha256, null);
   if (!checked.ok) return { manifest: null, problem: `${basename(path)} does not belong to this backup: ${checked.problem}`, note: null };
   return { manifest: checked.manifest, problem: null, note: null };
 }

@@ -7,7 +7,9 @@ import type { CompressionFormat, ContentsManifest, DrillMismatch } from '@db-bac
 import { escapeIdentifier, type Client } from 'pg';
 import { countCatalogObjects, DumpContentsCounter } from './dump-contents.js';
 import { newerDumper, type DumpHead } from './dump-preamble.js';
+import type { DumpDecryption } from './dump-decoder.js';
 import { peekDumpHead } from './dump-peek.js';
+import { RestoreError } from './errors.js';
 import { checkPsqlRunsDump } from './find-psql.js';
 import type { PgClient } from './pg-clients.js';
 import { connect, connectMaintenance, pgMessage, type PgServer } from './pg-connect.js';
@@ -23,10 +25,13 @@ export interface DrillOptions {
   database: string;
   /** psql to restore with (the newest found); a `\restrict` dump needs one that knows it. */
   psql: PgClient;
-  /** The stored .sql.gz / .sql.zst from its first byte. */
+  /** The stored .sql.gz / .sql.zst (or their .age) from its first byte. */
   dump: Readable;
   /** How `dump` is compressed: from the backup id's extension (compressionOfId). */
   format: CompressionFormat;
+  /** An encrypted backup (`.age`): decrypted with these identities as it streams; null: a plain one. */
+  decrypt: DumpDecryption | null;
+  /** Of the stored bytes (the ciphertext, when encrypted), as the sidecar records them. */
   expected: { sha256: string | null; sizeBytes: number | null };
   /** null: counted from the stream itself as it restores (a backup without manifest: the reference service's, older ones). */
   manifest: ContentsManifest | null;
@@ -43,6 +48,12 @@ export interface DrillOutcome {
   rowsChecked: number;
   /** Failed: the first mismatch, psql's error with its stderr, or the checksum mismatch. Passed: null. */
   detail: string | null;
+  /**
+   * Failed for a reason of configuration, not of the backup (a RestoreError 'usage'): identities
+   * that open none of its recipients, a psql that cannot run the dump. Such a failure proves
+   * nothing about the backup.
+   */
+  configurationError: boolean;
   mismatches: DrillMismatch[];
   query: { sql: string; result: boolean | null } | null;
   serverVersion: string | null;
@@ -171,6 +182,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
     tablesChecked: 0,
     rowsChecked: 0,
     detail: null,
+    configurationError: false,
     mismatches: [],
     query: opts.query === null ? null : { sql: opts.query, result: null },
     serverVersion: null,
@@ -188,7 +200,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
     force = forceClause(facts.versionNum);
 
     // The head is known before the scratch exists: a dump psql cannot run creates nothing.
-    const peeked = await peekDumpHead(opts.dump, { format: opts.format, label: 'the backup' });
+    const peeked = await peekDumpHead(opts.dump, { format: opts.format, label: 'the backup', decrypt: opts.decrypt });
     checkPsqlRunsDump({ psql: opts.psql, found: [opts.psql] }, peeked.head);
 
     await admin.query(`CREATE DATABASE ${escapeIdentifier(scratch)} ${createOptions(null, null)}`);
@@ -202,6 +214,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
       applicationName: DRILL_APPLICATION_NAME,
       dump: peeked.dump,
       format: opts.format,
+      decrypt: opts.decrypt,
       expected: opts.expected,
       label: 'the backup',
       adaptTo: adaptation(peeked.head, facts, opts.warn),
@@ -231,6 +244,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillOutcome> {
     if (!opts.signal.aborted) {
       outcome.status = 'failed';
       outcome.detail = failureDetail(err, server.password);
+      outcome.configurationError = err instanceof RestoreError && err.kind === 'usage';
     }
   } finally {
     opts.dump.destroy();

@@ -1,4 +1,5 @@
 import { checkDumpEnding, DUMP_ENDS_KEEP_BYTES, type CompressionFormat } from '@db-backup-service/contract';
+import { AgeError } from './age.js';
 
 /** What a stored dump must match; null where nothing is known (a --file without sidecar). */
 export interface DumpExpectations {
@@ -32,7 +33,7 @@ export class DumpEnds {
 
 /**
  * Everything wrong with a dump read to its end, each in words for the message: size and SHA-256
- * against the sidecar, the compressed stream's integrity (gzip, or zstd: one frame, its checksum),
+ * against the sidecar (of the stored bytes: the ciphertext when encrypted), the decryption, the compressed stream's integrity (gzip, or zstd: one frame, its checksum),
  * and (when decompression reached the end) pg_dump's trailer: a stream that is intact but holds a
  * dump that stops early (pg_dump killed, disk full upstream). One list for the streaming restore
  * and db-restore's verify-first (--in-place), so both say the same.
@@ -41,7 +42,10 @@ export function dumpProblems(read: {
   readonly sizeBytes: number;
   readonly sha256: string;
   readonly format: CompressionFormat;
-  /** Why decompressing failed (corrupt, truncated, a second zstd frame), or why the bytes are not of `format` at all. */
+  /**
+   * Why decompressing failed (corrupt, truncated, a second zstd frame), or why the bytes are not of
+   * `format` at all; for an encrypted dump also why decrypting failed (an AgeError, named in its own words).
+   */
   readonly decompressError: Error | null;
   /** null: decompression did not reach the end (it was stopped), so there is no trailer to check. */
   readonly ends: DumpEnds | null;
@@ -51,7 +55,10 @@ export function dumpProblems(read: {
   const { expected } = read;
   if (expected.sizeBytes !== null && read.sizeBytes !== expected.sizeBytes) found.push(`size is ${read.sizeBytes} bytes, the sidecar says ${expected.sizeBytes}`);
   if (expected.sha256 !== null && read.sha256 !== expected.sha256) found.push(`SHA-256 is ${read.sha256}, the sidecar says ${expected.sha256}`);
-  if (read.decompressError !== null) {
+  if (read.decompressError instanceof AgeError) {
+    // Damaged ciphertext (or the wrong key) says nothing about the compression behind it.
+    found.push(read.decompressError.message);
+  } else if (read.decompressError !== null) {
     found.push(`not a valid ${read.format} file (${read.decompressError.message})`);
   } else if (read.ends !== null) {
     const ending = read.ends.check();

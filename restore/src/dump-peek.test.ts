@@ -38,7 +38,7 @@ describe('peekDumpHead', () => {
     const dump = Buffer.concat([HEAD, randomBytes(400_000)]);
     const compressed = zstd(dump);
     expect(compressed.length).toBeGreaterThan(64 * 1024);
-    const peeked = await peekDumpHead(chunked(compressed), { format: 'zstd', label: 'b.sql.zst' });
+    const peeked = await peekDumpHead(chunked(compressed), { format: 'zstd', label: 'b.sql.zst', decrypt: null });
     expect([peeked.head.pgDumpVersion?.text, peeked.head.serverVersion?.text, peeked.head.restrict]).toEqual(['17.12', '16.14', true]);
     expect((await buffer(peeked.dump)).equals(compressed)).toBe(true);
   });
@@ -47,14 +47,14 @@ describe('peekDumpHead', () => {
     // 32 MiB in a few KB: inflating the peeked start whole would need 32 MiB for a 1 KB head.
     const compressed = zstd(Buffer.concat([HEAD, Buffer.alloc(32 * 1024 * 1024, 'x')]));
     expect(compressed.length).toBeLessThan(64 * 1024);
-    const peeked = await peekDumpHead(chunked(compressed), { format: 'zstd', label: 'b.sql.zst' });
+    const peeked = await peekDumpHead(chunked(compressed), { format: 'zstd', label: 'b.sql.zst', decrypt: null });
     expect(peeked.head.pgDumpVersion?.text).toBe('17.12');
     peeked.dump.destroy();
   });
 
   it('refuses (verification, target untouched) a dump whose first bytes are not of the format its name says, and destroys the source', async () => {
     const source = chunked(gzipSync(HEAD));
-    const err = await peekDumpHead(source, { format: 'zstd', label: 'b.sql.zst' }).catch((e: unknown) => e);
+    const err = await peekDumpHead(source, { format: 'zstd', label: 'b.sql.zst', decrypt: null }).catch((e: unknown) => e);
     expect(err).toMatchObject({
       kind: 'verification',
       databaseState: 'untouched',

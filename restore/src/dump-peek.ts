@@ -2,6 +2,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createZstdDecompress } from 'node:zlib';
 import { COMPRESSION_FORMATS, type CompressionFormat } from '@db-backup-service/contract';
+import { AgeDecryptStream, AgeError, decryptBuffer, isAgeEncrypted } from './age.js';
+import { decryptionFailure, type DumpDecryption } from './dump-decoder.js';
 import { readDumpHead, readGzipDumpHead, type DumpHead } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
 
@@ -29,6 +31,7 @@ export function formatMismatch(start: Buffer, format: CompressionFormat): string
   if (start.subarray(0, magic.length).equals(magic)) return null;
   const named = `its name says ${format} (${COMPRESSION_FORMATS[format].extension})`;
   if (start.length === 0) return `it is empty, but ${named}`;
+  if (isAgeEncrypted(start)) return `it is age-encrypted (it starts with "age-encryption.org/v1"): it can be read only with an identity of one of its recipients`;
   for (const [other, otherMagic] of Object.entries(MAGIC)) {
     if (start.subarray(0, otherMagic.length).equals(otherMagic)) return `it is a ${other} file (it starts with ${hex(otherMagic)}), but ${named}`;
   }
@@ -75,6 +78,34 @@ async function readCompressedDumpHead(start: Buffer, format: CompressionFormat):
   return readDumpHead(await inflateZstdStart(start, PEEK_BYTES));
 }
 
+/**
+ * The stored bytes read to peek at an encrypted dump: enough for an age header (a few hundred
+ * bytes for X25519 recipients, ~1.6 KB per post-quantum one), the nonce and the first 64 KiB
+ * chunk, which is opened only once a byte after it has arrived (whether a chunk is the last is
+ * part of its nonce): so PEEK_BYTES of compressed dump come out for headers up to ~60 KB.
+ */
+const ENCRYPTED_PEEK_BYTES = 2 * PEEK_BYTES + 64 * 1024;
+
+/**
+ * The plaintext the start of an age file opens to, without the rest: the header is checked (a
+ * wrong identity fails here, before anything is created) and the whole chunks it holds are
+ * authenticated and opened. `ended`: the start is the whole file (then its last chunk is opened too).
+ */
+async function decryptStart(start: Buffer, ended: boolean, decrypt: DumpDecryption): Promise<Buffer> {
+  if (ended) return decryptBuffer(start, decrypt.identities, decrypt.where);
+  const stream = new AgeDecryptStream(decrypt.identities, decrypt.where);
+  stream.on('error', () => undefined);
+  // Flowing: a Transform whose output is not read holds back its write callback.
+  const out: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => out.push(chunk));
+  try {
+    await new Promise<void>((resolve, reject) => stream.write(start, (err) => (err ? reject(err) : resolve())));
+    return Buffer.concat(out);
+  } finally {
+    stream.destroy();
+  }
+}
+
 /** Reads up to `bytes` from the start of `input` (fewer when it ends first), leaving the rest unread. */
 function readStart(input: Readable, bytes: number): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
@@ -107,9 +138,24 @@ function readStart(input: Readable, bytes: number): Promise<Buffer> {
  * the dump again from its first byte: the peeked start is replayed in front of the rest, so a
  * stream (a download) is read once and nothing goes to a temp file. A dump whose first bytes are
  * not of `format` fails here, before anything is created (RestoreError 'verification').
+ *
+ * An encrypted dump (`decrypt`) is peeked at through its decryption, and replayed as stored (the
+ * ciphertext: what its checksum is of). A wrong identity fails here as a RestoreError 'usage',
+ * damaged ciphertext or a file that is not age as 'verification'.
  */
-export async function peekDumpHead(dump: Readable, opts: { format: CompressionFormat; label: string }): Promise<{ head: DumpHead; dump: Readable }> {
-  const start = await readStart(dump, PEEK_BYTES);
+export async function peekDumpHead(dump: Readable, opts: { format: CompressionFormat; label: string; decrypt: DumpDecryption | null }): Promise<{ head: DumpHead; dump: Readable }> {
+  const wanted = opts.decrypt === null ? PEEK_BYTES : ENCRYPTED_PEEK_BYTES;
+  const stored = await readStart(dump, wanted);
+  let start = stored;
+  if (opts.decrypt !== null) {
+    try {
+      start = await decryptStart(stored, stored.length < wanted, opts.decrypt);
+    } catch (err) {
+      dump.destroy();
+      if (err instanceof AgeError) throw decryptionFailure(err);
+      throw err;
+    }
+  }
   const mismatch = formatMismatch(start, opts.format);
   if (mismatch !== null) {
     dump.destroy();
@@ -117,7 +163,7 @@ export async function peekDumpHead(dump: Readable, opts: { format: CompressionFo
   }
   const head = await readCompressedDumpHead(start, opts.format);
   const replay = new PassThrough();
-  replay.write(start);
+  replay.write(stored);
   // The pipeline ties both ends: the source's error reaches the reader through `replay`, and a
   // reader that destroys `replay` (a failed restore, an abort) destroys the source (a download).
   pipeline(dump, replay).catch(() => undefined);

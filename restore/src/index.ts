@@ -44,7 +44,7 @@ export {
   type TargetInfo,
 } from './restore.js';
 export { DRILL_APPLICATION_NAME, dropLeftoverDrillDatabases, runDrill, type DrillOptions, type DrillOutcome, type DrillServer } from './drill.js';
-export { checkManifest, type ManifestCheck } from './manifest-file.js';
+export { checkManifest, type ManifestCheck, type ManifestProblem } from './manifest-file.js';
 export { contentsName } from '@db-backup-service/contract';
 export type { ContentsManifest, DrillMismatch } from '@db-backup-service/contract';
 export { countCatalogObjects, DumpContentsCounter, type CatalogObjects } from './dump-contents.js';
@@ -62,3 +62,4 @@ export {
   recipientsOfIdentities,
   type AgeErrorKind,
 } from './age.js';
+export { createDumpDecoder, decryptionFailure, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';

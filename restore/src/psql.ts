@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { redact, SECRET_VARIABLES, type CompressionFormat, type PgTlsSettings } from '@db-backup-service/contract';
-import { createDecompressor } from './compression.js';
+import { createDumpDecoder, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';
 import { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 import { PreambleAdapter } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
@@ -25,17 +25,22 @@ export interface PsqlRestoreOptions {
   readonly database: string;
   /** Sessions show as this (pg_stat_activity); default db-restore. */
   readonly applicationName?: string;
-  /** The stored .sql.gz / .sql.zst (compressed) from its first byte; read to its end, destroyed on failure. */
+  /** The stored .sql.gz / .sql.zst (or their .age) from its first byte; read to its end, destroyed on failure. */
   readonly dump: Readable;
-  /** How `dump` is compressed: from the backup id's (or the file's) extension. */
+  /** How `dump` is compressed (inside the encryption): from the backup id's (or the file's) extension. */
   readonly format: CompressionFormat;
+  /**
+   * `dump` is age-encrypted: decrypted with these identities before it is decompressed; `expected`
+   * is then of the ciphertext (as stored and recorded in the sidecar). null: a plain dump.
+   */
+  readonly decrypt: DumpDecryption | null;
   readonly expected: DumpExpectations;
   /** Names the dump in messages (the backup id or file). */
   readonly label: string;
   /** Adapt the dump's preamble to the target (a dump by a newer pg_dump); null: feed it as it is. */
   readonly adaptTo: PreambleAdaptation | null;
   readonly signal: AbortSignal;
-  /** Compressed bytes read so far. */
+  /** Stored (compressed, or encrypted) bytes read so far. */
   readonly onProgress?: (bytes: number) => void;
   /** Sees every uncompressed chunk as it goes to psql (a drill counts a dump without manifest with it). */
   readonly onUncompressed?: (chunk: Buffer) => void;
@@ -130,8 +135,8 @@ export function psqlEnv(base: NodeJS.ProcessEnv, c: PsqlConnection, database: st
 export const PSQL_ARGS = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'] as const;
 
 /**
- * Streams the stored dump into psql: SHA-256 and size of the compressed bytes, decompression
- * (gunzip, or zstd with its single-frame check), preamble adaptation, psql. Resolves only when
+ * Streams the stored dump into psql: SHA-256 and size of the stored bytes, age decryption when
+ * encrypted, decompression (gunzip, or zstd with its single-frame check), preamble adaptation, psql. Resolves only when
  * psql exited 0 after reading the whole dump and the dump matched `expected`.
  *
  * The transaction is ours: we write `BEGIN;` before the dump and `COMMIT;` after it, and COMMIT
@@ -142,8 +147,10 @@ export const PSQL_ARGS = ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'] as con
  * --single-transaction it would COMMIT the prefix it has read. (A dump with large objects still commits early inside, at its own
  * BEGIN/COMMIT around the object data: which is why callers restore into a scratch database.)
  *
- * The compressed input is read to its end even when decompression or psql failed first, so a
- * corrupt dump is named as such rather than by the syntax error its garbage caused in psql.
+ * The stored input is read to its end even when decryption, decompression or psql failed first, so
+ * a corrupt dump is named as such rather than by the syntax error its garbage caused in psql. A
+ * wrong identity fails at the age header, before a byte reaches psql: a RestoreError 'usage' (the
+ * configuration), unless the stored bytes are not what the sidecar says (then 'verification').
  */
 export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<VerifiedDump> {
   opts.signal.throwIfAborted();
@@ -187,7 +194,8 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
   // own verdict's). Every other one but a broken pipe to psql is the decompressor's, whatever its
   // code: zlib's Z_*, zstd's ZSTD_error_*, or the frame check's plain Error.
   const notDecompression = new WeakSet<object>();
-  const decompressor = createDecompressor(opts.format);
+  // Decryption (when encrypted) and decompression, one stage: its errors are all "decompression" here.
+  const decompressor = createDumpDecoder(opts.format, opts.decrypt);
   // The pipeline below reports the decompressor's errors; this keeps a late one (after it settled) harmless.
   decompressor.on('error', () => undefined);
   const sink = new Writable({
@@ -289,6 +297,9 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
   const tail$ = lastLines(redact(stderr, opts.connection.password));
 
   if (opts.signal.aborted) throw opts.signal.reason;
+  // The right bytes opened with the wrong key: nothing is wrong with the backup.
+  const decryptError: unknown = decompressError;
+  if (isWrongIdentity(decryptError) && problems.length === 1) throw new RestoreError('usage', decryptError.message, { cause: decryptError });
   if (problems.length > 0) throw new DumpVerificationFailed(`verification of ${opts.label} failed: ${problems.join('; ')}`, problems);
   if (readError !== null) throw new RestoreError('failed', `cannot read ${opts.label}: ${(readError as Error).message}`, { cause: readError });
   if (result.spawnError) throw new PsqlFailed(`cannot run ${opts.psqlPath}: ${result.spawnError.message}`, '');

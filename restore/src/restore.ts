@@ -6,6 +6,7 @@ import type { CompressionFormat } from '@db-backup-service/contract';
 import { RestoreError, type DatabaseState } from './errors.js';
 import { connectMaintenance, pgMessage, type PgDatabase } from './pg-connect.js';
 import type { DumpExpectations, VerifiedDump } from './dump-check.js';
+import type { DumpDecryption } from './dump-decoder.js';
 import { DumpVerificationFailed, PsqlFailed, runPsqlRestore, type PreambleAdaptation } from './psql.js';
 
 export type RestoreMode = 'swap' | 'in-place';
@@ -254,6 +255,8 @@ export interface RestoreOptions {
   readonly dump: Readable;
   /** How `dump` is compressed: from the backup id's (or the file's) extension. */
   readonly format: CompressionFormat;
+  /** An age-encrypted dump: decrypted while it streams (runPsqlRestore); null: a plain one. */
+  readonly decrypt: DumpDecryption | null;
   /** What the dump must match; swap: a mismatch found at its end drops the scratch, the target untouched. */
   readonly expected: DumpExpectations;
   /** Names the dump in messages (the backup id or file). */
@@ -370,6 +373,7 @@ function restoreDumpInto(opts: RestoreOptions, database: string): Promise<Verifi
     database,
     dump: opts.dump,
     format: opts.format,
+    decrypt: opts.decrypt,
     expected: opts.expected,
     label: opts.label,
     adaptTo: opts.adaptTo,
@@ -391,6 +395,10 @@ function failure(opts: RestoreOptions, what: string, err: unknown, state: Databa
   }
   if (err instanceof DumpVerificationFailed) {
     return new RestoreError('verification', `${err.message}. ${stateText}`, { cause: err, databaseState: state });
+  }
+  // A wrong identity: the configuration, not the restore, failed (and stays the operator's to fix).
+  if (err instanceof RestoreError && err.kind === 'usage') {
+    return new RestoreError('usage', `${err.message}. ${stateText}`, { cause: err, databaseState: state });
   }
   return new RestoreError('failed', `restore failed during ${what}: ${failureDetail(err, opts.db.password)}\n${stateText}`, { cause: err, databaseState: state });
 }
@@ -422,7 +430,7 @@ async function swapRestore(client: Client, opts: RestoreOptions, existing: Exist
   } catch (err) {
     const leftover = await dropScratch();
     // A dump that is not what its sidecar says never got near the target: only a scratch existed.
-    const state: DatabaseState = err instanceof DumpVerificationFailed ? 'untouched' : 'unchanged';
+    const state: DatabaseState = err instanceof DumpVerificationFailed || (err instanceof RestoreError && err.kind === 'usage') ? 'untouched' : 'unchanged';
     throw failure(opts, 'psql', err, state, `${targetText}; the scratch database was dropped.${leftover}`);
   }
 

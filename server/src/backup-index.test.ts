@@ -4,9 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackupSidecarSchema, sidecarName } from '@db-backup-service/contract';
+import { BackupSidecarSchema, sidecarName, type DrillRecord } from '@db-backup-service/contract';
 import { startS3, type S3Harness } from '../../test/harness/index.js';
 import { BackupIndex } from './backup-index.js';
+import { storeDrillRecord } from './drill/drill-backup.js';
 import { captureLogger, idAt, ownSidecar, putBackup, referenceSidecar } from './ownership.test-helper.js';
 import { pruneBackups } from './retention.js';
 import { LocalStorage } from './storage/local-storage.js';
@@ -164,6 +165,51 @@ describe('local: refreshes racing writes (L1)', () => {
     expect(lines).toContainEqual(expect.objectContaining({ message: expect.stringMatching(/could not read a sidecar/), sidecar: sidecarName(id) }));
     await index.refresh();
     expect(index.has(id)).toBe(true);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('local: drills in the index', () => {
+  function record(backupId: string, status: DrillRecord['status'], at: Date): DrillRecord {
+    return {
+      format: 1, backupId, target: 'server', status, at: at.toISOString(), durationMs: 5, tablesChecked: status === 'passed' ? 2 : 0, rowsChecked: status === 'passed' ? 10 : 0,
+      detail: status === 'passed' ? null : `${status}: why`, serverVersion: null, mismatches: [], query: null,
+    };
+  }
+
+  it('only a passed drill verifies a backup: a skipped one (an encrypted backup, no identity) never counts, here or read back from storage', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'index-drills-'));
+    const storage = await LocalStorage.open(dir);
+    const [oldest, middle, newest] = [3, 2, 1].map((n) => idAt(daysAgo(n))) as [string, string, string];
+    for (const [i, id] of [oldest, middle, newest].entries()) await putBackup(storage, id, (dump) => ownSidecar(id, daysAgo(3 - i), dump, 'app'));
+    const { logger } = captureLogger();
+    const index = new BackupIndex(storage, OWNER, logger);
+    await index.refresh();
+    const drills = [record(oldest, 'passed', daysAgo(0.3)), record(middle, 'failed', daysAgo(0.2)), record(newest, 'skipped', daysAgo(0.1))];
+    for (const r of drills) {
+      index.setDrill(r);
+      await storeDrillRecord({ storage, logger }, r);
+    }
+    const check = (i: BackupIndex) => {
+      expect(i.lastVerified()?.id).toBe(oldest);
+      expect(i.drillOf(newest)).toMatchObject({ status: 'skipped', detail: 'skipped: why' });
+      // /info's drill.last: the newest drill, skipped or not, so that a skip is seen.
+      expect(i.lastDrill()).toMatchObject({ backupId: newest, status: 'skipped' });
+    };
+    check(index);
+    const restarted = new BackupIndex(storage, OWNER, logger);
+    await restarted.refresh();
+    check(restarted);
+
+    // The newest drill of a backup is what counts: a skip after a pass leaves it unproven.
+    const skippedLater = record(oldest, 'skipped', daysAgo(0.05));
+    restarted.setDrill(skippedLater);
+    await storeDrillRecord({ storage, logger }, skippedLater);
+    expect(restarted.lastVerified()).toBeNull();
+    const again = new BackupIndex(storage, OWNER, logger);
+    await again.refresh();
+    expect(again.lastVerified()).toBeNull();
+    expect(again.lastDrill()).toMatchObject({ backupId: oldest, status: 'skipped' });
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -276,7 +276,7 @@ export class BackupIndex {
     return last;
   }
 
-  /** The newest backup whose newest drill passed: the newest one known to restore. */
+  /** The newest backup whose newest drill passed: the newest one known to restore (a failed or skipped drill proves nothing). */
   lastVerified(): BackupSidecar | null {
     return this.#sorted.find((b) => this.#drills.get(b.id)?.summary.status === 'passed') ?? null;
   }

@@ -5,11 +5,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { drillName, type BackupSidecar, type DrillRecord, type Job } from '@db-backup-service/contract';
+import { BackupSidecarSchema, drillName, type BackupSidecar, type DrillRecord, type Job } from '@db-backup-service/contract';
+import { pollUntil } from '../../test/harness/wait.js';
 import { BackupIndex } from './backup-index.js';
 import { loadConfig } from './config/config.js';
-import { storeDrillRecord } from './drill/drill-backup.js';
+import { drillBackup, storeDrillRecord } from './drill/drill-backup.js';
 import { BackupEngine, type BackupRunner, type DrillRunner } from './engine.js';
+import { Metrics } from './http/metrics.js';
 import { silentLogger } from './logger.js';
 import { idAt, ownSidecar, putBackup } from './ownership.test-helper.js';
 import { LocalStorage } from './storage/local-storage.js';
@@ -27,19 +29,37 @@ function record(backup: BackupSidecar, status: 'passed' | 'failed', detail: stri
   };
 }
 
-async function setUp(opts: { env?: Record<string, string>; run?: DrillRunner; runBackup?: BackupRunner; backups?: number } = {}) {
+/** The age spec's example recipient: a public key, as an encrypted sidecar lists them. */
+const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+
+/** An encrypted backup's sidecar fields (its id ends in .age; nothing here decrypts it). */
+function encryptedSidecar(id: string, at: Date, dump: Buffer): Record<string, unknown> {
+  return { ...ownSidecar(id, at, dump, 'app'), encryption: { format: 'age', recipients: [RECIPIENT] } };
+}
+
+async function setUp(opts: {
+  env?: Record<string, string>;
+  run?: DrillRunner;
+  /** The service's own drillBackup instead of `run` (it must not reach a server: DB_PORT is 1). */
+  realDrills?: boolean;
+  runBackup?: BackupRunner;
+  backups?: number;
+  encrypted?: boolean;
+} = {}) {
   const own = await mkdtemp(path.join(dir, 'engine-'));
   const storage = await LocalStorage.open(own);
   for (let i = 0; i < (opts.backups ?? 1); i++) {
-    const id = idAt(new Date(Date.UTC(2026, 4, 10, 1, i)));
-    await putBackup(storage, id, (dump) => ownSidecar(id, new Date(Date.UTC(2026, 4, 10, 1, i)), dump, 'app'));
+    const at = new Date(Date.UTC(2026, 4, 10, 1, i));
+    const id = `${idAt(at)}${opts.encrypted === true ? '.age' : ''}`;
+    await putBackup(storage, id, (dump) => (opts.encrypted === true ? encryptedSidecar : (i: string, a: Date, d: Buffer) => ownSidecar(i, a, d, 'app'))(id, at, dump));
   }
   const config = loadConfig({
-    DB_HOST: '127.0.0.1', DB_NAME: 'app', DB_USER: 'app', DB_PASSWORD: 'pw', STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: own,
-    API_TOKEN: randomBytes(24).toString('hex'), RESTORE_DRILL_TARGET: 'server', ...opts.env,
+    DB_HOST: '127.0.0.1', DB_PORT: '1', DB_NAME: 'app', DB_USER: 'app', DB_PASSWORD: 'pw', STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: own,
+    API_TOKEN: randomBytes(24).toString('hex'), RESTORE_DRILL_TARGET: 'server', PATH: process.env.PATH ?? '', ...opts.env,
   });
   const logger = silentLogger();
   const drilled: string[] = [];
+  const real: DrillRunner = ({ backup, signal }) => drillBackup({ config, storage, logger }, backup, signal);
   const engine = new BackupEngine({
     config, storage, logger,
     runBackup: opts.runBackup ?? (() => Promise.reject(new Error('no backups in this test'))),
@@ -47,7 +67,7 @@ async function setUp(opts: { env?: Record<string, string>; run?: DrillRunner; ru
     drills: {
       run: async (args) => {
         drilled.push(args.backup.id);
-        return (opts.run ?? (async ({ backup }) => record(backup, 'passed')))(args);
+        return (opts.realDrills === true ? real : (opts.run ?? (async ({ backup }) => record(backup, 'passed'))))(args);
       },
       store: (r) => storeDrillRecord({ storage, logger }, r),
       cleanup: async () => undefined,
@@ -180,5 +200,69 @@ describe('drill jobs', () => {
     expect(await finished(engine, started.job.jobId)).toMatchObject({ status: 'succeeded' });
     expect(engine.index.drillOf(started.job.backupId!)).toMatchObject({ status: 'passed' });
     await engine.stop(1_000);
+  });
+
+  describe('an encrypted backup and no RESTORE_DRILL_IDENTITY_FILE', () => {
+    const reason = (id: string) =>
+      `backup ${id} is encrypted (age); set RESTORE_DRILL_IDENTITY_FILE to an identity file holding the key of one of its recipients to drill it`;
+
+    it('is skipped with the reason, never passed: record skipped, job failed with it, not verified; the metrics count it as skipped and time no restore', async () => {
+      const { engine, own } = await setUp({ realDrills: true, encrypted: true });
+      const metrics = new Metrics(engine.index, engine.jobs);
+      engine.subscribe(metrics.engineEvents);
+      const id = engine.index.latest()!.id;
+      expect(id).toMatch(/\.sql\.gz\.age$/);
+      const started = engine.triggerDrill(id, 'api');
+      if (!started?.started) throw new Error('not started');
+      expect(await finished(engine, started.job.jobId)).toMatchObject({ kind: 'drill', status: 'failed', backupId: id, errorMessage: reason(id) });
+      const stored = JSON.parse(await readFile(path.join(own, drillName(id)), 'utf8')) as DrillRecord;
+      expect(stored).toMatchObject({ backupId: id, status: 'skipped', detail: reason(id), tablesChecked: 0, rowsChecked: 0, serverVersion: null, mismatches: [] });
+      expect(engine.index.drillOf(id)).toMatchObject({ status: 'skipped', detail: reason(id) });
+      expect(engine.index.lastDrill()).toMatchObject({ backupId: id, status: 'skipped' });
+      expect(engine.index.lastVerified()).toBeNull();
+      // drillFinished is emitted once the registry is idle (after the job's outcome).
+      await engine.stop(1_000);
+      const text = await metrics.registry.metrics();
+      expect(text).toMatch(/^dbbackup_drills_total\{status="skipped"\} 1$/m);
+      expect(text).not.toMatch(/^dbbackup_drills_total\{status="(passed|failed)"\}/m);
+      expect(text).toMatch(/^dbbackup_drill_duration_seconds_count 0$/m);
+      expect(text).not.toMatch(/^dbbackup_drill_last_success_timestamp_seconds /m);
+    });
+
+    it('RESTORE_DRILL=after-backup: each new encrypted backup gets a skipped drill whose job fails saying what to set', async () => {
+      const { engine, own } = await setUp({
+        env: { RESTORE_DRILL: 'after-backup', BACKUP_ENCRYPTION_RECIPIENTS: RECIPIENT },
+        realDrills: true,
+        backups: 0,
+        runBackup: async () => {
+          const at = new Date(Date.UTC(2026, 4, 11, 2));
+          const id = `${idAt(at)}.age`;
+          return BackupSidecarSchema.parse(encryptedSidecar(id, at, Buffer.from('x')));
+        },
+      });
+      const backup = engine.trigger('api');
+      if (!backup.started) throw new Error('not started');
+      await engine.jobs.idle('backup');
+      const drillJob = await pollUntil(async () => engine.jobs.list().find((j) => j.kind === 'drill'), { timeoutMs: 10_000, intervalMs: 5, what: 'the drill after the backup' });
+      await engine.jobs.idle('drill');
+      const id = engine.jobs.get(backup.job.jobId)!.backupId!;
+      expect(engine.jobs.get(drillJob.jobId)).toMatchObject({ status: 'failed', triggeredBy: 'scheduler', backupId: id, errorMessage: reason(id) });
+      expect(JSON.parse(await readFile(path.join(own, drillName(id)), 'utf8'))).toMatchObject({ status: 'skipped', detail: reason(id) });
+      expect(engine.index.lastVerified()).toBeNull();
+      await engine.stop(1_000);
+    });
+
+    it('an unencrypted backup beside it still drills (the skip is about the encrypted one only)', async () => {
+      const { engine } = await setUp({ realDrills: true });
+      const id = engine.index.latest()!.id;
+      const started = engine.triggerDrill(id, 'api');
+      if (!started?.started) throw new Error('not started');
+      // It reaches the restore: nothing listens on port 1, so it fails there, not with the skip.
+      const job = await finished(engine, started.job.jobId);
+      expect(job.status).toBe('failed');
+      expect(job.errorMessage).not.toContain('RESTORE_DRILL_IDENTITY_FILE');
+      expect(engine.index.drillOf(id)?.status).toBe('failed');
+      await engine.stop(1_000);
+    });
   });
 });

@@ -17,7 +17,7 @@ export type BackupRunner = (opts: {
   onProgress: (progress: BackupProgress) => void;
 }) => Promise<BackupSidecar>;
 
-/** Drills one backup (drill/drill-backup.ts): resolves its record, passed or failed; rejects only when aborted. */
+/** Drills one backup (drill/drill-backup.ts): resolves its record, passed, failed or skipped; rejects only when aborted. */
 export type DrillRunner = (opts: { backup: BackupSidecar; signal: AbortSignal }) => Promise<DrillRecord>;
 
 export interface DrillDeps {
@@ -202,6 +202,14 @@ export class BackupEngine {
       if (record.status === 'failed') {
         logger.error('restore drill failed', { reason: record.detail, mismatches: record.mismatches.length });
         throw new DrillFailedError(record.detail ?? 'the drill failed');
+      }
+      if (record.status === 'skipped') {
+        // The job fails, the record says skipped. A drill job exists to prove a backup: whoever
+        // polls it (the SDK's trigger-and-wait, a CI step, RESTORE_DRILL=after-backup's job list)
+        // must not read "succeeded" for one that restored nothing. The record keeps it apart from a
+        // broken backup: the backup's drill, /info and the metrics say skipped, and why.
+        logger.warn('restore drill skipped', { reason: record.detail });
+        throw new DrillSkippedError(record.detail ?? 'the drill was skipped');
       }
       logger.info('restore drill passed', { tablesChecked: record.tablesChecked, rowsChecked: record.rowsChecked, durationMs: record.durationMs });
       return { backupId: backup.id };
@@ -411,6 +419,15 @@ export class DrillFailedError extends Error {
   constructor(detail: string) {
     super(detail);
     this.name = 'DrillFailedError';
+  }
+}
+
+/** The drill could not run (an encrypted backup and no RESTORE_DRILL_IDENTITY_FILE): the job fails with why, the record says skipped. */
+export class DrillSkippedError extends Error {
+  readonly code = 'DRILL_SKIPPED';
+  constructor(detail: string) {
+    super(detail);
+    this.name = 'DrillSkippedError';
   }
 }
 

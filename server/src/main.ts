@@ -6,6 +6,7 @@ import { runBackup, discoverPgDumps, type PgDumpClients } from './backup/index.j
 import { ConfigError, parseConfig, type Config } from './config/config.js';
 import { checkDatabase, runExclusive } from './db.js';
 import { cleanupDrillLeftovers, drillBackup, storeDrillRecord } from './drill/drill-backup.js';
+import { encryptedDrillWarning } from './drill/encrypted-drills.js';
 import { BackupEngine } from './engine.js';
 import { createApp } from './http/app.js';
 import { HealthCheck } from './http/health.js';
@@ -26,6 +27,8 @@ export interface Service {
 export async function startService(env: NodeJS.ProcessEnv, logger?: Logger): Promise<Service> {
   const { config, storage } = await loadConfigAndStorage(env);
   const log = logger ?? createLogger(config.log);
+  const drillWarning = encryptedDrillWarning(config);
+  if (drillWarning !== null) log.warn(drillWarning, { drill: config.drill.mode });
   let pgDumps: PgDumpClients | null = null;
   try {
     pgDumps = await discoverPgDumps(config);

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -57,7 +58,7 @@ describe('loadConfig', () => {
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
-    expect(config.backup).toEqual({ namePrefix: 'prod-db', compression: { format: 'gzip', level: 1 }, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000, maxUploadBytesPerSecond: 50_000_000 });
+    expect(config.backup).toEqual({ namePrefix: 'prod-db', compression: { format: 'gzip', level: 1 }, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000, maxUploadBytesPerSecond: 50_000_000, encryption: null });
     expect(config.retention).toEqual({ days: 30, minCount: 3 });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');
@@ -219,7 +220,7 @@ describe('restore drills', () => {
     const dir = clientsDir({ 15: ['initdb', 'postgres', 'psql'], 17: ['initdb', 'postgres'], 18: ['psql'] });
     const local = loadConfig({ ...base, PG_CLIENTS_DIR: dir });
     expect(local.drill).toEqual({
-      mode: 'off', schedule: null, target: 'local', localBinDir: join(dir, '17', 'bin'), query: null,
+      mode: 'off', schedule: null, target: 'local', localBinDir: join(dir, '17', 'bin'), query: null, identities: null,
       server: { host: 'db', port: 5432, user: 'app', password: PASSWORD, tls: { mode: 'prefer', rootCert: null, cert: null, key: null } },
     });
     const clientsOnly = loadConfig({ ...base, PG_CLIENTS_DIR: clientsDir({ 17: ['psql', 'pg_dump'] }) });
@@ -310,5 +311,109 @@ describe('parseDuration', () => {
     expect(formatIsoDuration(5_400_000)).toBe('PT1H30M');
     expect(formatIsoDuration(90_000)).toBe('PT1M30S');
     expect(formatIsoDuration(45_000)).toBe('PT45S');
+  });
+});
+
+describe('age encryption and drill identities', () => {
+  function tempDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'config-age-'));
+    // The files hold test identities: removed with the test.
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    return dir;
+  }
+
+  /** A key pair as the stock tool writes it: the identity file and its recipient (public key). */
+  function keygen(dir: string, name: string): { file: string; identity: string; recipient: string } {
+    const file = join(dir, name);
+    execFileSync('age-keygen', ['-o', file], { stdio: 'ignore' });
+    const identity = readFileSync(file, 'utf8').split('\n').find((line) => line.startsWith('AGE-SECRET-KEY-1'))!;
+    return { file, identity, recipient: execFileSync('age-keygen', ['-y', file], { encoding: 'utf8' }).trim() };
+  }
+
+  it('RESTORE_DRILL_IDENTITY_FILE: the identities of an age-keygen file (comments skipped); unset: none', () => {
+    const dir = tempDir();
+    const one = keygen(dir, 'one.txt');
+    const two = keygen(dir, 'two.txt');
+    expect(loadConfig(base).drill.identities).toBeNull();
+    expect(loadConfig({ ...base, RESTORE_DRILL_IDENTITY_FILE: one.file }).drill.identities).toEqual([one.identity]);
+    const both = join(dir, 'both.txt');
+    writeFileSync(both, `${readFileSync(one.file, 'utf8')}\n${readFileSync(two.file, 'utf8')}`);
+    expect(loadConfig({ ...base, RESTORE_DRILL_IDENTITY_FILE: both }).drill.identities).toEqual([one.identity, two.identity]);
+  });
+
+  it('RESTORE_DRILL_IDENTITY_FILE: a bad line is named by its number, never by its content; the good keys are not echoed either', () => {
+    const dir = tempDir();
+    const good = keygen(dir, 'key.txt');
+    const file = join(dir, 'bad.txt');
+    // Line 4: a cut key (its checksum fails). Line 5: a recipient where an identity belongs.
+    const cut = good.identity.slice(0, -6);
+    writeFileSync(file, `${readFileSync(good.file, 'utf8')}${cut}\n${good.recipient}\n`);
+    const error = problems({ ...base, RESTORE_DRILL_IDENTITY_FILE: file });
+    expect(error.problems.map((p) => p.variable)).toEqual(['RESTORE_DRILL_IDENTITY_FILE']);
+    expect(error.message).toContain(`${file} line 4 is not a valid age identity (a mistyped or cut key: its checksum or length is wrong)`);
+    expect(error.message).toContain(`${file} line 5 is not an age identity (they begin with AGE-SECRET-KEY-1…)`);
+    expect(error.message).toContain('Use the file age-keygen wrote');
+    expect(error.message).not.toContain(cut.slice(15));
+    expect(error.message).not.toContain(good.identity.slice(15));
+    expect(error.message).not.toContain(good.recipient);
+  });
+
+  it('RESTORE_DRILL_IDENTITY_FILE: a file that cannot be read, or holds no identity, stops the start saying so', () => {
+    const dir = tempDir();
+    const missing = join(dir, 'absent.txt');
+    expect(problems({ ...base, RESTORE_DRILL_IDENTITY_FILE: missing }).message).toContain(
+      `RESTORE_DRILL_IDENTITY_FILE: cannot read ${missing} (ENOENT). Point it at a readable age identity file (age-keygen -o key.txt), or unset it.`);
+    // A directory: readable by root, whom these tests may run as, yet no file.
+    expect(problems({ ...base, RESTORE_DRILL_IDENTITY_FILE: dir }).message).toContain(`RESTORE_DRILL_IDENTITY_FILE: cannot read ${dir} (EISDIR)`);
+    const comments = join(dir, 'comments.txt');
+    writeFileSync(comments, '# created: 2026-05-10\n\n# nothing else\n');
+    expect(problems({ ...base, RESTORE_DRILL_IDENTITY_FILE: comments }).message).toContain(`${comments} holds no identity (AGE-SECRET-KEY-1… lines, as age-keygen writes)`);
+  });
+
+  it('BACKUP_ENCRYPTION_RECIPIENTS: one recipient, several comma- or newline-separated; unset: no encryption', () => {
+    const dir = tempDir();
+    const [a, b, c] = ['a.txt', 'b.txt', 'c.txt'].map((name) => keygen(dir, name).recipient) as [string, string, string];
+    expect(loadConfig(base).backup.encryption).toBeNull();
+    expect(loadConfig({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: a }).backup.encryption).toEqual({ format: 'age', recipients: [a] });
+    expect(loadConfig({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: ` ${a} , ${b},${c} ` }).backup.encryption).toEqual({ format: 'age', recipients: [a, b, c] });
+    expect(loadConfig({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: `${a}\n${b},\n${c}\n` }).backup.encryption).toEqual({ format: 'age', recipients: [a, b, c] });
+    // The same key twice encrypts to it once.
+    expect(loadConfig({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: `${a},${a}` }).backup.encryption).toEqual({ format: 'age', recipients: [a] });
+  });
+
+  it('BACKUP_ENCRYPTION_RECIPIENTS_FILE: age\'s recipients-file format (comments, blank lines)', () => {
+    const dir = tempDir();
+    const [a, b] = ['a.txt', 'b.txt'].map((name) => keygen(dir, name).recipient) as [string, string];
+    const file = join(dir, 'recipients.txt');
+    writeFileSync(file, `# ops team\n${a}\n\n  # offline backup key, in the safe\n${b}\n`);
+    expect(loadConfig({ ...base, BACKUP_ENCRYPTION_RECIPIENTS_FILE: file }).backup.encryption).toEqual({ format: 'age', recipients: [a, b] });
+  });
+
+  it('a recipient that does not parse stops the start naming its line; so do both variables set, an unreadable file and one of comments only', () => {
+    const dir = tempDir();
+    const good = keygen(dir, 'a.txt').recipient;
+    const cut = good.slice(0, -4);
+    const direct = problems({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: `${good}\n${good},${cut}` });
+    expect(direct.problems.map((p) => p.variable)).toEqual(['BACKUP_ENCRYPTION_RECIPIENTS']);
+    expect(direct.message).toContain(`BACKUP_ENCRYPTION_RECIPIENTS: BACKUP_ENCRYPTION_RECIPIENTS line 2: "${cut.slice(0, 20)}…" is not a valid age recipient (a mistyped or cut key: its checksum or length is wrong)`);
+    expect(direct.message).toContain('the "Public key" line age-keygen prints');
+
+    const file = join(dir, 'recipients.txt');
+    writeFileSync(file, `# keys\n${good}\nnot-a-key\n`);
+    expect(problems({ ...base, BACKUP_ENCRYPTION_RECIPIENTS_FILE: file }).message).toContain(
+      `BACKUP_ENCRYPTION_RECIPIENTS_FILE: ${file} line 3: "not-a-key" is not an age recipient (they begin with age1…; \`age-keygen\` prints one as "Public key")`);
+
+    const both = problems({ ...base, BACKUP_ENCRYPTION_RECIPIENTS: good, BACKUP_ENCRYPTION_RECIPIENTS_FILE: file });
+    expect(both.problems.map((p) => p.variable)).toEqual(['BACKUP_ENCRYPTION_RECIPIENTS']);
+    expect(both.message).toContain('both BACKUP_ENCRYPTION_RECIPIENTS and BACKUP_ENCRYPTION_RECIPIENTS_FILE are set. Set only one of them.');
+
+    const missing = join(dir, 'absent.txt');
+    expect(problems({ ...base, BACKUP_ENCRYPTION_RECIPIENTS_FILE: missing }).message).toContain(`BACKUP_ENCRYPTION_RECIPIENTS_FILE: cannot read ${missing} (ENOENT)`);
+
+    // A file of comments alone would mean no encryption at all: refused, not taken as "off".
+    const comments = join(dir, 'comments.txt');
+    writeFileSync(comments, '# the key goes here\n\n');
+    expect(problems({ ...base, BACKUP_ENCRYPTION_RECIPIENTS_FILE: comments }).message).toContain(
+      `BACKUP_ENCRYPTION_RECIPIENTS_FILE: ${comments} holds no recipient (one age1… public key per line; lines starting with # are comments)`);
   });
 });

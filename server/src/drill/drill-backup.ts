@@ -5,6 +5,7 @@ import type { Config, DbServer } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { readContentsManifest } from './contents-manifest.js';
+import { drillAccess } from './encrypted-drills.js';
 import { localServerVersion, removeStaleClusters, startLocalCluster } from './local-cluster.js';
 
 export interface DrillDeps {
@@ -17,18 +18,22 @@ export interface DrillDeps {
  * Restores `backup` into a scratch database on the drill target and compares it with its contents
  * manifest (restore's runDrill). Resolves a record whether the drill passed or failed, including
  * failures before the restore (a manifest that does not match its sidecar, a local server older
- * than the backup's); rejects only when `signal` aborts it (shutdown).
+ * than the backup's), or was skipped (an encrypted backup and no identity: nothing is read, no
+ * server touched); rejects only when `signal` aborts it (shutdown).
  */
 export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal: AbortSignal): Promise<DrillRecord> {
   const { config, storage, logger } = deps;
   const started = Date.now();
+  const access = drillAccess(config, backup);
+  if (access.kind === 'skip') return recordWithoutRestore(config, backup, started, 'skipped', access.reason);
   const warn = (message: string) => logger.warn(message, { backupId: backup.id });
   let release: (() => Promise<void>) | null = null;
   // psql's and the server's messages end up in the record, the job and the log: never a password.
   const secrets = [config.db.password, config.drill.server.password, config.apiToken];
   const clean = (text: string | null) => (text === null ? null : redact(text, secrets));
   try {
-    const manifest = await readContentsManifest(storage, backup, signal);
+    // An encrypted backup's manifest is encrypted too: a wrong identity fails here, before any server is touched.
+    const manifest = await readContentsManifest(storage, backup, access.decrypt, signal);
     const { psql } = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.pgClientsDir, path: config.runtime.path, env: config.runtime.childEnv });
     let server: DbServer = config.drill.server;
     if (config.drill.target === 'local') {
@@ -49,6 +54,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
         psql,
         dump,
         format: compressionOfId(backup.id),
+        decrypt: access.decrypt,
         expected: { sha256: backup.sha256, sizeBytes: backup.sizeBytes },
         manifest,
         query: config.drill.query,
@@ -74,7 +80,7 @@ export async function drillBackup(deps: DrillDeps, backup: BackupSidecar, signal
     }
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    return failedBeforeRestore(config, backup, started, clean((error as Error).message) ?? '');
+    return recordWithoutRestore(config, backup, started, 'failed', clean((error as Error).message) ?? '');
   } finally {
     await release?.().catch((error: unknown) => warn(`could not remove the local drill server: ${(error as Error).message}`));
   }
@@ -91,12 +97,13 @@ async function refuseOlderLocalServer(backup: BackupSidecar, localMajor: number,
   }
 }
 
-function failedBeforeRestore(config: Config, backup: BackupSidecar, started: number, detail: string): DrillRecord {
+/** The record of a drill that restored nothing: it failed before the restore, or could not run at all. */
+function recordWithoutRestore(config: Config, backup: BackupSidecar, started: number, status: 'failed' | 'skipped', detail: string): DrillRecord {
   return {
     format: 1,
     backupId: backup.id,
     target: config.drill.target,
-    status: 'failed',
+    status,
     at: new Date().toISOString(),
     durationMs: Date.now() - started,
     tablesChecked: 0,
