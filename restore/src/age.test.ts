@@ -124,7 +124,7 @@ describe('age decryption fails closed', () => {
     ['cut by one byte', (s: Buffer) => s.subarray(0, s.length - 1), /damaged or cut short/],
     ['cut inside the header', (s: Buffer) => s.subarray(0, 40), /ends inside its age header/],
     ['a flipped payload byte', (s: Buffer) => Buffer.concat([s.subarray(0, 1000), Buffer.from([s[1000]! ^ 1]), s.subarray(1001)]), /fails authentication/],
-    ['a flipped header byte (the MAC)', (s: Buffer) => { const c = Buffer.from(s); c[s.indexOf('\n--- ') + 8] ^= 1; return c; }, /header/],
+    ['a flipped header byte (the MAC)', (s: Buffer) => { const c = Buffer.from(s); const at = s.indexOf('\n--- ') + 8; c[at] = c[at]! ^ 1; return c; }, /header/],
     ['bytes appended', (s: Buffer) => Buffer.concat([s, Buffer.from('more')]), /damaged/],
     ['not age at all', () => Buffer.from('\x1f\x8b\x08\x00 this is gzip, not age ...'), /is not age-encrypted/],
   ])('%s: the stream errors', async (_name, damage, message) => {

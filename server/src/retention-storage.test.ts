@@ -29,7 +29,7 @@ async function putBackup(storage: Storage, daysAgo: number, prefix = 'backup', f
   await storage.putStream(id, Readable.from([Buffer.from(`dump ${id}`)]), { signal: AbortSignal.timeout(10_000) });
   const sidecar: BackupSidecar = {
     id, createdAt: createdAt.toISOString(), sizeBytes: 10, sha256: 'a'.repeat(64), pgVersion: '15.18', durationMs: 5, triggeredBy: 'scheduler',
-    pgDumpVersion: '15.18', uncompressedSizeBytes: 10, compression: { format, level: 3 }, database: 'app', serviceVersion: 'test', format: 'plain', contents: null,
+    pgDumpVersion: '15.18', uncompressedSizeBytes: 10, compression: { format, level: 3 }, database: 'app', serviceVersion: 'test', format: 'plain', contents: null, encryption: null,
   };
   await storage.putSmall(`${id}.meta.json`, Buffer.from(JSON.stringify(sidecar)));
   return id;

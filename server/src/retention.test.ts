@@ -7,7 +7,7 @@ function backup(daysAgo: number, n = 0, format: CompressionFormat = 'gzip'): Bac
   const createdAt = new Date(now.getTime() - daysAgo * 86_400_000 - n * 1000).toISOString();
   return {
     id: `backup_${createdAt.replace(/[-:]/g, '').replace(/\.\d+/, '')}${COMPRESSION_FORMATS[format].extension}`, createdAt, sizeBytes: 1, sha256: 'a'.repeat(64), pgVersion: '15', durationMs: 1,
-    triggeredBy: 'api', pgDumpVersion: '15', uncompressedSizeBytes: 1, compression: { format, level: format === 'zstd' ? 3 : 6 }, database: 'db', serviceVersion: '0', format: 'plain', contents: null,
+    triggeredBy: 'api', pgDumpVersion: '15', uncompressedSizeBytes: 1, compression: { format, level: format === 'zstd' ? 3 : 6 }, database: 'db', serviceVersion: '0', format: 'plain', contents: null, encryption: null,
   };
 }
 const ids = (list: BackupSidecar[]) => list.map((b) => b.id).sort();

@@ -118,7 +118,7 @@ async function storeBackup(app: TestApp, id = BACKUP_ID): Promise<{ body: Buffer
   const sidecar: BackupSidecar = {
     id, createdAt: '2026-05-10T01:00:00.000Z', sizeBytes: body.length, sha256: createHash('sha256').update(body).digest('hex'),
     pgVersion: '15.18', durationMs: 1234, triggeredBy: 'api', pgDumpVersion: '15.18', uncompressedSizeBytes: 60,
-    compression: { format, level: format === 'zstd' ? 3 : 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain', contents: null,
+    compression: { format, level: format === 'zstd' ? 3 : 6 }, database: 'appdb', serviceVersion: '0.1.0', format: 'plain', contents: null, encryption: null,
   };
   await writeFile(join(app.dir, id), body);
   await writeFile(join(app.dir, `${id}.meta.json`), JSON.stringify(sidecar));
