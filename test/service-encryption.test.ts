@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backup } from '@db-backup-service/contract';
 import { createClient } from '@db-backup-service/sdk';
-import { api, freePort, startPostgres, startService, type Api, type PostgresCluster, type ServiceProcess } from './harness/index.js';
+import { api, freePort, pollUntil, startPostgres, startService, type Api, type PostgresCluster, type ServiceProcess } from './harness/index.js';
 
 const TOKEN = randomBytes(32).toString('hex');
 const REPO_ROOT = join(import.meta.dirname, '..');
@@ -80,7 +80,14 @@ describe('an encrypting service', () => {
     storageDir = await mkdtemp(join(dir, 'store-'));
     const recipientsFile = join(dir, 'backup-recipients.txt');
     await writeFile(recipientsFile, `# created by age-keygen\n${recipient}\n`);
-    svc = await startService({ ...baseEnv(storageDir), BACKUP_ENCRYPTION_RECIPIENTS_FILE: recipientsFile, HTTP_PORT: String(await freePort()) }, { waitFor: 'healthy' });
+    svc = await startService(
+      {
+        ...baseEnv(storageDir), BACKUP_ENCRYPTION_RECIPIENTS_FILE: recipientsFile, HTTP_PORT: String(await freePort()),
+        // End to end: each backup drilled after it is taken, decrypted with the identity.
+        RESTORE_DRILL: 'after-backup', RESTORE_DRILL_IDENTITY_FILE: keyFile,
+      },
+      { waitFor: 'healthy' },
+    );
     A = api(svc.baseUrl, TOKEN);
     const job = await A.backup();
     expect(job.status).toBe('succeeded');
@@ -117,6 +124,17 @@ describe('an encrypting service', () => {
     const saved = await client.downloadToFile('latest', (id) => join(dir, id));
     expect(saved).toMatchObject({ id: backup.id, sha256: backup.sha256, sizeBytes: backup.sizeBytes });
     expect(createHash('sha256').update(await readFile(join(dir, backup.id))).digest('hex')).toBe(backup.sha256);
+  });
+
+  it('the after-backup drill decrypts it with RESTORE_DRILL_IDENTITY_FILE and passes with its counts', async () => {
+    const drilled = await pollUntil(
+      async () => {
+        const found = (await A.json<Backup[]>('/api/v1/backups')).find((b) => b.id === backup.id);
+        return found?.drill ?? undefined;
+      },
+      { timeoutMs: 120_000, what: `a drill of ${backup.id}` },
+    );
+    expect(drilled).toMatchObject({ status: 'passed', tablesChecked: 1, rowsChecked: 5000, detail: null });
   });
 
   it('/info says which recipients new backups are encrypted to', async () => {
