@@ -25,7 +25,7 @@ import { countdown, installCancellation, type Cancellation } from './cancellatio
 import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
 import { asCliError, CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
 import { drillCommand } from './drill-command.js';
-import { decryptionFor, loadIdentities } from './identities.js';
+import { checkIdentityOpens, decryptionFor, loadIdentities } from './identities.js';
 import { fileSource } from './file-source.js';
 import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
@@ -365,6 +365,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
     report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin, encryption: backup.encryption };
     // An encrypted backup without an identity stops here, before anything is touched.
     const decrypt = decryptionFor(backup, identities);
+    if (decrypt !== null) await checkIdentityOpens(source, backup, decrypt, cancellation.signal);
     // Before anything else touches the target: what an interrupted swap left is repaired or named.
     await recoverInterruptedSwap(db, warn);
     const info = await inspectTarget(db);

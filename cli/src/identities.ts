@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { AgeError, isEncryptedId, parseIdentities, type DumpDecryption } from '@db-backup-service/restore';
-import type { ResolvedBackup } from './backup-source.js';
-import { CliError, ExitCode } from './exit-codes.js';
+import { AgeError, isEncryptedId, parseIdentities, peekDumpHead, RestoreError, type DumpDecryption } from '@db-backup-service/restore';
+import type { BackupSource, ResolvedBackup } from './backup-source.js';
+import { asCliError, CliError, ExitCode } from './exit-codes.js';
 
 /** The age identities db-restore was given, and the files they came from (for messages). */
 export interface Identities {
@@ -66,4 +66,24 @@ export function missingIdentity(backup: Pick<ResolvedBackup, 'id' | 'encryption'
     `backup ${backup.id} is encrypted (age${to}): pass --identity FILE or set AGE_IDENTITY_FILE to an identity file holding ${whose}. Nothing was changed in the database.`,
     { databaseState: 'untouched' },
   );
+}
+
+/**
+ * Opens the encrypted backup's age header (and its first chunk) with the identities and drops the
+ * stream again: a wrong identity, or a file that is not age, is reported before the plan, the
+ * countdown, a download to TMPDIR (--in-place through the service) or a whole-file verification.
+ */
+export async function checkIdentityOpens(source: BackupSource, backup: ResolvedBackup, decrypt: DumpDecryption, signal: AbortSignal): Promise<void> {
+  const stream = await source.open(backup, { signal });
+  try {
+    await peekDumpHead(stream, { format: backup.format, label: backup.id, decrypt });
+  } catch (err) {
+    if (err instanceof RestoreError) {
+      const failure = asCliError(err) as CliError;
+      throw new CliError(failure.exitCode, `${failure.message}. Nothing was changed in the database.`, { cause: err, databaseState: 'untouched' });
+    }
+    throw err;
+  } finally {
+    stream.destroy();
+  }
 }
