@@ -2,7 +2,7 @@
 // cluster). The backups are real pg_dump output, compressed, then encrypted by the stock `age`
 // CLI (Debian's) to a key made by `age-keygen`: what db-restore decrypts is what age writes, not
 // only what our own encryption writes. The CLI runs built (cli/dist/bin.js) as a child process.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { countedManifest, fingerprint, pgClientBin, usePostgres } from './harness/index.js';
+import { countedManifest, fingerprint, pgClientBin, runProcess, usePostgres, type ProcessRun } from './harness/index.js';
 
 const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
 const ID = 'backup_20260601T010000Z.sql.gz.age';
@@ -39,22 +39,9 @@ function ageEncrypt(data: Buffer, to: string): Buffer {
   return execFileSync('age', ['-r', to], { input: data, maxBuffer: 256 * 1024 * 1024 });
 }
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function cli(args: string[], env: Record<string, string> = {}): ReturnType<typeof run> {
+function cli(args: string[], env: Record<string, string> = {}): Promise<ProcessRun> {
   // --force: no countdown (a drill has none, and refuses it).
-  return run(process.execPath, [CLI, ...(args.includes('--drill') ? [] : ['--force']), ...args], {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
+  return runProcess(process.execPath, [CLI, ...(args.includes('--drill') ? [] : ['--force']), ...args], {
     DB_HOST: pg.host,
     DB_PORT: String(pg.port),
     DB_USER: pg.user,
