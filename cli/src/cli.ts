@@ -25,6 +25,7 @@ import { countdown, installCancellation, type Cancellation } from './cancellatio
 import { loadCliConfig, type CliConfig, type DbSettings, type StorageSettings } from './config.js';
 import { asCliError, CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } from './exit-codes.js';
 import { drillCommand } from './drill-command.js';
+import { checkIdentityOpens, decryptionFor, loadIdentities } from './identities.js';
 import { fileSource } from './file-source.js';
 import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
@@ -54,6 +55,7 @@ interface Options {
   json?: boolean;
   serviceUrl?: string;
   drill?: string;
+  identity?: string[];
 }
 
 const ENVIRONMENT_HELP = `Environment (the same variables as the service):
@@ -65,6 +67,7 @@ const ENVIRONMENT_HELP = `Environment (the same variables as the service):
   BACKUP_NAME_PREFIX             only backups with this prefix are listed (default: backup)
   PG_BIN_DIR                     where psql is (default: newest /usr/lib/postgresql/*/bin, else PATH)
   RESTORE_DRILL_QUERY            --drill: a query that must return true in the restored copy
+  AGE_IDENTITY_FILE              an age identity file (AGE-SECRET-KEY-1… lines, several allowed) for encrypted (.age) backups, when no --identity is given
   TMPDIR                         where --in-place downloads an S3 backup to verify it first (the default swap streams: no temp file)
 
 The role needs CREATEDB and must own the target database (or be a superuser).`;
@@ -88,7 +91,8 @@ export async function runCli(argv: readonly string[], context: Partial<CliContex
     .option('--database <name>', 'restore into this database instead of DB_NAME')
     .option('--in-place', 'drop and recreate the target, then restore into it (on failure it is left empty)')
     .option('--keep-old', 'after the swap, keep the replaced database as <target>__old_<random> (its DROP command is printed)')
-    .option('--file <path>', 'restore a local .sql.gz or .sql.zst instead (checked against <path>.meta.json when present)')
+    .option('--file <path>', 'restore a local .sql.gz or .sql.zst (or its .age) instead (checked against <path>.meta.json when present)')
+    .option('--identity <file>', 'age identity file for encrypted (.age) backups; repeatable, each may hold several identities (default: AGE_IDENTITY_FILE)', (file: string, all: string[] = []) => [...all, file])
     .option('--json', 'print one JSON result on stdout, no progress')
     .option('--drill <backup>', 'restore <backup> (an id or "latest") into a scratch database on the target server, compare it with its contents manifest, drop it; changes nothing else')
     .option('--service-url <url>', 'URL of the running service (S3 backend; default DB_RESTORE_SERVICE_URL)')
@@ -102,6 +106,11 @@ CRC; zstd's single frame and checksum) matched at its end: on failure or a misma
 database is dropped and the target left as it was. The format is the id's (or the --file's)
 extension, .sql.gz or .sql.zst, and the file's first bytes must agree with it.
 --in-place verifies the whole backup first (S3: downloaded to TMPDIR), then drops the target.
+An encrypted backup (.sql.gz.age, .sql.zst.age: age, to the service's recipients) is decrypted
+while it streams with the identities of --identity FILE (or AGE_IDENTITY_FILE); the checksum is
+of the ciphertext as stored. Without an identity, or with none that opens it, nothing is touched
+(exit 2); a damaged ciphertext fails verification (exit 5). A --file that begins as an age file
+is decrypted whatever its name (one made with \`age -r age1… backup.sql.gz > backup.sql.gz.age\`).
 Writes made to the target after the backup was taken are lost (--keep-old keeps the replaced copy).
 A run first re-enables connections to a target an interrupted swap left refusing them, and names
 every leftover database with its DROP command. Ctrl-C, SIGTERM and SIGHUP wait for the swap to end.
@@ -113,6 +122,7 @@ Examples:
   db-restore --database staging latest
   db-restore --file ./backup_20260510T010000Z.sql.gz
   db-restore --file ./backup_20260510T010000Z.sql.zst
+  db-restore --identity key.txt backup_20260510T010000Z.sql.gz.age
   db-restore --drill latest           prove the newest backup restores, with exact row counts
 
 --drill restores into <DB_NAME>__drill_<random> on the target server (the role needs CREATEDB),
@@ -221,11 +231,12 @@ async function drill(ctx: CliContext, backupArg: string, opts: Options, warn: (m
   const config = loadCliConfig(ctx.env, { database: true, storage: opts.file === undefined, databaseOverride: opts.database, serviceUrlOverride: opts.serviceUrl });
   const db = config.db;
   if (!db) throw new Error('unreachable: database settings missing');
-  const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
+  const identities = loadIdentities(opts.identity ?? [], ctx.env);
+  const source = opts.file !== undefined ? fileSource(opts.file, warn, identities) : config.storage ? sourceFor(config.storage, config, warn) : null;
   if (!source) throw new Error('unreachable: no backup source');
   const psql = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.clientsDir, path: ctx.env.PATH, env: ctx.env });
   const query = ctx.env.RESTORE_DRILL_QUERY?.trim() || null;
-  return drillCommand({ source, backupArg, db, psql, query, json: opts.json === true, stdout: ctx.stdout, process: ctx.process, warn, report });
+  return drillCommand({ source, backupArg, db, psql, query, identities, json: opts.json === true, stdout: ctx.stdout, process: ctx.process, warn, report });
 }
 
 function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, info: TargetInfo, mode: RestoreMode, keepOld: boolean, psql: PsqlChoice): string {
@@ -248,6 +259,7 @@ function describePlan(ctx: CliContext, backup: ResolvedBackup, db: DbSettings, i
     'Restore plan',
     `  backup    ${backup.id} (${formatBytes(backup.sizeBytes)}, ${created}${dumped.length > 0 ? `; ${dumped.join(', ')}` : ''})`,
     `  from      ${backup.origin}${backup.sha256 === null ? ` (no sidecar: ${backup.format} integrity only)` : ''}`,
+    ...(backup.encryption === null ? [] : [`  encrypted age${backup.encryption.recipients.length === 0 ? '' : `, to ${backup.encryption.recipients.join(', ')}`}; decrypted while it streams`]),
     `  target    database ${db.database} on ${db.host}:${db.port} as ${db.user} (PostgreSQL ${info.serverVersion.split(' ')[0]}): ${targetState}`,
     `  mode      ${modeText}`,
     ...(lost === null ? [] : [`  note      ${lost}`]),
@@ -329,8 +341,9 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   if (!db) throw new Error('unreachable: database settings missing');
   report.target = { host: db.host, port: db.port, database: db.database };
   report.mode = mode;
+  const identities = loadIdentities(opts.identity ?? [], ctx.env);
   const psql = await findPsql({ pgBinDir: config.pgBinDir, clientsDir: config.clientsDir, path: ctx.env.PATH, env: ctx.env });
-  const source = opts.file !== undefined ? fileSource(opts.file, warn) : config.storage ? sourceFor(config.storage, config, warn) : null;
+  const source = opts.file !== undefined ? fileSource(opts.file, warn, identities) : config.storage ? sourceFor(config.storage, config, warn) : null;
   if (!source) throw new Error('unreachable: no backup source');
   const onStage = testPause(ctx);
   const progress: Progress = createProgress(progressMode({ json, isTTY: ctx.stderr.isTTY === true }), ctx.stderr, ctx.now);
@@ -349,7 +362,10 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
   try {
     // 1. What will happen. Resolving and inspecting change nothing.
     const backup = await source.resolve(backupArg ?? 'latest', { signal: cancellation.signal });
-    report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin };
+    report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin, encryption: backup.encryption };
+    // An encrypted backup without an identity stops here, before anything is touched.
+    const decrypt = decryptionFor(backup, identities);
+    if (decrypt !== null) await checkIdentityOpens(source, backup, decrypt, cancellation.signal);
     // Before anything else touches the target: what an interrupted swap left is repaired or named.
     await recoverInterruptedSwap(db, warn);
     const info = await inspectTarget(db);
@@ -372,6 +388,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         verifyPhase,
         verifyDump(fh, expected, {
           format: backup.format,
+          decrypt,
           signal: cancellation.signal,
           onProgress: (n) => verifyPhase.update(n),
           label: backup.id,
@@ -382,7 +399,8 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
       stream = fh.createReadStream({ start: 0, autoClose: false });
     }
     // The head (pg_dump version, \restrict) decides how psql gets the dump, before anything is created.
-    const peeked = await peekDumpHead(stream, { format: backup.format, label: backup.id, decrypt: null });
+    // An encrypted backup's header is opened here: a wrong identity fails before anything is created.
+    const peeked = await peekDumpHead(stream, { format: backup.format, label: backup.id, decrypt });
     stream = peeked.dump;
     checkPsqlRunsDump(psql, peeked.head);
     const adaptTo = adaptationFor(peeked.head, info, db, warn);
@@ -400,7 +418,7 @@ async function restore(ctx: CliContext, backupArg: string | undefined, opts: Opt
         psqlPath: psql.psql.path,
         dump: stream,
         format: backup.format,
-        decrypt: null,
+        decrypt,
         expected,
         label: backup.id,
         adaptTo,

@@ -4,6 +4,7 @@ import { installCancellation } from './cancellation.js';
 import type { DbSettings } from './config.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { formatDuration, formatTable } from './format.js';
+import { decryptionFor, type Identities } from './identities.js';
 
 export interface DrillCommandOptions {
   readonly source: BackupSource;
@@ -12,6 +13,8 @@ export interface DrillCommandOptions {
   readonly psql: PsqlChoice;
   /** RESTORE_DRILL_QUERY, as the service reads it: must return one row whose first column is true. */
   readonly query: string | null;
+  /** --identity / AGE_IDENTITY_FILE: for an encrypted backup and its encrypted manifest. */
+  readonly identities: Identities;
   readonly json: boolean;
   readonly stdout: NodeJS.WritableStream;
   readonly process: Pick<NodeJS.Process, 'on' | 'off'>;
@@ -47,9 +50,12 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
   const backup = await source.resolve(opts.backupArg, {});
   report.backup = { id: backup.id, createdAt: backup.createdAt, sizeBytes: backup.sizeBytes, sha256: backup.sha256, origin: backup.origin };
   report.target = { host: db.host, port: db.port, database: db.database };
-  const found = await source.manifest(backup);
+  const decrypt = decryptionFor(backup, opts.identities);
+  const found = await source.manifest(backup, decrypt);
   if (found.problem !== null) {
-    throw new CliError(ExitCode.VERIFICATION_FAILED, `the contents manifest of ${backup.id} is not usable: ${found.problem}. Nothing was restored.`, { databaseState: 'untouched' });
+    // The wrong key opens neither the manifest nor the dump: the configuration's fault, not the backup's.
+    const code = found.reason === 'identity' ? ExitCode.USAGE : ExitCode.VERIFICATION_FAILED;
+    throw new CliError(code, `the contents manifest of ${backup.id} is not usable: ${found.problem}. Nothing was restored.`, { databaseState: 'untouched' });
   }
   if (found.note !== null) warn(`${found.note}: the drill compares the restored copy with the counts of the backup's stream itself`);
   if (!opts.json) opts.stdout.write(`Drill of ${backup.id} (${backup.origin}) on ${db.host}:${db.port} as ${db.user}, psql ${opts.psql.psql.version.text}\n`);
@@ -64,7 +70,7 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
       psql: opts.psql.psql,
       dump,
       format: backup.format,
-      decrypt: null,
+      decrypt,
       expected: { sha256: backup.sha256, sizeBytes: backup.sha256 === null ? null : backup.sizeBytes },
       manifest: found.manifest,
       query: opts.query,
@@ -86,7 +92,7 @@ export async function drillCommand(opts: DrillCommandOptions): Promise<number> {
     opts.stdout.write(`Drill ${outcome.status} in ${formatDuration(outcome.durationMs)} (scratch ${outcome.scratchDatabase}, dropped; PostgreSQL ${outcome.serverVersion?.split(' ')[0] ?? 'unknown'})${rows}.\n`);
   }
   if (outcome.status === 'failed') {
-    throw new CliError(ExitCode.RESTORE_FAILED, `drill of ${backup.id} failed: ${outcome.detail ?? 'unknown reason'}`, { databaseState: 'untouched' });
+    throw new CliError(outcome.configurationError ? ExitCode.USAGE : ExitCode.RESTORE_FAILED, `drill of ${backup.id} failed: ${outcome.detail ?? 'unknown reason'}`, { databaseState: 'untouched' });
   }
   return ExitCode.OK;
 }

@@ -19,10 +19,11 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export const EXIT_CODE_HELP = `Exit codes:
   0  success
   1  unexpected error
-  2  configuration or usage error (environment, options, psql not found, cannot log in)
+  2  configuration or usage error (environment, options, psql not found, cannot log in,
+     an encrypted backup without an identity that opens it)
   3  cancelled (Ctrl-C); the database was not changed (--in-place after the drop: left empty)
   4  backup not found
-  5  verification failed (checksum, gzip or zstd integrity); the database was not touched
+  5  verification failed (checksum, damaged ciphertext, gzip or zstd integrity); the database was not touched
   6  restore failed (the message says the database's state)
   7  db-backup-service unreachable or unhealthy (S3 backend)`;
 

@@ -49,7 +49,7 @@ describe('localSource', () => {
     const warnings: string[] = [];
     const list = await localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m)).list({});
     expect(list.map((b) => b.id)).toEqual(['backup_20260512T010000Z_1.sql.gz', 'backup_20260512T010000Z.sql.gz', 'backup_20260510T010000Z.sql.gz']);
-    expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'drill', 'durationMs', 'id', 'pgVersion', 'sha256', 'sizeBytes', 'triggeredBy']);
+    expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'drill', 'durationMs', 'encryption', 'id', 'pgVersion', 'sha256', 'sizeBytes', 'triggeredBy']);
     expect(warnings).toHaveLength(2);
   });
 

@@ -5,6 +5,7 @@ import { backupIdOfSidecar, compareNewestFirst, compressionOfId, isBackupId, isO
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { readLocalManifest } from './local-manifest.js';
 import { CliError, ExitCode } from './exit-codes.js';
+import { encryptionOf } from './identities.js';
 
 /** Whose backups db-restore may pick: the service's name prefix and, when DB_NAME is set, its database. */
 export interface LocalOwner {
@@ -99,7 +100,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       } else {
         // Checked before touching the file system: an id never names a path (invariant 7).
         if (!isBackupId(idOrLatest)) {
-          throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst) or "latest". To restore a file, use --file PATH.`);
+          throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, encrypted: .sql.gz.age or .sql.zst.age) or "latest". To restore a file, use --file PATH.`);
         }
         sidecar = await readSidecar(idOrLatest);
         if (sidecar === null) {
@@ -116,6 +117,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       return {
         id: sidecar.id,
         format: compressionOfId(sidecar.id),
+        encryption: encryptionOf(sidecar.id, sidecar.encryption),
         createdAt: sidecar.createdAt,
         sizeBytes: sidecar.sizeBytes,
         sha256: sidecar.sha256,
@@ -126,7 +128,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       } satisfies ResolvedBackup;
     },
 
-    manifest: (backup) => readLocalManifest(join(dir, backup.id), backup),
+    manifest: (backup, decrypt) => readLocalManifest(join(dir, backup.id), backup, decrypt),
 
     async open(backup, { signal }) {
       return createReadStream(join(dir, backup.id), { signal });

@@ -5,6 +5,7 @@ import { BackupServiceError, compressionOfId, createClient, isBackupId, type Bac
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { resumableDownload } from './resumable-download.js';
 import { CliError, ExitCode } from './exit-codes.js';
+import { encryptionOf } from './identities.js';
 
 /**
  * Backups in S3, read through the running service's REST API with the SDK: db-restore carries no
@@ -65,15 +66,15 @@ export function serviceSource(serviceUrl: string, apiToken: string, opts: { fetc
       if (idOrLatest === 'latest') {
         const latest = await call((c) => c.latestBackup(callOpts));
         if (latest === null) throw new CliError(ExitCode.NOT_FOUND, `${description} has no successful backup yet`);
-        return { id: latest.id, format: compressionOfId(latest.id), createdAt: latest.createdAt, sizeBytes: latest.sizeBytes, sha256: latest.sha256, pgVersion: latest.pgVersion, origin: description };
+        return { id: latest.id, format: compressionOfId(latest.id), encryption: encryptionOf(latest.id, latest.encryption), createdAt: latest.createdAt, sizeBytes: latest.sizeBytes, sha256: latest.sha256, pgVersion: latest.pgVersion, origin: description };
       }
       if (!isBackupId(idOrLatest)) {
-        throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst) or "latest". To restore a file, use --file PATH.`);
+        throw new CliError(ExitCode.USAGE, `"${idOrLatest.slice(0, 120)}" is not a backup id (<prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, encrypted: .sql.gz.age or .sql.zst.age) or "latest". To restore a file, use --file PATH.`);
       }
       // There is no metadata route per id: the listing is the sidecars' view.
       const found = (await call((c) => c.listBackups(callOpts))).find((b) => b.id === idOrLatest);
       if (!found) throw new CliError(ExitCode.NOT_FOUND, `backup ${idOrLatest} not found at ${description}. Run db-restore without arguments to list backups.`);
-      return { id: found.id, format: compressionOfId(found.id), createdAt: found.createdAt, sizeBytes: found.sizeBytes, sha256: found.sha256, pgVersion: found.pgVersion, origin: description };
+      return { id: found.id, format: compressionOfId(found.id), encryption: encryptionOf(found.id, found.encryption), createdAt: found.createdAt, sizeBytes: found.sizeBytes, sha256: found.sha256, pgVersion: found.pgVersion, origin: description };
     },
 
     async manifest() {

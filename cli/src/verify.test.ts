@@ -39,7 +39,7 @@ async function verifyBytes(bytes: Buffer, expected: DumpExpectations, format: Co
   await writeFile(path, bytes);
   const fh = await open(path);
   try {
-    return await verifyDump(fh, expected, { format, label: name });
+    return await verifyDump(fh, expected, { format, decrypt: null, label: name });
   } finally {
     await fh.close();
   }

@@ -2,24 +2,25 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDecompressor, DumpEnds, dumpProblems, formatMismatch, type DumpExpectations, type VerifiedDump } from '@db-backup-service/restore';
+import { createDumpDecoder, DumpEnds, dumpProblems, formatMismatch, isWrongIdentity, type DumpDecryption, type DumpExpectations, type VerifiedDump } from '@db-backup-service/restore';
 import type { CompressionFormat } from '@db-backup-service/sdk';
 import { CliError, ExitCode } from './exit-codes.js';
 
 /**
- * Reads the whole dump once: SHA-256 of the compressed bytes, and a full decompression (gzip:
+ * Reads the whole dump once: SHA-256 of the stored bytes, and a full decompression (gzip:
  * zlib checks the CRC-32 and length at the end of each member; zstd: exactly one frame, its
- * content checksum, nothing after it). Both run to the end even when one fails, so the message
- * names every problem. Nothing is dropped before this has passed (invariant 8).
+ * content checksum, nothing after it), behind age decryption when `decrypt` is given (every
+ * chunk authenticated; a wrong identity fails at the header). Both run to the end even when one
+ * fails, so the message names every problem. Nothing is dropped before this has passed (invariant 8).
  */
 export async function verifyDump(
   fh: FileHandle,
   expected: DumpExpectations,
-  opts: { format: CompressionFormat; signal?: AbortSignal; onProgress?: (bytesRead: number) => void; label: string },
+  opts: { format: CompressionFormat; decrypt: DumpDecryption | null; signal?: AbortSignal; onProgress?: (bytesRead: number) => void; label: string },
 ): Promise<VerifiedDump> {
   const { size } = await fh.stat();
   const hash = createHash('sha256');
-  const decompressor = createDecompressor(opts.format);
+  const decompressor = createDumpDecoder(opts.format, opts.decrypt);
   let decompressError: Error | null = null;
   // Bytes of another format (or none at all) are named as such, not by the decompressor's complaint.
   let mismatch: string | null = null;
@@ -43,7 +44,8 @@ export async function verifyDump(
 
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      if (read === 0) {
+      // The ciphertext's first bytes say nothing of the compression: the decompressor judges them then.
+      if (read === 0 && opts.decrypt === null) {
         mismatch = formatMismatch(chunk, opts.format);
         if (mismatch !== null) decompressor.destroy();
       }
@@ -69,7 +71,7 @@ export async function verifyDump(
     },
     final(callback) {
       // An empty file: no chunk ever came to be checked.
-      if (read === 0) mismatch = formatMismatch(Buffer.alloc(0), opts.format);
+      if (read === 0 && opts.decrypt === null) mismatch = formatMismatch(Buffer.alloc(0), opts.format);
       if (mismatch !== null) {
         callback();
         return;
@@ -93,6 +95,11 @@ export async function verifyDump(
     mismatch === null
       ? dumpProblems({ sizeBytes: size, sha256, format: opts.format, decompressError: decompressError, ends, expected })
       : [...dumpProblems({ sizeBytes: size, sha256, format: opts.format, decompressError: null, ends: null, expected }), mismatch];
+  // The right bytes and the wrong key: the configuration is at fault, not the backup.
+  const decryptError: unknown = decompressError;
+  if (isWrongIdentity(decryptError) && problems.length === 1) {
+    throw new CliError(ExitCode.USAGE, `${decryptError.message}. Nothing was changed in the database.`, { cause: decryptError, databaseState: 'untouched' });
+  }
   if (problems.length > 0) {
     throw new CliError(ExitCode.VERIFICATION_FAILED, `verification of ${opts.label} failed: ${problems.join('; ')}. Nothing was changed in the database.`, {
       databaseState: 'untouched',

@@ -84,14 +84,14 @@ async function readCompressedDumpHead(start: Buffer, format: CompressionFormat):
  * chunk, which is opened only once a byte after it has arrived (whether a chunk is the last is
  * part of its nonce): so PEEK_BYTES of compressed dump come out for headers up to ~60 KB.
  */
-const ENCRYPTED_PEEK_BYTES = 2 * PEEK_BYTES + 64 * 1024;
+export const ENCRYPTED_PEEK_BYTES = 2 * PEEK_BYTES + 64 * 1024;
 
 /**
  * The plaintext the start of an age file opens to, without the rest: the header is checked (a
  * wrong identity fails here, before anything is created) and the whole chunks it holds are
  * authenticated and opened. `ended`: the start is the whole file (then its last chunk is opened too).
  */
-async function decryptStart(start: Buffer, ended: boolean, decrypt: DumpDecryption): Promise<Buffer> {
+export async function decryptStart(start: Buffer, ended: boolean, decrypt: DumpDecryption): Promise<Buffer> {
   if (ended) return decryptBuffer(start, decrypt.identities, decrypt.where);
   const stream = new AgeDecryptStream(decrypt.identities, decrypt.where);
   stream.on('error', () => undefined);

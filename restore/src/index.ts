@@ -63,3 +63,5 @@ export {
   type AgeErrorKind,
 } from './age.js';
 export { createDumpDecoder, decryptionFailure, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';
+export { decryptStart, ENCRYPTED_PEEK_BYTES } from './dump-peek.js';
+export { isEncryptedId, plainNameOf } from '@db-backup-service/contract';
