@@ -11,7 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backup } from '@db-backup-service/contract';
 import { createClient } from '@db-backup-service/sdk';
-import { api, freePort, pollUntil, startPostgres, startService, type Api, type PostgresCluster, type ServiceProcess } from './harness/index.js';
+import { api, fingerprint, freePort, pollUntil, runProcess, startPostgres, startService, type Api, type PostgresCluster, type ServiceProcess } from './harness/index.js';
 
 const TOKEN = randomBytes(32).toString('hex');
 const REPO_ROOT = join(import.meta.dirname, '..');
@@ -135,6 +135,24 @@ describe('an encrypting service', () => {
       { timeoutMs: 120_000, what: `a drill of ${backup.id}` },
     );
     expect(drilled).toMatchObject({ status: 'passed', tablesChecked: 1, rowsChecked: 5000, detail: null });
+  });
+
+  it.each([
+    ['through the service (as for S3)', { STORAGE_BACKEND: 's3' }],
+    ['from the backup directory', { STORAGE_BACKEND: 'local' }],
+  ] as const)('db-restore --identity restores it %s, data equal to the source; without the identity it says what to pass', async (how, env) => {
+    const target = `restored_${env.STORAGE_BACKEND}`;
+    const run = (args: string[]) =>
+      runProcess(process.execPath, [join(REPO_ROOT, 'cli/dist/bin.js'), '--force', ...args], {
+        DB_HOST: pg.host, DB_PORT: String(pg.port), DB_USER: pg.user, DB_PASSWORD: pg.password, DB_NAME: 'app',
+        BACKUP_LOCAL_DIR: storageDir, DB_RESTORE_SERVICE_URL: svc.baseUrl, API_TOKEN: TOKEN, ...env,
+      });
+    const missing = await run(['--database', target, 'latest']);
+    expect(missing.code, how).toBe(2);
+    expect(missing.stderr).toMatch(/--identity/);
+    const restored = await run(['--identity', keyFile, '--database', target, 'latest']);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await fingerprint(pg, target)).toEqual(await fingerprint(pg, 'app'));
   });
 
   it('/info says which recipients new backups are encrypted to', async () => {
