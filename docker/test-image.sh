@@ -576,8 +576,8 @@ curl -fsS "${AUTH[@]}" "$AGE_URL/api/v1/backups/latest" > "$WORK/age-latest.json
 jq -e --arg r "$AGE_RECIPIENT" '.encryption.format == "age" and .encryption.recipients == [$r]' "$WORK/age-latest.json" > /dev/null \
   || fail "the encrypted backup does not list its recipient: $(jq -c .encryption "$WORK/age-latest.json")"
 [ "$(head -c 21 "$WORK/download.sql.gz.age")" = "age-encryption.org/v1" ] || fail "the stored backup does not begin with the age header"
-age -d -i "$WORK/age-key.txt" "$WORK/download.sql.gz.age" | gunzip | tail -n 3 | grep -q -- '-- PostgreSQL database dump complete' \
-  || fail "age -d -i key | gunzip does not give a complete dump"
+age -d -i "$WORK/age-key.txt" "$WORK/download.sql.gz.age" | gunzip > "$WORK/age-dump.sql" || fail "age -d -i key | gunzip failed"
+grep -q -- '-- PostgreSQL database dump complete' "$WORK/age-dump.sql" || fail "age -d -i key | gunzip does not give a complete dump"
 if podman exec "$AGE_CONTAINER" db-restore --force --identity /run/secrets/age_key --database appdb_age latest > "$WORK/age-restore.log" 2>&1; then
   AGE_FINGERPRINT="$(psql_app -d appdb_age -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
   CURRENT_FINGERPRINT="$(psql_app -At -c "SELECT count(*) || ':' || md5(string_agg(id || name || coalesce(payload::text, ''), ',' ORDER BY id)) FROM items")"
