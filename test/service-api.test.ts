@@ -126,7 +126,7 @@ describe.each(['local', 's3'] as const)('%s backend: the REST API end to end', (
     expect(list.map((b) => b.createdAt)).toEqual([...list.map((b) => b.createdAt)].sort().reverse());
     expect(list[0]).toEqual({
       id: done.backupId, createdAt: expect.any(String), sizeBytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
-      pgVersion: expect.stringMatching(/^15\./), durationMs: expect.any(Number), triggeredBy: 'api', drill: null,
+      pgVersion: expect.stringMatching(/^15\./), durationMs: expect.any(Number), triggeredBy: 'api', encryption: null, drill: null,
     });
     expect(await A.json<Backup>('/api/v1/backups/latest')).toEqual(list[0]);
   });

@@ -139,7 +139,7 @@ describe.each(['local', 's3'] as const)('%s backend', (backend) => {
     await where.write(`${id}.meta.json`, Buffer.from(JSON.stringify(reference, null, 2)));
 
     const listed = await pollUntil(async () => (await A.json<Backup[]>('/api/v1/backups')).find((b) => b.id === id), { timeoutMs: 20_000, what: 'the reference backup to list' });
-    expect(listed).toEqual({ ...reference, drill: null });
+    expect(listed).toEqual({ ...reference, encryption: null, drill: null });
     const download = await A.request(`/api/v1/backups/${id}/download`);
     expect(download.status).toBe(200);
     expect(sha256(Buffer.from(await download.arrayBuffer()))).toBe(reference.sha256);
