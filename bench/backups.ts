@@ -3,9 +3,11 @@
 // server's apart) and sizes; then each service case's peak RSS at two dump sizes. A case that
 // fails (a tool missing, a setting the service does not know yet) is reported as failed with its
 // reason, and the other cases go on.
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compressionOfId, contentsName, sidecarName } from '@db-backup-service/contract';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { compressionOfId, contentsName, isEncryptedId, parseSidecar, sidecarName, type BackupSidecar } from '@db-backup-service/contract';
+import { AGE_INTRO, isAgeEncrypted } from '@db-backup-service/restore';
 import type { PostgresCluster } from '../test/harness/index.js';
 import { serviceEnv, startBenchService, type BackupSample, type BenchService, type BenchStorage } from './bench-service.js';
 import { clusterCpu, median, settledClusterCpu, timeShell } from './measure.js';
@@ -20,6 +22,8 @@ export interface ServiceCase {
   readonly label: string;
   readonly storage: 'local' | 's3';
   readonly format: 'gzip' | 'zstd';
+  /** Encrypted with age to the run's recipient (BACKUP_ENCRYPTION_RECIPIENTS, set when the case starts). */
+  readonly encrypted: boolean;
   /** Settings beyond serviceEnv's (BENCH_SERVICE_ENV still applies on top). */
   readonly env: Record<string, string>;
   /** Another build of the service (BENCH_COMPARE_ENTRY). */
@@ -34,21 +38,44 @@ export function serviceCases(): ServiceCase[] {
   const all: ServiceCase[] = [];
   for (const storage of ['local', 's3'] as const) {
     const where = storage === 'local' ? 'local' : 'S3 emulator';
+    // Each age case right after its plain twin (`<twin>-age`, same settings plus the recipient):
+    // the report sets one against the other, and adjacent they meet the same load.
     all.push(
-      { id: `service-${storage}-gzip`, label: `service → ${where}, gzip, default level`, storage, format: 'gzip', env: {} },
-      { id: `service-${storage}-gzip1`, label: `service → ${where}, gzip level 1`, storage, format: 'gzip', env: { BACKUP_COMPRESSION_LEVEL: '1' } },
-      { id: `service-${storage}-zstd`, label: `service → ${where}, zstd, default level`, storage, format: 'zstd', env: { BACKUP_COMPRESSION: 'zstd' } },
+      { id: `service-${storage}-gzip`, label: `service → ${where}, gzip, default level`, storage, format: 'gzip', encrypted: false, env: {} },
+      { id: `service-${storage}-gzip-age`, label: `service → ${where}, gzip, default level, age`, storage, format: 'gzip', encrypted: true, env: {} },
+      { id: `service-${storage}-gzip1`, label: `service → ${where}, gzip level 1`, storage, format: 'gzip', encrypted: false, env: { BACKUP_COMPRESSION_LEVEL: '1' } },
+      { id: `service-${storage}-zstd`, label: `service → ${where}, zstd, default level`, storage, format: 'zstd', encrypted: false, env: { BACKUP_COMPRESSION: 'zstd' } },
+      { id: `service-${storage}-zstd-age`, label: `service → ${where}, zstd, default level, age`, storage, format: 'zstd', encrypted: true, env: { BACKUP_COMPRESSION: 'zstd' } },
     );
   }
   // BENCH_COMPARE_ENTRY: the default local case once more with another build (before/after).
   const compare = process.env.BENCH_COMPARE_ENTRY;
-  if (compare) all.push({ id: 'service-compare-local-gzip', label: 'OTHER BUILD: service → local, gzip, default level', storage: 'local', format: 'gzip', env: {}, entry: compare });
+  if (compare) {
+    all.push({ id: 'service-compare-local-gzip', label: 'OTHER BUILD: service → local, gzip, default level', storage: 'local', format: 'gzip', encrypted: false, env: {}, entry: compare });
+  }
   const picked = process.env.BENCH_SERVICE_CASES?.split(',').map((s) => s.trim());
   if (picked) {
     const unknown = picked.filter((id) => !all.some((c) => c.id === id));
     if (unknown.length > 0) throw new Error(`bench: BENCH_SERVICE_CASES names unknown cases ${unknown.join(', ')} (known: ${all.map((c) => c.id).join(', ')})`);
   }
   return all.filter((c) => picked === undefined || picked.includes(c.id) || c.id === DEFAULT_CASE);
+}
+
+/** The run's age key pair for the encrypted cases, or why there is none (the age cases then fail with it). */
+export type AgeKeys = { readonly recipient: string; readonly identityFile: string } | { readonly missing: string };
+
+/** One X25519 key pair per bench run, made by the stock age-keygen in the run's work directory. */
+export async function makeAgeKeys(work: string): Promise<AgeKeys> {
+  const identityFile = join(work, 'age-identity.txt');
+  try {
+    await timeShell('age-keygen -o "$1" 2> /dev/null', { args: [identityFile] });
+    const { stdout } = await timeShell('age-keygen -y "$1"', { args: [identityFile] });
+    const recipient = stdout.trim();
+    if (!recipient.startsWith('age1')) throw new Error(`age-keygen -y printed ${JSON.stringify(recipient.slice(0, 80))}, not an age1 recipient`);
+    return { recipient, identityFile };
+  } catch (error) {
+    return { missing: `no age key pair for the encrypted cases (age-keygen: ${message(error)}; install: apt-get install age)` };
+  }
 }
 
 interface ShellCase {
@@ -74,6 +101,8 @@ export interface BackupContext {
   readonly service: boolean;
   readonly cases: readonly ServiceCase[];
   readonly s3: S3EmulatorProcess | undefined;
+  /** For the encrypted cases (undefined when none was picked). */
+  readonly age: AgeKeys | undefined;
   readonly tools: { pigz: boolean; zstd: boolean; aws: boolean };
   /** Services started here; the caller stops them (the kept backup's serves downloads). */
   readonly services: BenchService[];
@@ -170,8 +199,9 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
     const data: ServiceSamples = { samples: [], pgServerCpu: [], emulatorCpu: [], level: null, error: null, instance: undefined };
     serviceData.set(c.id, data);
     try {
+      const env = caseEnv(ctx, c);
       const storage = await storageOf(ctx, c, join(ctx.work, c.id));
-      const service = await startBenchService(serviceEnv(pg, ctx.db, storage, c.env), c.entry ? { entry: c.entry } : {});
+      const service = await startBenchService(serviceEnv(pg, ctx.db, storage, env), c.entry ? { entry: c.entry } : {});
       ctx.services.push(service);
       data.instance = { service, storage };
     } catch (error) {
@@ -214,12 +244,11 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
         const sample = await service.backup();
         const after = await settledClusterCpu(pg.dataDir, before);
         const emulatorAfter = storage.kind === 's3' ? await ctx.s3!.cpuSeconds() : 0;
-        checkFormat(c, sample.backupId);
+        data.level = (await checkStored(ctx, c, storage, sample.backupId)).compression.level;
         data.samples.push(sample);
         data.pgServerCpu.push(after.seconds - before.seconds);
         if (storage.kind === 's3') data.emulatorCpu.push(emulatorAfter - emulatorBefore);
         if (storage.kind === 'local') {
-          data.level = await levelOf(storage.dir, sample.backupId);
           const last = r === runs - 1 || !ctx.service;
           if (c.id === DEFAULT_CASE && last) kept = { dir: storage.dir, id: sample.backupId, service };
           else if (c.id === 'service-local-zstd' && last) keptZstd = { dir: storage.dir, id: sample.backupId };
@@ -253,7 +282,7 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
   for (const c of services) {
     const d = serviceData.get(c.id)!;
     if (d.error !== null) {
-      cases.push(failedCase(c.id, c.label, d.error, { kind: 'service', format: c.format, storage: c.storage }));
+      cases.push(failedCase(c.id, c.label, d.error, { kind: 'service', format: c.format, storage: c.storage, encrypted: c.encrypted }));
       continue;
     }
     const s = d.samples;
@@ -262,6 +291,7 @@ export async function runBackups(ctx: BackupContext): Promise<BackupResults> {
         kind: 'service',
         format: c.format,
         storage: c.storage,
+        encrypted: c.encrypted,
         // The S3 case runs the same settings as its local twin, which read the level from its sidecar.
         level: d.level ?? serviceData.get(c.id.replace('-s3-', '-local-'))?.level ?? null,
         wallSeconds: s.map((x) => x.wallMs / 1000),
@@ -297,12 +327,13 @@ export async function runRss(ctx: BackupContext, datasets: readonly { db: string
         const dir = join(ctx.work, `rss-${c.id}`);
         let service: BenchService | undefined;
         try {
+          const env = caseEnv(ctx, c);
           const storage = await storageOf(ctx, c, dir);
-          service = await startBenchService(serviceEnv(ctx.pg, data.db, storage, c.env)).catch((error: unknown) => {
+          service = await startBenchService(serviceEnv(ctx.pg, data.db, storage, env)).catch((error: unknown) => {
             throw new Error(startFailure(error));
           });
           const sample = await service.backup();
-          checkFormat(c, sample.backupId);
+          await checkStored(ctx, c, storage, sample.backupId);
           samples.get(c.id)!.push(sample);
         } catch (error) {
           errors.set(c.id, `run ${r + 1}: ${message(error)}`);
@@ -317,7 +348,7 @@ export async function runRss(ctx: BackupContext, datasets: readonly { db: string
     for (const c of cases) {
       const id = `rss-${c.id.replace(/^service-/, '')}-${data.size}`;
       const label = `peak RSS, ${c.label}, ${Math.round(data.plainBytes / 1e6)} MB dump`;
-      const extra = { kind: 'rss', serviceCase: c.id, serviceLabel: c.label, size: data.size, plainBytes: data.plainBytes };
+      const extra = { kind: 'rss', serviceCase: c.id, serviceLabel: c.label, encrypted: c.encrypted, size: data.size, plainBytes: data.plainBytes };
       const error = errors.get(c.id);
       if (error !== undefined) {
         results.push(failedCase(id, label, error, extra));
@@ -339,16 +370,72 @@ async function storageOf(ctx: BackupContext, c: ServiceCase, dir: string): Promi
   return { kind: 's3', s3: ctx.s3, prefix: c.id };
 }
 
-/** A setting the service ignores must not pass as measured: the id's extension is the format written. */
-function checkFormat(c: ServiceCase, id: string): void {
-  const written = compressionOfId(id);
-  if (written !== c.format) throw new Error(`the service wrote ${id} (${written}), not ${c.format}: does this build know ${Object.keys(c.env).join(', ')}?`);
+/** The case's settings: its own, and the run's recipient for an encrypted case (none: the case fails with why). */
+function caseEnv(ctx: BackupContext, c: ServiceCase): Record<string, string> {
+  if (!c.encrypted) return c.env;
+  if (!ctx.age) throw new Error('no age key pair in this run');
+  if ('missing' in ctx.age) throw new Error(ctx.age.missing);
+  return { ...c.env, BACKUP_ENCRYPTION_RECIPIENTS: ctx.age.recipient };
 }
 
-/** The level the service recorded in the sidecar (null when it records none). */
-async function levelOf(dir: string, id: string): Promise<number | null> {
-  const sidecar = JSON.parse(await readFile(join(dir, sidecarName(id)), 'utf8')) as { compression?: { level?: number | null } };
-  return sidecar.compression?.level ?? null;
+/**
+ * A setting the service ignores must not pass as measured: the id says the format and whether it
+ * is encrypted, the sidecar agrees (parseSidecar refuses an id and `encryption` that disagree) and
+ * names the run's recipient, and an encrypted dump as stored begins with the age header. A build
+ * that silently ignores BACKUP_ENCRYPTION_RECIPIENTS and stores plaintext (WAL-G's failure) fails
+ * the case. Returns the sidecar (the level comes from it).
+ */
+async function checkStored(ctx: BackupContext, c: ServiceCase, storage: BenchStorage, id: string): Promise<BackupSidecar> {
+  const settings = Object.keys(caseEnv(ctx, c)).join(', ') || 'its defaults';
+  const written = compressionOfId(id);
+  if (written !== c.format) throw new Error(`the service wrote ${id} (${written}), not ${c.format}: does this build know ${settings}?`);
+  if (isEncryptedId(id) !== c.encrypted) {
+    throw new Error(`the service wrote ${id}, ${c.encrypted ? 'not encrypted (no .age)' : 'encrypted, though no recipient was set'}: does this build know ${settings}?`);
+  }
+  const parsed = parseSidecar((await readStored(ctx, storage, sidecarName(id), null)).toString('utf8'), id);
+  if (!parsed.ok) throw new Error(`the sidecar of ${id} is refused: ${parsed.problem}`);
+  if (parsed.sidecar.compression.format !== c.format) throw new Error(`the sidecar of ${id} records ${parsed.sidecar.compression.format}, not ${c.format}`);
+  const { encryption } = parsed.sidecar;
+  if (c.encrypted) {
+    const recipient = ctx.age && 'recipient' in ctx.age ? ctx.age.recipient : '';
+    if (encryption?.format !== 'age' || !encryption.recipients.includes(recipient)) {
+      throw new Error(`the sidecar of ${id} records encryption ${JSON.stringify(encryption)}, not age to the run's recipient`);
+    }
+    const head = await readStored(ctx, storage, id, AGE_INTRO.length);
+    if (!isAgeEncrypted(head)) throw new Error(`${id} as stored does not begin with the age header (${JSON.stringify(AGE_INTRO.trim())}): plaintext stored`);
+  }
+  return parsed.sidecar;
+}
+
+/** An object as stored, whole or its first `bytes` bytes: from the directory, or straight from the emulator. */
+async function readStored(ctx: BackupContext, storage: BenchStorage, name: string, bytes: number | null): Promise<Buffer> {
+  if (storage.kind === 'local') {
+    const path = join(storage.dir, name);
+    if (bytes === null) return readFile(path);
+    const file = await open(path, 'r');
+    try {
+      const head = Buffer.alloc(bytes);
+      const { bytesRead } = await file.read(head, 0, bytes, 0);
+      return head.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
+  }
+  const s3 = ctx.s3!;
+  const client = new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    forcePathStyle: true,
+  });
+  try {
+    const key = `${storage.prefix}/${name}`;
+    const { Body } = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key, ...(bytes === null ? {} : { Range: `bytes=0-${bytes - 1}` }) }));
+    if (!Body) throw new Error(`GetObject of ${key} answered without a body`);
+    return Buffer.from(await Body.transformToByteArray());
+  } finally {
+    client.destroy();
+  }
 }
 
 /** Deletes a backup behind the service's back (sidecar first, as the service does). */

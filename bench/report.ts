@@ -82,7 +82,7 @@ function backupRow(results: BenchResults, c: CaseResult): string[] {
   if (c.extra.kind === 'service') {
     const pipeline = median(numbers(c.extra.pipelineSeconds));
     const verify = median(numbers(c.extra.verifySeconds));
-    notes.push(`${String(c.extra.format)}${typeof c.extra.level === 'number' ? ` level ${c.extra.level}` : ''}`);
+    notes.push(`${String(c.extra.format)}${typeof c.extra.level === 'number' ? ` level ${c.extra.level}` : ''}${c.extra.encrypted === true ? ', age-encrypted (header checked as stored)' : ''}`);
     notes.push(`wall ${fmt(median(numbers(c.extra.wallSeconds)))} s = dump→stored ${fmt(pipeline)} s + verify ${fmt(verify)} s`);
     const emulator = median(numbers(c.extra.emulatorCpuSeconds));
     if (Number.isFinite(emulator)) notes.push(`S3 emulator CPU ${fmt(emulator, 1)} s (not in CPU s)`);
@@ -168,7 +168,7 @@ function describe(results: BenchResults, c: CaseResult): { ratio: string; notes:
  * `a` against `b` (a.median / b.median <= bound, or >= for 'at least'); a failed case is a miss
  * with its reason; nothing when `a` was not in this run.
  */
-function ratioCheck(target: string, a: CaseResult | undefined, b: CaseResult | undefined, bound: number, opts: { atLeast?: boolean; info?: boolean } = {}): TargetCheck[] {
+function ratioCheck(target: string, a: CaseResult | undefined, b: CaseResult | undefined, bound: number, opts: { atLeast?: boolean; info?: boolean; asChange?: boolean } = {}): TargetCheck[] {
   if (!a) return [];
   const met = (ratioValue: number): boolean | null => (opts.info ? null : opts.atLeast ? ratioValue >= bound : ratioValue <= bound);
   for (const c of [a, b]) {
@@ -177,7 +177,7 @@ function ratioCheck(target: string, a: CaseResult | undefined, b: CaseResult | u
   }
   if (!b) return [{ target, measured: 'not measured: the reference case was not in this run', met: null }];
   const r = a.median / b.median;
-  const shown = opts.atLeast ? `${fmt(r * 100, 0)}%` : `${fmt(r)}x`;
+  const shown = opts.asChange ? pct(r) : opts.atLeast ? `${fmt(r * 100, 0)}%` : `${fmt(r)}x`;
   return [{ target, measured: `${shown} (${fmt(a.median)} vs ${fmt(b.median)} ${a.unit})`, met: met(r) }];
 }
 
@@ -220,7 +220,8 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
     const share = manifest.median / svc.median;
     checks.push({ target: "contents manifest's cost < 3% of the backup's time (default, local)", measured: `${fmt(share * 100, 1)}% (${fmt(manifest.median)} s of ${fmt(svc.median)} s)`, met: share < 0.03 });
   }
-  // Peak RSS: every service case of the rss section, both sizes.
+  checks.push(...encryptionChecks(results));
+  // Peak RSS: every service case of the rss section, both sizes (the age cases among them).
   const serviceIds = [...new Set(results.cases.filter(isRss).map((x) => String(x.extra.serviceCase)))];
   for (const id of serviceIds) {
     const of = (size: string) => results.cases.find((x) => isRss(x) && x.extra.serviceCase === id && x.extra.size === size);
@@ -258,6 +259,29 @@ export function checkTargets(results: BenchResults): TargetCheck[] {
         measured: `${fmt(p99, 1)} ms at ${fmt(x.median, 0)} req/s${mode === 'saturated' ? ` (Little's law: ${conns} / throughput = ${fmt((conns / x.median) * 1000, 1)} ms)` : ''}`,
         met: mode === 'saturated' ? p99 < limit : null,
       });
+    }
+  }
+  return checks;
+}
+
+/**
+ * Issue 15: each age case against its plain twin (`<twin>-age`), same run: wall time (the job's
+ * durationMs medians) within 5%; CPU seconds and peak RSS beside it as information (the 150 MB
+ * bound on the age cases' peak RSS is checked with every case's below).
+ */
+function encryptionChecks(results: BenchResults): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  for (const age of results.cases.filter((x) => x.extra.kind === 'service' && x.extra.encrypted === true)) {
+    const plain = find(results, age.id.replace(/-age$/, ''));
+    checks.push(...ratioCheck(`encryption costs <= 5% of backup time: ${age.label} against without age`, age, plain, 1.05, { asChange: true }));
+    if (ok(age) && ok(plain)) {
+      const [a, b] = [median(numbers(age.extra.cpuSeconds)), median(numbers(plain.extra.cpuSeconds))];
+      checks.push({ target: `(CPU seconds with age against without: ${age.label})`, measured: `${pct(a / b)} (${fmt(a, 1)} vs ${fmt(b, 1)} s)`, met: null });
+    }
+    const peakOf = (id: string): number => Math.max(...results.cases.filter((x) => isRss(x) && x.extra.serviceCase === id && ok(x)).flatMap((x) => x.samples));
+    const [agePeak, plainPeak] = [peakOf(age.id), peakOf(age.id.replace(/-age$/, ''))];
+    if (Number.isFinite(agePeak) && Number.isFinite(plainPeak)) {
+      checks.push({ target: `(peak RSS with age against without: ${age.label})`, measured: `${fmt(agePeak, 0)} vs ${fmt(plainPeak, 0)} MB (max of all runs, both sizes)`, met: null });
     }
   }
   return checks;
@@ -314,7 +338,7 @@ export function renderMarkdown(results: BenchResults): string {
     `- Date: ${results.date}`,
     `- Machine: ${m.cpus} × ${m.cpuModel}; load average (1/5/15 min) ${load(m.loadBefore)} before, ${load(m.loadAfter)} after` +
       (Object.keys(m.loadBySection).length > 0 ? `; at the start of each section: ${Object.entries(m.loadBySection).map(([k, l]) => `${k} ${l[0].toFixed(1)}`).join(', ')}` : ''),
-    `- Versions: Node ${v.node}; ${v.pgDump}; server ${v.postgresServer}; ${v.gzip}; ${v.pigz ?? 'pigz not installed'}; ${v.zstd ?? 'zstd not installed'}; ${v.aws ?? 'aws CLI not installed'}; ${v.curl?.split(' ').slice(0, 2).join(' ')}`,
+    `- Versions: Node ${v.node}; ${v.pgDump}; server ${v.postgresServer}; ${v.gzip}; ${v.pigz ?? 'pigz not installed'}; ${v.zstd ?? 'zstd not installed'}; ${v.aws ?? 'aws CLI not installed'}; ${v.curl?.split(' ').slice(0, 2).join(' ')}; ${v.age ? `age ${v.age}` : 'age not installed'}`,
     `- Data: plain dump ${mb(d.main.plainBytes)}${d.main.gzip6Bytes ? `, gzip -6 ${mb(d.main.gzip6Bytes)} (${fmt(d.main.plainBytes / d.main.gzip6Bytes)}x compressible)` : ''}, generated in ${fmt(d.main.generateSeconds, 0)} s` +
       `${d.rssSmall && d.rssLarge ? `; memory cases at ${mb(d.rssSmall.plainBytes)} and ${mb(d.rssLarge.plainBytes)}` : ''}`,
     `- ${results.options.runs} runs per case, medians; all backup cases interleaved run by run. Service threads: ${m.cpus} (default: CPU count).`,

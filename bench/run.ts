@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { DumpContentsCounter } from '@db-backup-service/restore';
 import { startPostgres, type PostgresCluster } from '../test/harness/index.js';
 import { runApiLoad, type ApiLoadResult } from './api-load.js';
-import { PG_DUMP_ARGS, runBackups, runRss, serviceCases } from './backups.js';
+import { makeAgeKeys, PG_DUMP_ARGS, runBackups, runRss, serviceCases } from './backups.js';
 import { ROOT, type BenchService } from './bench-service.js';
 import { extendByCopies, generateDatabase } from './dataset.js';
 import { runDownloads } from './download.js';
@@ -96,6 +96,7 @@ async function main(): Promise<void> {
     zstd: await toolVersion('zstd --version'),
     aws: await toolVersion('aws --version'),
     curl: await toolVersion('curl --version'),
+    age: await toolVersion('age --version'),
     postgresServer: '',
   };
   // A missing tool fails its own case (reported, with the install command), not the run.
@@ -152,6 +153,9 @@ async function main(): Promise<void> {
       ((opts.only.has('service') || opts.only.has('rss')) && serviceConfigs.some((c) => c.storage === 's3')) || (opts.only.has('baselines') && versions.aws !== null);
     // In its own process: the emulator's work is not the benchmark's event loop's, and its CPU is read apart.
     if (wantsS3) s3 = await startS3Process({ bucket: 'bench' });
+    // One key pair for the whole run; the encrypted cases get its recipient, the identity stays in WORK.
+    const age = serviceConfigs.some((c) => c.encrypted) ? await makeAgeKeys(WORK) : undefined;
+    if (age && 'missing' in age) log(`the age cases will fail: ${age.missing}`);
     const context = {
       pg,
       db: main.db,
@@ -161,6 +165,7 @@ async function main(): Promise<void> {
       work: WORK,
       cases: serviceConfigs,
       s3,
+      age,
       tools: { pigz: versions.pigz !== null, zstd: versions.zstd !== null, aws: versions.aws !== null },
       services,
       log,
