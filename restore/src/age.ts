@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import { Readable, Transform, Writable } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Decrypter, Encrypter, identityToRecipient } from 'age-encryption';
+import { Decrypter, Encrypter } from 'age-encryption';
 import type { Recipient } from 'age-encryption';
 
 /**
@@ -112,7 +112,7 @@ function quote(text: string): string {
  */
 export function parseIdentities(text: string, where: string): string[] {
   if (text.startsWith(AGE_INTRO) || text.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
-    throw new AgeError('identities', `${where} is itself encrypted (a passphrase-protected identity file), which is not supported: decrypt it first (age -d ${where} > key.txt) and keep that file private`);
+    throw new AgeError('identities', `${where} is itself encrypted (a passphrase-protected identity file), which is not supported: decrypt it first with \`age -d\` into a file of its own, keep that file private, and use it instead`);
   }
   const identities: string[] = [];
   const problems: string[] = [];
@@ -136,11 +136,6 @@ function identityProblem(identity: string): string | null {
   } catch {
     return 'is not a valid age identity (a mistyped or cut key: its checksum or length is wrong)';
   }
-}
-
-/** The recipient (public key) of each identity: to say which keys a file was not encrypted to. */
-export async function recipientsOfIdentities(identities: readonly string[]): Promise<string[]> {
-  return Promise.all(identities.map((identity) => identityToRecipient(identity)));
 }
 
 /** The stanza types of an age header (`X25519`, `mlkem768x25519`, …), for a message. */
@@ -192,10 +187,6 @@ class ChunkQueue {
   /** Everything left: the last chunk (at most `size` bytes once takeFull returned null). */
   takeRest(): Buffer[] {
     return this.#take(this.#bytes);
-  }
-
-  get bytes(): number {
-    return this.#bytes;
   }
 
   #take(bytes: number): Buffer[] {
@@ -386,7 +377,7 @@ export class AgeDecryptStream extends Transform {
   #open(chunk: Buffer, callback: TransformCallback): void {
     this.#queue.push(chunk);
     try {
-      // As when encrypting: one buffer on per input chunk, not one per 64 KiB age chunk.
+      // One buffer on per input chunk, not one per 64 KiB age chunk: the decompressor behind takes fewer, larger writes.
       const out: Buffer[] = [];
       for (let pieces = this.#queue.takeFull(); pieces !== null; pieces = this.#queue.takeFull()) out.push(this.#unseal(pieces, false));
       if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));

@@ -59,7 +59,6 @@ export {
   isAgeEncrypted,
   parseIdentities,
   parseRecipients,
-  recipientsOfIdentities,
   type AgeErrorKind,
 } from './age.js';
 export { createDumpDecoder, decryptionFailure, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';
