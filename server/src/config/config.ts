@@ -154,6 +154,15 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
     if (value === undefined) report(name, 'required but not set', fix);
     return value ?? '';
   };
+  /** The text of the file a variable names, or null after reporting why it cannot be read (`fix` says what to point it at). */
+  const fileText = (variable: string, file: string, fix: string): string | null => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (error) {
+      report(variable, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, fix);
+      return null;
+    }
+  };
   const secret = (name: (typeof SECRET_VARIABLES)[number], needed: boolean, fix: string): string => {
     const direct = env[name];
     const file = raw(`${name}_FILE`);
@@ -162,16 +171,12 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       return '';
     }
     if (file !== undefined) {
-      try {
-        // Docker/Kubernetes secret files usually end with a newline that is not part of the secret.
-        const value = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-        if (value === '') report(`${name}_FILE`, `the file ${file} is empty`, `Put the value in that file.`);
-        return value;
-      } catch (error) {
-        const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-        report(`${name}_FILE`, `cannot read ${file} (${reason})`, `Point it at a readable file holding the value.`);
-        return '';
-      }
+      const text = fileText(`${name}_FILE`, file, `Point it at a readable file holding the value.`);
+      if (text === null) return '';
+      // Docker/Kubernetes secret files usually end with a newline that is not part of the secret.
+      const value = text.replace(/\r?\n$/, '');
+      if (value === '') report(`${name}_FILE`, `the file ${file} is empty`, `Put the value in that file.`);
+      return value;
     }
     if (direct === undefined || direct === '') {
       if (needed) report(name, 'required but not set', fix);
@@ -381,13 +386,8 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       parsed = parseRecipients(direct, variable, { commas: true });
     } else if (file !== undefined) {
       variable = 'BACKUP_ENCRYPTION_RECIPIENTS_FILE';
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (error) {
-        report(variable, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Point it at a readable age recipients file.');
-        return null;
-      }
+      const text = fileText(variable, file, 'Point it at a readable age recipients file.');
+      if (text === null) return null;
       parsed = parseRecipients(text, file, { commas: false });
     } else {
       return null;
@@ -400,13 +400,8 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
   function drillIdentities(): string[] | null {
     const file = raw('RESTORE_DRILL_IDENTITY_FILE');
     if (file === undefined) return null;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      report('RESTORE_DRILL_IDENTITY_FILE', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'Point it at a readable age identity file (age-keygen -o key.txt), or unset it.');
-      return null;
-    }
+    const text = fileText('RESTORE_DRILL_IDENTITY_FILE', file, 'Point it at a readable age identity file (age-keygen -o key.txt), or unset it.');
+    if (text === null) return null;
     try {
       return parseIdentities(text, file);
     } catch (error) {
