@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDumpDecoder, DumpEnds, dumpProblems, formatMismatch, isWrongIdentity, type DumpDecryption, type DumpExpectations, type VerifiedDump } from '@db-backup-service/restore';
+import { createDumpDecoder, DumpEnds, dumpProblems, formatMismatch, wrongIdentityOnly, type DumpDecryption, type DumpExpectations, type VerifiedDump } from '@db-backup-service/restore';
 import type { CompressionFormat } from '@db-backup-service/sdk';
 import { CliError, ExitCode } from './exit-codes.js';
 
@@ -96,9 +96,9 @@ export async function verifyDump(
       ? dumpProblems({ sizeBytes: size, sha256, format: opts.format, decompressError: decompressError, ends, expected })
       : [...dumpProblems({ sizeBytes: size, sha256, format: opts.format, decompressError: null, ends: null, expected }), mismatch];
   // The right bytes and the wrong key: the configuration is at fault, not the backup.
-  const decryptError: unknown = decompressError;
-  if (isWrongIdentity(decryptError) && problems.length === 1) {
-    throw new CliError(ExitCode.USAGE, `${decryptError.message}. Nothing was changed in the database.`, { cause: decryptError, databaseState: 'untouched' });
+  const wrongKey = wrongIdentityOnly(decompressError, problems);
+  if (wrongKey !== null) {
+    throw new CliError(ExitCode.USAGE, `${wrongKey.message}. Nothing was changed in the database.`, { cause: wrongKey, databaseState: 'untouched' });
   }
   if (problems.length > 0) {
     throw new CliError(ExitCode.VERIFICATION_FAILED, `verification of ${opts.label} failed: ${problems.join('; ')}. Nothing was changed in the database.`, {

@@ -31,8 +31,17 @@ export function createDumpDecoder(format: CompressionFormat, decrypt: DumpDecryp
 }
 
 /** None of the identities opens the file: the configuration is wrong, not the backup. */
-export function isWrongIdentity(err: unknown): err is AgeError {
+function isWrongIdentity(err: unknown): err is AgeError {
   return err instanceof AgeError && err.kind === 'no-matching-identity';
+}
+
+/**
+ * The wrong key and nothing else: the decoder failed because no identity opens the age header,
+ * and that is the one problem the dump check found (size and checksum of the stored bytes fine).
+ * Then the configuration is at fault, not the backup: callers report it as such.
+ */
+export function wrongIdentityOnly(decodeError: unknown, problems: readonly string[]): AgeError | null {
+  return isWrongIdentity(decodeError) && problems.length === 1 ? decodeError : null;
 }
 
 /**

@@ -61,6 +61,6 @@ export {
   parseRecipients,
   type AgeErrorKind,
 } from './age.js';
-export { createDumpDecoder, decryptionFailure, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';
+export { createDumpDecoder, decryptionFailure, wrongIdentityOnly, type DumpDecryption } from './dump-decoder.js';
 export { decryptStart, ENCRYPTED_PEEK_BYTES } from './dump-peek.js';
 export { isEncryptedId, plainNameOf } from '@db-backup-service/contract';

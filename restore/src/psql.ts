@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { PassThrough, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { redact, SECRET_VARIABLES, type CompressionFormat, type PgTlsSettings } from '@db-backup-service/contract';
-import { createDumpDecoder, isWrongIdentity, type DumpDecryption } from './dump-decoder.js';
+import { createDumpDecoder, wrongIdentityOnly, type DumpDecryption } from './dump-decoder.js';
 import { DumpEnds, dumpProblems, type DumpExpectations, type VerifiedDump } from './dump-check.js';
 import { PreambleAdapter } from './dump-preamble.js';
 import { RestoreError } from './errors.js';
@@ -298,8 +298,8 @@ export async function runPsqlRestore(opts: PsqlRestoreOptions): Promise<Verified
 
   if (opts.signal.aborted) throw opts.signal.reason;
   // The right bytes opened with the wrong key: nothing is wrong with the backup.
-  const decryptError: unknown = decompressError;
-  if (isWrongIdentity(decryptError) && problems.length === 1) throw new RestoreError('usage', decryptError.message, { cause: decryptError });
+  const wrongKey = wrongIdentityOnly(decompressError, problems);
+  if (wrongKey !== null) throw new RestoreError('usage', wrongKey.message, { cause: wrongKey });
   if (problems.length > 0) throw new DumpVerificationFailed(`verification of ${opts.label} failed: ${problems.join('; ')}`, problems);
   if (readError !== null) throw new RestoreError('failed', `cannot read ${opts.label}: ${(readError as Error).message}`, { cause: readError });
   if (result.spawnError) throw new PsqlFailed(`cannot run ${opts.psqlPath}: ${result.spawnError.message}`, '');
