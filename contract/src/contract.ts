@@ -1,6 +1,6 @@
 import { initContract } from '@ts-rest/core';
 import { z } from 'zod';
-import { BackupSchema, HealthSchema, InfoSchema, JobConflictSchema, JobSchema, LivenessSchema, ProblemSchema } from './schemas.js';
+import { BackupSchema, HealthSchema, InfoSchema, JobConflictSchema, JobSchema, LivenessSchema, PinRequestSchema, ProblemSchema, RetentionPlanSchema } from './schemas.js';
 
 const c = initContract();
 
@@ -20,7 +20,7 @@ const open = { auth: 'none' } as const satisfies RouteMetadata;
 const download = { auth: 'bearer', binary: true } as const satisfies RouteMetadata;
 
 /**
- * Answers possible on every route: 413 from the body limit (no route takes a body), checked before
+ * Answers possible on every route: 413 from the body limit (16 KiB; only PUT …/pin takes a body), checked before
  * routing. Routes with a path parameter can also answer 400 (a bad percent-encoding).
  */
 const everyRoute = { 413: ProblemSchema } as const;
@@ -99,6 +99,41 @@ export const apiContract = c.router(
         '503 with Retry-After while the backup storage cannot be read (e.g. S3 unreachable): retry later.',
       responses: { 200: GzipBody, 206: GzipBody, 401: ProblemSchema, 404: ProblemSchema, 416: ProblemSchema, 503: ProblemSchema, ...withPathParams },
       metadata: download,
+    },
+    pinBackup: {
+      method: 'PUT',
+      path: '/api/v1/backups/:id/pin',
+      pathParams: z.object({ id: z.string() }),
+      body: PinRequestSchema.optional(),
+      summary: 'Pin a backup: retention never deletes it',
+      description:
+        'Stores `<id>.pin.json` beside the backup and returns the backup with `pinned` set. The body is optional: `{"reason": "…"}` says why ' +
+        '(it is read as JSON whatever its Content-Type). Pinning a pinned backup replaces its reason and time. 404 for an unknown backup, ' +
+        '400 for a body that is not such an object, 503 with Retry-After while the storage cannot be written.',
+      responses: { 200: BackupSchema, 401: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema, ...withPathParams },
+      metadata: bearer,
+    },
+    unpinBackup: {
+      method: 'DELETE',
+      path: '/api/v1/backups/:id/pin',
+      pathParams: z.object({ id: z.string() }),
+      body: c.noBody(),
+      summary: 'Unpin a backup: retention applies to it again',
+      description:
+        'Deletes `<id>.pin.json` and returns the backup with `pinned` null (also when it was not pinned). 404 for an unknown backup, ' +
+        '503 with Retry-After while the storage cannot be written.',
+      responses: { 200: BackupSchema, 401: ProblemSchema, 404: ProblemSchema, 503: ProblemSchema, ...withPathParams },
+      metadata: bearer,
+    },
+    retentionPlan: {
+      method: 'GET',
+      path: '/api/v1/retention',
+      summary: 'What retention would delete now, and why each backup is kept',
+      description:
+        'The plan retention would carry out now over the listed backups: each one, newest first, with `keep` and every rule that keeps it, ' +
+        'or `delete` and `expired`. Retention runs after each successful backup (unless RETENTION_DRY_RUN), on a fresh listing.',
+      responses: { 200: RetentionPlanSchema, 401: ProblemSchema, ...everyRoute },
+      metadata: bearer,
     },
     health: {
       method: 'GET',

@@ -122,12 +122,33 @@ export const DrillSummarySchema = z.object({
 });
 export type DrillSummary = z.infer<typeof DrillSummarySchema>;
 
+/** Why and since when a backup is pinned: retention never deletes it (`<id>.pin.json`). */
+export const PinSchema = z.object({
+  at: z.string().datetime().describe('When it was pinned.'),
+  reason: z.string().nullable().describe('What the operator gave as the reason (null: none).'),
+});
+export type Pin = z.infer<typeof PinSchema>;
+
+/** The longest pin reason kept: a note, not a document. */
+export const PIN_REASON_MAX_LENGTH = 500;
+
+/** The body of PUT …/pin (optional): why the backup is kept. */
+export const PinRequestSchema = z
+  .object({ reason: z.string().trim().min(1).max(PIN_REASON_MAX_LENGTH).nullable().optional().describe(`Why it is kept (1-${PIN_REASON_MAX_LENGTH} characters).`) })
+  .strict();
+export type PinRequest = z.infer<typeof PinRequestSchema>;
+
+/** `<id>.pin.json`, beside a pinned backup; deleting it unpins. */
+export const PinRecordSchema = PinSchema.extend({ format: z.literal(1), backupId: z.string() });
+export type PinRecord = z.infer<typeof PinRecordSchema>;
+
 /** A stored, verified backup (one with a `.meta.json` sidecar). */
 export const BackupSchema = BackupFieldsSchema.extend({
   encryption: EncryptionSchema.nullable().default(null).describe('How the backup is encrypted (null: it is not); old backups keep the recipients they were written for.'),
   drill: DrillSummarySchema.nullable()
     .default(null)
     .describe('The newest restore drill of this backup (`<id>.drill.json`), or null when it was never drilled.'),
+  pinned: PinSchema.nullable().default(null).describe('Set while the backup is pinned (`<id>.pin.json`): retention never deletes it. null: not pinned.'),
 });
 export type Backup = z.infer<typeof BackupSchema>;
 
@@ -242,6 +263,45 @@ export type Health = z.infer<typeof HealthSchema>;
 export const LivenessSchema = z.object({ status: z.literal('UP') });
 export type Liveness = z.infer<typeof LivenessSchema>;
 
+const keepRule = (period: string, variable: string) =>
+  z.number().int().nonnegative().describe(`${variable}: for the newest N ${period} that have a backup, the newest backup of each is kept (UTC; 0: off).`);
+
+/** RETENTION_*: each rule keeps backups; a backup is deleted only when no rule keeps it. */
+export const RetentionPolicySchema = z.object({
+  days: z.number().int().nonnegative().describe('RETENTION_DAYS: backups younger than this many days are kept (0: none by age).'),
+  minCount: z.number().int().positive().describe('RETENTION_MIN_COUNT: the newest this many backups are kept, whatever their age.'),
+  keepDaily: keepRule('days', 'RETENTION_KEEP_DAILY'),
+  keepWeekly: keepRule('ISO weeks', 'RETENTION_KEEP_WEEKLY'),
+  keepMonthly: keepRule('calendar months', 'RETENTION_KEEP_MONTHLY'),
+  keepYearly: keepRule('calendar years', 'RETENTION_KEEP_YEARLY'),
+  keepNewestVerified: z.boolean().describe('RESTORE_DRILL is on: the newest backup whose newest drill passed is kept.'),
+  dryRun: z.boolean().describe('RETENTION_DRY_RUN: retention logs what it would delete and deletes nothing (no clean-up of leftovers either).'),
+});
+export type RetentionPolicy = z.infer<typeof RetentionPolicySchema>;
+
+/** GET /api/v1/retention: what retention would do now, backup by backup. */
+export const RetentionPlanSchema = z.object({
+  policy: RetentionPolicySchema,
+  evaluatedAt: z.string().datetime().describe('The time the plan was computed for (ages and "younger than" count from it).'),
+  backups: z
+    .array(
+      z.object({
+        id: z.string(),
+        createdAt: z.string().datetime(),
+        action: z.enum(['keep', 'delete']),
+        reasons: z
+          .array(z.string())
+          .min(1)
+          .describe(
+            'keep: every rule that keeps it (`pinned`, `newest success`, `newest verified`, `newest 3`, `younger than 7 days`, `daily 2026-11-30`, ' +
+              '`weekly 2026-W48`, `monthly 2026-11`, `yearly 2026`); delete: `expired`.',
+          ),
+      }),
+    )
+    .describe('Every listed backup, newest first.'),
+});
+export type RetentionPlan = z.infer<typeof RetentionPlanSchema>;
+
 export const InfoSchema = z.object({
   service: z.object({ name: z.string(), version: z.string() }),
   pgDump: z.object({
@@ -251,7 +311,7 @@ export const InfoSchema = z.object({
       .describe("Every pg_dump found, oldest first. A backup uses the one of its server's major version, else the oldest newer one."),
     pinned: z.boolean().describe('PG_BIN_DIR names the one client to use.'),
   }),
-  retention: z.object({ days: z.number().int(), minCount: z.number().int() }),
+  retention: RetentionPolicySchema,
   schedule: z.object({
     interval: z.string().describe('ISO-8601 duration, e.g. PT24H.'),
     intervalSeconds: z.number().int(),

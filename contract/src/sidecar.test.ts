@@ -29,7 +29,7 @@ describe('parseSidecar', () => {
         encryption: null,
       },
     });
-    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual({ ...REFERENCE, encryption: null, drill: null });
+    if (parsed.ok) expect(toBackup(parsed.sidecar)).toEqual({ ...REFERENCE, encryption: null, drill: null, pinned: null });
     expect(parseSidecar(JSON.stringify({ ...REFERENCE, triggeredBy: 'api', createdAt: '2026-05-10T01:01:14.123456789Z' }), null).ok).toBe(true);
   });
 

@@ -1,4 +1,4 @@
-import { BackupSidecarSchema, ENCRYPTED_EXTENSION, isBackupId, isEncryptedId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary } from './schemas.js';
+import { BackupSidecarSchema, ENCRYPTED_EXTENSION, isBackupId, isEncryptedId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary, type Pin } from './schemas.js';
 
 /** A backup `<id>` is listed only when `<id>.meta.json` exists beside it (invariant 1). */
 export const SIDECAR_SUFFIX = '.meta.json';
@@ -20,6 +20,11 @@ export function contentsName(id: string): string {
 /** A backup's newest drill record, `<id>.drill.json`: written after a drill, removed with the backup. */
 export function drillName(id: string): string {
   return `${id}.drill.json`;
+}
+
+/** A pinned backup's pin, `<id>.pin.json`: retention never deletes the backup while it exists; removed with the backup. */
+export function pinName(id: string): string {
+  return `${id}.pin.json`;
 }
 
 /** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */
@@ -67,10 +72,10 @@ export function isOfDatabase(sidecar: Pick<BackupSidecar, 'database'>, database:
   return sidecar.database === database || sidecar.database === UNKNOWN;
 }
 
-/** The public Backup fields of a sidecar, with its newest drill: what the API lists. */
-export function toBackup(sidecar: BackupSidecar, drill: DrillSummary | null = null): Backup {
+/** The public Backup fields of a sidecar, with its newest drill and its pin: what the API lists. */
+export function toBackup(sidecar: BackupSidecar, companions: { readonly drill?: DrillSummary | null; readonly pinned?: Pin | null } = {}): Backup {
   const { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, encryption } = sidecar;
-  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, encryption, drill };
+  return { id, createdAt, sizeBytes, sha256, pgVersion, durationMs, triggeredBy, encryption, drill: companions.drill ?? null, pinned: companions.pinned ?? null };
 }
 
 /**

@@ -9,7 +9,8 @@ import { startS3, type S3Harness } from '../../test/harness/index.js';
 import { BackupIndex } from './backup-index.js';
 import { storeDrillRecord } from './drill/drill-backup.js';
 import { captureLogger, idAt, ownSidecar, putBackup, referenceSidecar } from './ownership.test-helper.js';
-import { pruneBackups } from './retention.js';
+import { pruneBackups } from './retention/prune.js';
+import { policyOf } from './retention/policy.test-helper.js';
 import { LocalStorage } from './storage/local-storage.js';
 import { S3Storage } from './storage/s3-storage.js';
 import type { Storage } from './storage/storage.js';
@@ -72,7 +73,7 @@ for (const backend of BACKENDS) {
       expect(lines.filter((l) => String(l.message).includes('another database'))).toEqual([expect.objectContaining({ level: 'warn', foreignBackups: 2, database: 'app' })]);
 
       // Retention: the newest (foreign) backup does not count as our latest; another database's expired ones stay.
-      const deleted = await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW });
+      const deleted = await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now: NOW });
       expect(deleted.sort()).toEqual([oursOld, reference].sort());
       const names = (await storage.list()).map((o) => o.name);
       for (const kept of [ours, foreignNewest, foreignOld]) expect(names).toEqual(expect.arrayContaining([kept, sidecarName(kept)]));
@@ -103,7 +104,7 @@ for (const backend of BACKENDS) {
         expect.objectContaining({ sidecar: sidecarName(notJson), reason: 'not valid JSON' }),
         expect.objectContaining({ sidecar: sidecarName(incomplete), reason: expect.stringMatching(/sha256/) }),
       ]);
-      await pruneBackups({ storage, index, policy: { days: 0, minCount: 1 }, logger, now: NOW });
+      await pruneBackups({ storage, index, policy: policyOf({ days: 0, minCount: 1 }), logger, now: NOW });
       const names = (await storage.list()).map((o) => o.name);
       for (const kept of [notJson, incomplete]) expect(names).toEqual(expect.arrayContaining([kept, sidecarName(kept)]));
       await cleanup();

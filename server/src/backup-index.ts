@@ -6,12 +6,18 @@ import {
   isBackupId,
   isOfDatabase,
   parseSidecar,
+  pinName,
+  PinRecordSchema,
   sidecarName,
   toBackup,
+  type Backup,
   type BackupSidecar,
   type DrillRecord,
   type DrillSummary,
+  type Pin,
+  type PinRecord,
 } from '@db-backup-service/contract';
+import { CompanionRecords, versionOf } from './companion-records.js';
 import type { Logger } from './logger.js';
 import { StorageNotFoundError, type Storage, type StoredObject } from './storage/storage.js';
 
@@ -21,17 +27,17 @@ export function isOwnBackupId(id: string, namePrefix: string): boolean {
 }
 
 /**
- * The objects that belong to backup `id` besides its dump and sidecar: its contents manifest and
- * drill record. They go with the backup and never make one listed (only a sidecar does).
+ * The objects that belong to backup `id` besides its dump and sidecar: its contents manifest,
+ * drill record and pin. They go with the backup and never make one listed (only a sidecar does).
  */
 export function companionNames(id: string): string[] {
-  return [contentsName(id), drillName(id)];
+  return [contentsName(id), drillName(id), pinName(id)];
 }
 
 /** Companion names end in one of these after the id (an encrypted backup's manifest in `.contents.json.age`). */
-const COMPANION_SUFFIX = /\.(?:contents\.json(?:\.age)?|drill\.json)$/;
+const COMPANION_SUFFIX = /\.(?:contents\.json(?:\.age)?|drill\.json|pin\.json)$/;
 
-/** The backup id a companion object (`<id>.contents.json[.age]`, `<id>.drill.json`) belongs to, or null. */
+/** The backup id a companion object (`<id>.contents.json[.age]`, `<id>.drill.json`, `<id>.pin.json`) belongs to, or null. */
 export function backupIdOfCompanion(name: string): string | null {
   const suffix = COMPANION_SUFFIX.exec(name);
   if (suffix === null) return null;
@@ -71,6 +77,8 @@ export interface StorageSnapshot {
   readonly known: ReadonlyMap<string, KnownSidecar>;
   /** The drill record (`<id>.drill.json`) beside each own backup that has one, by backup id. */
   readonly drills: ReadonlyMap<string, StoredObject>;
+  /** The pin (`<id>.pin.json`) beside each own backup that has one, by backup id. */
+  readonly pins: ReadonlyMap<string, StoredObject>;
 }
 
 /** The part of a drill record the backup JSON carries. */
@@ -79,14 +87,9 @@ export function summaryOf(record: DrillRecord): DrillSummary {
   return { status, at, durationMs, tablesChecked, rowsChecked, detail };
 }
 
-/** A backup's newest drill as last read (version: the record's size and date in the listing; '' for one this service wrote). */
-interface KnownDrill {
-  readonly version: string;
-  readonly summary: DrillSummary;
-}
-
-function versionOf(object: StoredObject): string {
-  return `${object.sizeBytes}:${object.lastModified.getTime()}`;
+/** The part of a pin record the backup JSON carries. */
+export function pinOf(record: PinRecord): Pin {
+  return { at: record.at, reason: record.reason };
 }
 
 /**
@@ -103,6 +106,7 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
   const orphans: StoredObject[] = [];
   const read = new Map<string, KnownSidecar>();
   const drills = new Map<string, StoredObject>();
+  const pins = new Map<string, StoredObject>();
   let foreign = 0;
   for (const object of objects) {
     const companionOf = backupIdOfCompanion(object.name);
@@ -114,6 +118,8 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
     if (!isOwnBackupId(object.name, owner.namePrefix)) continue;
     const drillObject = names.get(drillName(object.name));
     if (drillObject) drills.set(object.name, drillObject);
+    const pinObject = names.get(pinName(object.name));
+    if (pinObject) pins.set(object.name, pinObject);
     const sidecarObject = names.get(sidecarName(object.name));
     if (!sidecarObject) {
       orphans.push(object);
@@ -145,7 +151,7 @@ export async function readSnapshot(storage: Storage, owner: Owner, known: Readon
     if (current.entry.kind === 'own') backups.push(current.entry.sidecar);
     else if (current.entry.kind === 'foreign') foreign++;
   }
-  return { backups, orphans, foreign, known: read, drills };
+  return { backups, orphans, foreign, known: read, drills, pins };
 }
 
 /**
@@ -159,7 +165,9 @@ export class BackupIndex {
   readonly #logger: Logger;
   #byId = new Map<string, BackupSidecar>();
   /** Each listed backup's newest drill, by id. */
-  #drills = new Map<string, KnownDrill>();
+  readonly #drills: CompanionRecords<DrillSummary>;
+  /** The pin of each pinned listed backup, by id. */
+  readonly #pins: CompanionRecords<Pin>;
   #known: ReadonlyMap<string, KnownSidecar> = new Map();
   #foreign = 0;
   #warnedForeign = false;
@@ -180,6 +188,14 @@ export class BackupIndex {
     this.#storage = storage;
     this.#owner = owner;
     this.#logger = logger;
+    this.#drills = new CompanionRecords({ storage, logger, what: 'drill record', parse: (json) => {
+      const parsed = DrillRecordSchema.safeParse(json);
+      return parsed.success ? summaryOf(parsed.data) : null;
+    } });
+    this.#pins = new CompanionRecords({ storage, logger, what: 'pin', parse: (json) => {
+      const parsed = PinRecordSchema.safeParse(json);
+      return parsed.success ? pinOf(parsed.data) : null;
+    } });
   }
 
   /**
@@ -191,7 +207,11 @@ export class BackupIndex {
     const since = this.#seq;
     this.#pendingRefreshes++;
     const run = this.#refreshing.then(() => this.#refreshOnce(since)).finally(() => {
-      if (--this.#pendingRefreshes === 0) this.#changes.clear();
+      if (--this.#pendingRefreshes === 0) {
+        this.#changes.clear();
+        this.#drills.settled();
+        this.#pins.settled();
+      }
     });
     this.#refreshing = run.catch(() => undefined);
     return run;
@@ -210,7 +230,8 @@ export class BackupIndex {
       else byId.delete(id);
     }
     this.#byId = byId;
-    await this.#readDrills(snapshot.drills);
+    await this.#drills.refresh(byId.keys(), snapshot.drills, since);
+    await this.#pins.refresh(byId.keys(), snapshot.pins, since);
     this.#known = snapshot.known;
     this.#foreign = snapshot.foreign;
     this.#resort();
@@ -226,51 +247,34 @@ export class BackupIndex {
     return { ...snapshot, backups: [...byId.values()], orphans: snapshot.orphans.filter((o) => !byId.has(backupIdOfCompanion(o.name) ?? o.name)) };
   }
 
-  /**
-   * Keeps the drill of every listed backup: records new or changed in the listing are read, those
-   * of backups no longer listed dropped. A record missing from the listing is kept (the listing
-   * may predate this service's own write); an unreadable one keeps what was known.
-   */
-  async #readDrills(objects: ReadonlyMap<string, StoredObject>): Promise<void> {
-    const drills = new Map<string, KnownDrill>();
-    for (const id of this.#byId.keys()) {
-      const previous = this.#drills.get(id);
-      const object = objects.get(id);
-      if (!object || previous?.version === versionOf(object)) {
-        if (previous) drills.set(id, previous);
-        continue;
-      }
-      try {
-        const parsed = DrillRecordSchema.safeParse(JSON.parse((await this.#storage.getSmall(object.name)).toString('utf8')));
-        if (parsed.success) {
-          drills.set(id, { version: versionOf(object), summary: summaryOf(parsed.data) });
-          continue;
-        }
-        this.#logger.warn('ignoring a drill record that is not valid', { object: object.name });
-      } catch (error) {
-        if (!(error instanceof StorageNotFoundError)) this.#logger.warn('could not read a drill record', { object: object.name, error: (error as Error).message });
-      }
-      if (previous) drills.set(id, previous);
-    }
-    this.#drills = drills;
-  }
-
   /** Records a drill this service just ran (its record may not be in storage: the write may have failed). */
   setDrill(record: DrillRecord): void {
     if (!this.#byId.has(record.backupId)) return;
-    this.#drills.set(record.backupId, { version: '', summary: summaryOf(record) });
+    this.#drills.set(record.backupId, summaryOf(record), ++this.#seq, this.#pendingRefreshes > 0);
     this.#listJson = null;
   }
 
   /** The newest drill of a backup, or null when it was never drilled. */
   drillOf(id: string): DrillSummary | null {
-    return this.#drills.get(id)?.summary ?? null;
+    return this.#drills.get(id);
+  }
+
+  /** Records a pin this service just stored (a Pin) or deleted (null). */
+  setPin(id: string, pin: Pin | null): void {
+    if (!this.#byId.has(id) && pin !== null) return;
+    this.#pins.set(id, pin, ++this.#seq, this.#pendingRefreshes > 0);
+    this.#listJson = null;
+  }
+
+  /** A backup's pin, or null when it is not pinned. */
+  pinOf(id: string): Pin | null {
+    return this.#pins.get(id);
   }
 
   /** The newest drill of any listed backup (by when it finished), with its backup id. */
   lastDrill(): (DrillSummary & { backupId: string }) | null {
     let last: (DrillSummary & { backupId: string }) | null = null;
-    for (const [backupId, { summary }] of this.#drills) {
+    for (const [backupId, { value: summary }] of this.#drills.entries()) {
       if (this.#byId.has(backupId) && (last === null || summary.at > last.at)) last = { ...summary, backupId };
     }
     return last;
@@ -278,7 +282,7 @@ export class BackupIndex {
 
   /** The newest backup whose newest drill passed: the newest one known to restore (a failed or skipped drill proves nothing). */
   lastVerified(): BackupSidecar | null {
-    return this.#sorted.find((b) => this.#drills.get(b.id)?.summary.status === 'passed') ?? null;
+    return this.#sorted.find((b) => this.#drills.get(b.id)?.status === 'passed') ?? null;
   }
 
   add(sidecar: BackupSidecar): void {
@@ -289,7 +293,9 @@ export class BackupIndex {
 
   remove(id: string): void {
     this.#record(id, null);
-    this.#drills.delete(id);
+    const pending = this.#pendingRefreshes > 0;
+    this.#drills.set(id, null, this.#seq, pending);
+    this.#pins.set(id, null, this.#seq, pending);
     if (this.#byId.delete(id)) this.#resort();
   }
 
@@ -307,12 +313,17 @@ export class BackupIndex {
     return this.#foreign;
   }
 
+  /** A listed backup as the API shows it: with its newest drill and its pin. */
+  toPublic(sidecar: BackupSidecar): Backup {
+    return toBackup(sidecar, { drill: this.drillOf(sidecar.id), pinned: this.pinOf(sidecar.id) });
+  }
+
   /**
    * `list()` as public Backups, serialised to JSON (UTF-8). Kept until the index changes: with
    * 1,000 backups that is ~250 KB of JSON, which took most of a list request's time to rebuild.
    */
   listJson(): Buffer {
-    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map((sidecar) => toBackup(sidecar, this.drillOf(sidecar.id)))));
+    this.#listJson ??= Buffer.from(JSON.stringify(this.#sorted.map((sidecar) => this.toPublic(sidecar))));
     return this.#listJson;
   }
 

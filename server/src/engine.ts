@@ -1,11 +1,12 @@
-import { backupIdOfSidecar, isBackupId, sidecarName, type BackupSidecar, type DrillRecord, type Job, type Trigger } from '@db-backup-service/contract';
+import { backupIdOfSidecar, isBackupId, pinName, PinRecordSchema, sidecarName, type BackupSidecar, type DrillRecord, type Job, type Pin, type Trigger } from '@db-backup-service/contract';
 import type { BackupProgress } from './backup/run-backup.js';
 import { backupIdOfCompanion, BackupIndex, isOwnBackupId } from './backup-index.js';
 import type { Config } from './config/config.js';
 import { formatIsoDuration } from './config/duration.js';
 import { JobRegistry, type StartResult } from './jobs.js';
 import { addLogContext, withLogContext, withoutLogContext, type Logger } from './logger.js';
-import { pruneBackups } from './retention.js';
+import type { PlannedBackup } from './retention/plan.js';
+import { currentPlan, pruneBackups } from './retention/prune.js';
 import { Scheduler } from './scheduler.js';
 import type { Storage } from './storage/storage.js';
 
@@ -42,8 +43,6 @@ export interface EngineEvents {
   retentionDeleted?(id: string): void;
 }
 
-const RETENTION_EVERY_MS = 24 * 3600 * 1000;
-
 /**
  * The backup engine: jobs (single-flight), the index, the scheduler, retention and clean-up of
  * leftovers. The HTTP layer talks to this and nothing below it.
@@ -64,6 +63,8 @@ export class BackupEngine {
   #stopping: Promise<void> | null = null;
   /** The running job's retention and clean-up (#afterJob), which stop() waits for. */
   readonly #afterJobs = new Set<Promise<void>>();
+  /** Retention and pin changes, one at a time: a pin set while retention runs is never deleted by it. */
+  #retentionQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly deps: {
@@ -147,7 +148,9 @@ export class BackupEngine {
     this.#every(config.indexRefreshMs, async () => {
       await this.index.refresh();
     });
-    this.#every(RETENTION_EVERY_MS, () => this.prune());
+    if (config.retention.dryRun) {
+      logger.warn('RETENTION_DRY_RUN is on: retention logs what it would delete and deletes nothing, and leftovers are not cleaned up');
+    }
   }
 
   /** Starts a backup unless one is running (then: the running job, for a 409). */
@@ -308,21 +311,70 @@ export class BackupEngine {
     }
   }
 
-  /** Applies retention; errors are logged, never thrown (a failed listing deletes nothing). */
-  async prune(): Promise<string[]> {
+  /**
+   * Applies retention (only after a successful backup: failures never age out good backups);
+   * errors are logged, never thrown (a failed listing deletes nothing).
+   */
+  prune(): Promise<string[]> {
     const { storage, config, logger } = this.deps;
-    try {
-      return await pruneBackups({
-        storage,
-        index: this.index,
-        policy: config.retention,
-        logger,
-        onDeleted: (id) => this.#emit('retentionDeleted', id),
-      });
-    } catch (error) {
-      logger.error('retention skipped: could not list backups', { error: (error as Error).message });
-      return [];
-    }
+    return this.#oneAtATime(async () => {
+      try {
+        return await pruneBackups({
+          storage,
+          index: this.index,
+          policy: config.retention,
+          logger,
+          onDeleted: (id) => this.#emit('retentionDeleted', id),
+        });
+      } catch (error) {
+        logger.error('retention skipped: could not list backups', { error: (error as Error).message });
+        return [];
+      }
+    });
+  }
+
+  /** What retention would do now over the listed backups (GET /api/v1/retention). */
+  retentionPlan(now = new Date()): PlannedBackup[] {
+    return currentPlan(this.index, this.deps.config.retention, now);
+  }
+
+  /**
+   * Pins a listed backup (`<id>.pin.json`, replacing an older pin): retention never deletes it.
+   * Resolves the backup, or null when no such backup is listed (an id is checked before storage
+   * sees it, invariant 7). Storage failures reject.
+   */
+  pin(id: string, reason: string | null): Promise<BackupSidecar | null> {
+    return this.#oneAtATime(async () => {
+      const backup = isBackupId(id) ? this.index.get(id) : undefined;
+      if (!backup) return null;
+      const pin: Pin = { at: new Date().toISOString(), reason };
+      const record = PinRecordSchema.parse({ format: 1, backupId: id, ...pin });
+      // Create-only writes: a pin is replaced by delete and write (retention waits for both here).
+      await this.deps.storage.delete(pinName(id));
+      await this.deps.storage.putSmall(pinName(id), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+      this.index.setPin(id, pin);
+      this.deps.logger.info('backup pinned', { pinnedBackupId: id, reason });
+      return backup;
+    });
+  }
+
+  /** Unpins a listed backup (also when it was not pinned); null when no such backup is listed. */
+  unpin(id: string): Promise<BackupSidecar | null> {
+    return this.#oneAtATime(async () => {
+      const backup = isBackupId(id) ? this.index.get(id) : undefined;
+      if (!backup) return null;
+      const wasPinned = this.index.pinOf(id) !== null;
+      await this.deps.storage.delete(pinName(id));
+      this.index.setPin(id, null);
+      if (wasPinned) this.deps.logger.info('backup unpinned', { unpinnedBackupId: id });
+      return backup;
+    });
+  }
+
+  #oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#retentionQueue.then(fn);
+    this.#retentionQueue = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -331,7 +383,8 @@ export class BackupEngine {
    * so another instance's backup in its verification window is never taken for garbage.
    */
   cleanupLeftovers(): Promise<void> {
-    if (this.jobs.running('backup')) return Promise.resolve();
+    // A dry run changes nothing in storage: what it would remove waits for a real run.
+    if (this.jobs.running('backup') || this.deps.config.retention.dryRun) return Promise.resolve();
     this.#cleaning ??= this.#cleanup().finally(() => (this.#cleaning = null));
     return this.#cleaning;
   }

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { BackupIndex } from './backup-index.js';
 import { withLogContext, withoutLogContext } from './logger.js';
 import { captureLogger, idAt, ownSidecar, putBackup } from './ownership.test-helper.js';
-import { pruneBackups } from './retention.js';
+import { pruneBackups } from './retention/prune.js';
+import { policyOf } from './retention/policy.test-helper.js';
 import { LocalStorage } from './storage/local-storage.js';
 
 describe('log context', () => {
@@ -35,7 +36,7 @@ describe('log context', () => {
     await putBackup(storage, old, (dump) => ownSidecar(old, new Date(now.getTime() - 30 * 86_400_000), dump, 'app'));
     const { logger, lines } = captureLogger();
     const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
-    await withLogContext({ jobId: 'job-2', backupId: newest }, () => pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now }));
+    await withLogContext({ jobId: 'job-2', backupId: newest }, () => pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now }));
     expect(lines.find((l) => l.message === 'retention deleted a backup')).toMatchObject({ deletedBackupId: old });
     await rm(dir, { recursive: true, force: true });
   });

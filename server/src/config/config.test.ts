@@ -30,7 +30,7 @@ describe('loadConfig', () => {
     expect(config.backup.namePrefix).toBe('backup');
     expect(config.backup.compression).toEqual({ format: 'gzip', level: 5 });
     expect(config.backup.compressionThreads).toBeGreaterThanOrEqual(1);
-    expect(config.retention).toEqual({ days: 7, minCount: 1 });
+    expect(config.retention).toEqual({ days: 7, minCount: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, keepNewestVerified: false, dryRun: false });
     expect(config.storage).toEqual({ backend: 'local', dir: '/backups' });
     expect(config.http).toEqual({ host: '0.0.0.0', port: 8080 });
     expect(config.log).toEqual({ format: 'json', level: 'info' });
@@ -53,13 +53,14 @@ describe('loadConfig', () => {
   it('reads every variable', () => {
     const config = loadConfig({
       ...base, DB_PORT: '6543', BACKUP_INTERVAL: '1h30m', BACKUP_NAME_PREFIX: 'prod-db', RETENTION_DAYS: '30', RETENTION_MIN_COUNT: '3',
+      RETENTION_KEEP_DAILY: '7', RETENTION_KEEP_WEEKLY: '5', RETENTION_KEEP_MONTHLY: '12', RETENTION_KEEP_YEARLY: '3', RETENTION_DRY_RUN: 'TRUE', RESTORE_DRILL: 'after-backup',
       HTTP_PORT: '9000', LOG_FORMAT: 'plain', BACKUP_COMPRESSION_LEVEL: '1', BACKUP_COMPRESSION_THREADS: '4', SHUTDOWN_TIMEOUT: '2m', PG_BIN_DIR: '/opt/pg/bin',
       PG_CLIENTS_DIR: '/opt/pg', BACKUP_CRON: '0 3 * * *', BACKUP_MAX_UPLOAD_RATE: '50MB/s',
     });
     expect(config.db.port).toBe(6543);
     expect(config.schedule).toEqual({ intervalMs: 5_400_000, intervalIso: 'PT1H30M', cron: '0 3 * * *' });
     expect(config.backup).toEqual({ namePrefix: 'prod-db', compression: { format: 'gzip', level: 1 }, compressionThreads: 4, timeoutMs: 6 * 3600_000, lockWaitTimeoutMs: 60_000, maxUploadBytesPerSecond: 50_000_000, encryption: null });
-    expect(config.retention).toEqual({ days: 30, minCount: 3 });
+    expect(config.retention).toEqual({ days: 30, minCount: 3, keepDaily: 7, keepWeekly: 5, keepMonthly: 12, keepYearly: 3, keepNewestVerified: true, dryRun: true });
     expect(config.http.port).toBe(9000);
     expect(config.log.format).toBe('plain');
     expect(config.shutdownTimeoutMs).toBe(120_000);
@@ -109,6 +110,23 @@ describe('loadConfig', () => {
     );
     expect(error.message).toContain('BACKUP_INTERVAL: "daily" is not a duration');
     expect(error.message).toContain('PT24H');
+  });
+
+  it('refuses a bad retention value or an unknown RETENTION_ name (a misspelt keep rule) with the variable and the fix', () => {
+    const error = problems({
+      ...base, RETENTION_KEEP_DAILY: '-7', RETENTION_KEEP_WEEKLY: '4w', RETENTION_KEEP_MONTHLY: '1.5', RETENTION_KEEP_YEARLY: 'all', RETENTION_DRY_RUN: 'maybe',
+      RETENTION_DAYS: '7d', RETENTION_MIN_COUNT: '0', RETENTION_KEEP_DAYS: '7', RETENTION_KEEP_HOURLY: '24',
+    });
+    expect(error.problems.map((p) => p.variable).sort()).toEqual([
+      'RETENTION_DAYS', 'RETENTION_DRY_RUN', 'RETENTION_KEEP_DAILY', 'RETENTION_KEEP_DAYS', 'RETENTION_KEEP_HOURLY', 'RETENTION_KEEP_MONTHLY', 'RETENTION_KEEP_WEEKLY',
+      'RETENTION_KEEP_YEARLY', 'RETENTION_MIN_COUNT',
+    ]);
+    expect(error.message).toContain('RETENTION_KEEP_DAILY: "-7" is not a whole number from 0 to 100000. Set for how many of the newest days that have a backup');
+    expect(error.message).toContain('e.g. RETENTION_KEEP_WEEKLY=4');
+    expect(error.message).toContain('RETENTION_KEEP_DAYS: not a retention setting (misspelt?). Use one of RETENTION_DAYS, RETENTION_MIN_COUNT, RETENTION_KEEP_DAILY');
+    expect(error.message).toContain('RETENTION_DRY_RUN: "maybe" is not true or false');
+    // An empty value is unset, as for every variable.
+    expect(loadConfig({ ...base, RETENTION_KEEP_DAILY: '', RETENTION_DRY_RUN: ' ' }).retention).toMatchObject({ keepDaily: 0, dryRun: false });
   });
 
   it('accepts <NAME>_FILE for every secret and never echoes the secret', () => {

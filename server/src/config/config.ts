@@ -1,5 +1,5 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
-import { BACKUP_NAME_PREFIX_PATTERN, COMPRESSION_FORMATS, CompressionFormatSchema, PG_SSL_MODES, type CompressionFormat, type DrillTarget, type Encryption } from '@db-backup-service/contract';
+import { BACKUP_NAME_PREFIX_PATTERN, COMPRESSION_FORMATS, CompressionFormatSchema, PG_SSL_MODES, type CompressionFormat, type DrillTarget, type Encryption, type RetentionPolicy } from '@db-backup-service/contract';
 import { DEFAULT_CLIENTS_DIR, parseIdentities, parseRecipients, type PgServer } from '@db-backup-service/restore';
 import { validateCronExpression } from 'cron';
 import { findLocalServer } from '../drill/local-server.js';
@@ -80,7 +80,7 @@ export interface Config {
     /** BACKUP_ENCRYPTION_RECIPIENTS(_FILE): age recipients every new backup is encrypted to; null = not encrypted. */
     readonly encryption: Encryption | null;
   };
-  readonly retention: { readonly days: number; readonly minCount: number };
+  readonly retention: RetentionPolicy;
   readonly drill: DrillSettings;
   readonly storage: StorageConfig;
   readonly http: { readonly host: string; readonly port: number };
@@ -125,6 +125,12 @@ const MIB = 1024 * 1024;
  * e.g. INDEX_REFRESH_INTERVAL=30d would list the storage every millisecond.
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Every RETENTION_ variable there is (any other is refused, see retentionSettings). */
+const RETENTION_VARIABLES = [
+  'RETENTION_DAYS', 'RETENTION_MIN_COUNT', 'RETENTION_KEEP_DAILY', 'RETENTION_KEEP_WEEKLY', 'RETENTION_KEEP_MONTHLY', 'RETENTION_KEEP_YEARLY', 'RETENTION_DRY_RUN',
+] as const;
+const KEEP_EXAMPLES: Readonly<Record<string, number>> = { RETENTION_KEEP_DAILY: 7, RETENTION_KEEP_WEEKLY: 4, RETENTION_KEEP_MONTHLY: 12, RETENTION_KEEP_YEARLY: 3 };
 
 /**
  * Parses the environment into a Config. Collects every problem before failing, so an operator
@@ -293,10 +299,7 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
       maxUploadBytesPerSecond: byteRateVariable('BACKUP_MAX_UPLOAD_RATE'),
       encryption: encryptionSettings(),
     },
-    retention: {
-      days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep backups (default 7).'),
-      minCount: integer('RETENTION_MIN_COUNT', 1, 1, 100000, 'Set how many newest backups are always kept (at least 1; default 1).'),
-    },
+    retention: retentionSettings(drill.mode),
     drill,
     storage,
     http: {
@@ -418,6 +421,32 @@ export function parseConfig(env: NodeJS.ProcessEnv, opts: { cgroupRoot?: string 
     const level = integer('BACKUP_COMPRESSION_LEVEL', fallback, minLevel, maxLevel,
       `For ${format} use ${minLevel} (fastest) to ${maxLevel} (smallest); default ${fallback}.`);
     return { format, level };
+  }
+
+  /**
+   * RETENTION_*: the rules (each keeps; nothing overrides the floors) and the dry run. A
+   * RETENTION_ name that is none of them is refused: a misspelt keep rule would otherwise be
+   * ignored, and retention would delete what the operator meant to keep.
+   */
+  function retentionSettings(drillMode: DrillMode): RetentionPolicy {
+    for (const name of Object.keys(env)) {
+      if (!name.startsWith('RETENTION_') || (RETENTION_VARIABLES as readonly string[]).includes(name) || raw(name) === undefined) continue;
+      report(name, 'not a retention setting (misspelt?)', `Use one of ${RETENTION_VARIABLES.join(', ')} (or unset it).`);
+    }
+    const keep = (period: string, name: string) =>
+      integer(name, 0, 0, 100000, `Set for how many of the newest ${period} that have a backup the newest backup of each is kept (0, the default: off; e.g. ${name}=${KEEP_EXAMPLES[name]}).`);
+    const dryRunText = raw('RETENTION_DRY_RUN')?.toLowerCase() ?? 'false';
+    if (dryRunText !== 'true' && dryRunText !== 'false') report('RETENTION_DRY_RUN', `"${raw('RETENTION_DRY_RUN')}" is not true or false`, 'Set it to true (log what retention would delete, delete nothing) or false (the default).');
+    return {
+      days: integer('RETENTION_DAYS', 7, 0, 36500, 'Set the number of days to keep every backup (a whole number, 0-36500; default 7).'),
+      minCount: integer('RETENTION_MIN_COUNT', 1, 1, 100000, 'Set how many newest backups are always kept (at least 1; default 1).'),
+      keepDaily: keep('days', 'RETENTION_KEEP_DAILY'),
+      keepWeekly: keep('ISO weeks', 'RETENTION_KEEP_WEEKLY'),
+      keepMonthly: keep('calendar months', 'RETENTION_KEEP_MONTHLY'),
+      keepYearly: keep('calendar years', 'RETENTION_KEEP_YEARLY'),
+      keepNewestVerified: drillMode !== 'off',
+      dryRun: dryRunText === 'true',
+    };
   }
 
   /** A duration that drives a Node timer, so at most MAX_TIMER_MS (~24.8 days). */

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import { initServer, createExpressEndpoints, RequestValidationError } from '@ts-rest/express';
-import { apiContract, toBackup, type Backup, type Info, type Job, type JobConflict, type JobKind, type Problem } from '@db-backup-service/contract';
+import { apiContract, type Backup, type BackupSidecar, type Info, type Job, type JobConflict, type JobKind, type Problem } from '@db-backup-service/contract';
 import type { Config } from '../config/config.js';
 import { EngineStoppedError, type BackupEngine } from '../engine.js';
 import type { StartResult } from '../jobs.js';
@@ -14,7 +14,7 @@ import { SERVICE_VERSION } from '../version.js';
 import { bearerAuth } from './auth.js';
 import { DOCS_INIT_SCRIPT, renderDocsPage } from './docs.js';
 import { buildOpenApiDocument } from './openapi-document.js';
-import { serveDownload } from './downloads.js';
+import { serveDownload, STORAGE_RETRY_AFTER_SECONDS } from './downloads.js';
 import type { HealthCheck } from './health.js';
 import type { Metrics } from './metrics.js';
 import { notFound, problem, PROBLEM_CONTENT_TYPE, sendProblem } from './problem.js';
@@ -30,7 +30,7 @@ export interface AppDeps {
   readonly pgDump: () => Info['pgDump'];
 }
 
-/** No endpoint takes a body; anything larger than this is refused before it is read. */
+/** Only PUT …/pin takes a body, of a few hundred bytes; anything larger than this is refused before it is read. */
 const MAX_BODY_BYTES = 16 * 1024;
 
 export function createApp(deps: AppDeps): express.Express {
@@ -71,11 +71,17 @@ export function createApp(deps: AppDeps): express.Express {
         res.type(PROBLEM_CONTENT_TYPE);
         return { status: 404, body: notFound('no successful backup yet') };
       }
-      return { status: 200, body: toBackup(latest, engine.index.drillOf(latest.id)) };
+      return { status: 200, body: engine.index.toPublic(latest) };
     },
     // Before `:id/download`, or "latest" would be taken for an id (ts-rest registers in key order).
     downloadLatestBackup: async ({ req, res }) => serveDownload({ ...deps, index: engine.index }, 'latest', req, res),
     downloadBackup: async ({ params, req, res }) => serveDownload({ ...deps, index: engine.index }, { id: params.id }, req, res),
+    pinBackup: async ({ params, body, res }) => pinAnswer(res, deps, params.id, () => engine.pin(params.id, body?.reason ?? null)),
+    unpinBackup: async ({ params, res }) => pinAnswer(res, deps, params.id, () => engine.unpin(params.id)),
+    retentionPlan: async () => {
+      const evaluatedAt = new Date();
+      return { status: 200, body: { policy: config.retention, evaluatedAt: evaluatedAt.toISOString(), backups: engine.retentionPlan(evaluatedAt).map((b) => ({ ...b, reasons: [...b.reasons] })) } };
+    },
     health: async () => {
       const health = await deps.health.get();
       return { status: health.status === 'UP' ? 200 : 503, body: health };
@@ -86,6 +92,9 @@ export function createApp(deps: AppDeps): express.Express {
     info: async () => ({ status: 200, body: info(deps) }),
   });
 
+  // The one route with a body. Read as JSON whatever its Content-Type: `curl -d '{"reason":"…"}'`
+  // sends a form type, and its reason must not be dropped silently.
+  app.use(apiContract.pinBackup.path, express.json({ type: () => true, limit: MAX_BODY_BYTES }));
   createExpressEndpoints(apiContract, router, app, {
     globalMiddleware: [bearerAuth(apiContract, config.apiToken)],
     logInitialization: false,
@@ -130,7 +139,7 @@ function info({ config, engine, storage, pgDump }: AppDeps): Info {
   return {
     service: { name: 'db-backup-service', version: SERVICE_VERSION },
     pgDump: pgDump(),
-    retention: { days: config.retention.days, minCount: config.retention.minCount },
+    retention: config.retention,
     schedule: {
       interval: config.schedule.intervalIso,
       intervalSeconds: Math.round(config.schedule.intervalMs / 1000),
@@ -202,6 +211,25 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
     logger.error('request failed', { method: req.method, path: req.path, error: (error as Error).message });
     sendProblem(res, problem(500, 'Internal Server Error', 'internal error', 'INTERNAL'));
   };
+}
+
+type PinAnswer = { status: 200; body: Backup } | { status: 404 | 503; body: Problem };
+
+/** How pin and unpin answer: the backup as it is now, 404 for no such backup, 503 while storage cannot be written. */
+async function pinAnswer(res: express.Response, { engine, logger }: AppDeps, id: string, change: () => Promise<BackupSidecar | null>): Promise<PinAnswer> {
+  let backup: BackupSidecar | null;
+  try {
+    backup = await change();
+  } catch (error) {
+    logger.error('could not change a pin: storage failed', { backupId: id, error: (error as Error).message });
+    res.type(PROBLEM_CONTENT_TYPE).set('Retry-After', String(STORAGE_RETRY_AFTER_SECONDS));
+    return { status: 503, body: problem(503, 'Service Unavailable', 'the backup storage cannot be written right now; retry later', 'STORAGE_UNAVAILABLE') };
+  }
+  if (backup === null) {
+    res.type(PROBLEM_CONTENT_TYPE);
+    return { status: 404, body: notFound('no such backup (pin a listed backup by its id)') };
+  }
+  return { status: 200, body: engine.index.toPublic(backup) };
 }
 
 type JobAnswer = { status: 202; body: Job } | { status: 409; body: JobConflict } | { status: 503; body: Problem };

@@ -13,7 +13,7 @@ type DownloadResponse =
   | { status: 404 | 416 | 503; body: ReturnType<typeof problem> };
 
 /** Seconds a client is told to wait (Retry-After) when storage cannot be read. */
-const STORAGE_RETRY_AFTER_SECONDS = 5;
+export const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 /** The download headers set before storage was asked; a problem answer must not carry them. */
 const DOWNLOAD_HEADERS = ['Content-Length', 'Content-Range', 'Content-Disposition', 'ETag', 'Repr-Digest', 'Accept-Ranges', 'Last-Modified'];

@@ -6,14 +6,15 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPRESSION_FORMATS, type BackupSidecar, type CompressionFormat } from '@db-backup-service/contract';
-import { startS3, type S3Harness } from '../../test/harness/index.js';
+import { startS3, type S3Harness } from '../../../test/harness/index.js';
 import { contentsName, drillName } from '@db-backup-service/contract';
-import { BackupIndex } from './backup-index.js';
-import { silentLogger } from './logger.js';
-import { pruneBackups } from './retention.js';
-import { LocalStorage } from './storage/local-storage.js';
-import { S3Storage } from './storage/s3-storage.js';
-import type { Storage } from './storage/storage.js';
+import { BackupIndex } from '../backup-index.js';
+import { silentLogger } from '../logger.js';
+import { pruneBackups } from './prune.js';
+import { policyOf } from './policy.test-helper.js';
+import { LocalStorage } from '../storage/local-storage.js';
+import { S3Storage } from '../storage/s3-storage.js';
+import type { Storage } from '../storage/storage.js';
 
 const NOW = new Date('2026-05-20T12:00:00Z');
 const DAY = 86_400_000;
@@ -78,7 +79,7 @@ for (const backend of BACKENDS) {
 
       const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
       const deleted: string[] = [];
-      const result = await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW, onDeleted: (id) => deleted.push(id) });
+      const result = await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now: NOW, onDeleted: (id) => deleted.push(id) });
       expect(result.sort()).toEqual([old1, old2].sort());
       expect(deleted.sort()).toEqual([old1, old2].sort());
       const names = (await storage.list()).map((o) => o.name);
@@ -117,7 +118,7 @@ for (const backend of BACKENDS) {
         expect(snapshot.foreign).toBe(0);
         expect(snapshot.orphans.map((o) => o.name).sort()).toEqual([contentsName(gone), drillName(gone), unfinished].sort());
 
-        expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
+        expect(await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now: NOW })).toEqual([old]);
         const names = (await storage.list()).map((o) => o.name);
         for (const removed of [old, `${old}.meta.json`, contentsName(old), drillName(old)]) expect(names).not.toContain(removed);
         for (const kept of [fresh, `${fresh}.meta.json`, contentsName(fresh), drillName(fresh), contentsName(otherPrefix), contentsName(gone)]) expect(names, kept).toContain(kept);
@@ -131,8 +132,8 @@ for (const backend of BACKENDS) {
       const second = await putBackup(storage, 31);
       const third = await putBackup(storage, 32);
       const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
-      expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 2 }, logger, now: NOW })).toEqual([third]);
-      expect(await pruneBackups({ storage, index, policy: { days: 0, minCount: 1 }, logger, now: NOW })).toEqual([second]);
+      expect(await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 2 }), logger, now: NOW })).toEqual([third]);
+      expect(await pruneBackups({ storage, index, policy: policyOf({ days: 0, minCount: 1 }), logger, now: NOW })).toEqual([second]);
       expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`]);
       await cleanup();
     });
@@ -149,9 +150,9 @@ describe('retention when the listing fails', () => {
     const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
     await index.refresh();
     await s3.stop();
-    await expect(pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).rejects.toThrow();
+    await expect(pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now: NOW })).rejects.toThrow();
     await s3.start();
     expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`, old, `${old}.meta.json`].sort());
-    expect(await pruneBackups({ storage, index, policy: { days: 7, minCount: 1 }, logger, now: NOW })).toEqual([old]);
+    expect(await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 1 }), logger, now: NOW })).toEqual([old]);
   });
 });

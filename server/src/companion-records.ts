@@ -1,0 +1,105 @@
+import type { Logger } from './logger.js';
+import { StorageNotFoundError, type Storage, type StoredObject } from './storage/storage.js';
+
+/** A record as last read: `version` is its size and date in the listing ('' for one this service wrote). */
+interface Known<T> {
+  readonly version: string;
+  readonly value: T;
+}
+
+export function versionOf(object: StoredObject): string {
+  return `${object.sizeBytes}:${object.lastModified.getTime()}`;
+}
+
+/**
+ * One kind of small JSON record kept beside listed backups (`<id>.drill.json`, `<id>.pin.json`),
+ * as the index serves it: read when the listing shows it new or changed, dropped when the listing
+ * no longer has it. This service's own writes and deletes are applied at once, and a refresh whose
+ * listing may predate them (it was requested before) does not undo them.
+ */
+export class CompanionRecords<T> {
+  #known = new Map<string, Known<T>>();
+  /** Own writes (value) and deletes (null) while refreshes are pending, numbered like the index's changes. */
+  readonly #changes = new Map<string, { readonly value: T | null; readonly seq: number }>();
+  /** The version of each record found invalid: warned about once, not on every refresh. */
+  #invalid = new Map<string, string>();
+
+  constructor(
+    private readonly deps: {
+      readonly storage: Storage;
+      readonly logger: Logger;
+      /** e.g. 'drill record', for log lines. */
+      readonly what: string;
+      /** The record's value, or null when the JSON is not such a record. */
+      readonly parse: (json: unknown) => T | null;
+    },
+  ) {}
+
+  get(id: string): T | null {
+    return this.#known.get(id)?.value ?? null;
+  }
+
+  entries(): IterableIterator<[string, Known<T>]> {
+    return this.#known.entries();
+  }
+
+  /** This service stored (value) or deleted (null) the record of `id`; `seq` and `pending` as the index's. */
+  set(id: string, value: T | null, seq: number, pending: boolean): void {
+    if (value === null) this.#known.delete(id);
+    else this.#known.set(id, { version: '', value });
+    if (pending) this.#changes.set(id, { value, seq });
+  }
+
+  /** No refresh is pending any more: own changes need not be remembered. */
+  settled(): void {
+    this.#changes.clear();
+  }
+
+  /**
+   * Brings the records of the listed backups `ids` in line with a listing (`objects`: the record
+   * object of each backup that has one), keeping own changes made after the refresh was requested
+   * (`since`). An unreadable record keeps what was known of it.
+   */
+  async refresh(ids: Iterable<string>, objects: ReadonlyMap<string, StoredObject>, since: number): Promise<void> {
+    const { storage, logger, what, parse } = this.deps;
+    const next = new Map<string, Known<T>>();
+    const invalid = new Map<string, string>();
+    for (const id of ids) {
+      const previous = this.#known.get(id);
+      const change = this.#changes.get(id);
+      if (change !== undefined && change.seq > since) {
+        if (change.value !== null) next.set(id, { version: '', value: change.value });
+        continue;
+      }
+      const object = objects.get(id);
+      if (!object) continue;
+      const version = versionOf(object);
+      if (previous?.version === version) {
+        next.set(id, previous);
+        continue;
+      }
+      if (this.#invalid.get(id) === version) {
+        invalid.set(id, version);
+        if (previous) next.set(id, previous);
+        continue;
+      }
+      try {
+        const value = parse(JSON.parse((await storage.getSmall(object.name)).toString('utf8')));
+        if (value !== null) {
+          next.set(id, { version, value });
+          continue;
+        }
+        invalid.set(id, version);
+        logger.warn(`ignoring a ${what} that is not valid`, { object: object.name });
+      } catch (error) {
+        // Deleted between list and read: gone. Otherwise a transient failure: keep what was known.
+        if (error instanceof StorageNotFoundError) continue;
+        logger.warn(`could not read a ${what}`, { object: object.name, error: (error as Error).message });
+      }
+      if (previous) next.set(id, previous);
+    }
+    this.#known = next;
+    this.#invalid = invalid;
+  }
+
+}
