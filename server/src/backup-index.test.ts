@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackupSidecarSchema, sidecarName, type DrillRecord } from '@db-backup-service/contract';
+import { BackupSidecarSchema, pinName, sidecarName, type DrillRecord } from '@db-backup-service/contract';
 import { startS3, type S3Harness } from '../../test/harness/index.js';
 import { BackupIndex } from './backup-index.js';
 import { storeDrillRecord } from './drill/drill-backup.js';
@@ -211,6 +211,43 @@ describe('local: drills in the index', () => {
     await again.refresh();
     expect(again.lastVerified()).toBeNull();
     expect(again.lastDrill()).toMatchObject({ backupId: oldest, status: 'skipped' });
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('local: pins in the index', () => {
+  const pinJson = (backupId: string, reason: string | null) => Buffer.from(JSON.stringify({ format: 1, backupId, at: NOW.toISOString(), reason }));
+
+  it("follows pins set and removed behind its back, and a refresh that began before this service's own pin does not undo it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'index-pins-'));
+    const storage = await LocalStorage.open(dir);
+    const [older, newer] = [idAt(daysAgo(2)), idAt(daysAgo(1))];
+    await putBackup(storage, older, (dump) => ownSidecar(older, daysAgo(2), dump, 'app'));
+    await putBackup(storage, newer, (dump) => ownSidecar(newer, daysAgo(1), dump, 'app'));
+    const { logger, lines } = captureLogger();
+    const index = new BackupIndex(storage, OWNER, logger);
+    await storage.putSmall(pinName(older), pinJson(older, 'set by another instance'));
+    await index.refresh();
+    expect(index.pinOf(older)).toEqual({ at: NOW.toISOString(), reason: 'set by another instance' });
+    expect(index.listJson().toString()).toContain('"reason":"set by another instance"');
+    // Removed by another instance: gone at the next refresh.
+    await storage.delete(pinName(older));
+    await index.refresh();
+    expect(index.pinOf(older)).toBeNull();
+
+    // This service pins while a refresh (listed before the pin file existed) is under way.
+    const refreshing = index.refresh();
+    await storage.putSmall(pinName(newer), pinJson(newer, 'mine'));
+    index.setPin(newer, { at: NOW.toISOString(), reason: 'mine' });
+    await refreshing;
+    expect(index.pinOf(newer)).toMatchObject({ reason: 'mine' });
+
+    // An invalid pin file is reported once, not on every refresh.
+    await storage.putSmall(pinName(older), Buffer.from('{"format": 2}'));
+    await index.refresh();
+    await index.refresh();
+    expect(lines.filter((l) => l.message === 'ignoring a pin that is not valid')).toHaveLength(1);
+    expect(index.pinOf(older)).toBeNull();
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -1,7 +1,7 @@
 // The engine's own lifecycle (STYLE habit 7, review section 3 and L7) on a real backup directory.
 // The backup runner is the engine's injection point: these tests are about start/stop, not backups.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { silentLogger } from './logger.js';
 import { LocalStorage } from './storage/local-storage.js';
 import { NO_DRILLS } from './drill/no-drills.test-helper.js';
 import { BackupSidecarSchema } from '@db-backup-service/contract';
-import { idAt, ownSidecar } from './ownership.test-helper.js';
+import { idAt, ownSidecar, putBackup } from './ownership.test-helper.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -20,12 +20,16 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-async function engine(exclusive: ExclusiveRunner = async (fn) => (await fn(), true), runBackup: BackupRunner = () => Promise.reject(new Error('no database in this test'))) {
-  // Each engine its own directory: no test sees another's clean-up.
-  const own = await mkdtemp(path.join(dir, 'engine-'));
+async function engine(
+  exclusive: ExclusiveRunner = async (fn) => (await fn(), true),
+  runBackup: BackupRunner = () => Promise.reject(new Error('no database in this test')),
+  opts: { dir?: string; env?: Record<string, string> } = {},
+) {
+  // Each engine its own directory (unless given one): no test sees another's clean-up.
+  const own = opts.dir ?? (await mkdtemp(path.join(dir, 'engine-')));
   const config = loadConfig({
     DB_HOST: '127.0.0.1', DB_NAME: 'app', DB_USER: 'app', DB_PASSWORD: 'pw', STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: own,
-    API_TOKEN: randomBytes(24).toString('hex'),
+    API_TOKEN: randomBytes(24).toString('hex'), ...opts.env,
   });
   return new BackupEngine({
     config,
@@ -126,5 +130,45 @@ describe('BackupEngine', () => {
     report(9_999, 9_999);
     expect(e.jobs.get(jobId)).toMatchObject({ status: 'succeeded', progress: { dumpedBytes: 5_000, storedBytes: 1_200, estimatedTotalBytes: 4_000 } });
     await e.stop(1_000);
+  });
+
+  it('retention runs only after a successful backup: a failed one deletes nothing, however old the backups; a dry run deletes and cleans up nothing', async () => {
+    const own = await mkdtemp(path.join(dir, 'engine-retention-'));
+    const storage = await LocalStorage.open(own);
+    const day = 86_400_000;
+    const [old1, old2] = [40, 50].map((n) => idAt(new Date(Date.now() - n * day)));
+    for (const [i, id] of [old1!, old2!].entries()) await putBackup(storage, id, (dump) => ownSidecar(id, new Date(Date.now() - (40 + 10 * i) * day), dump, 'app'));
+    // An unfinished dump (no sidecar), older than BACKUP_TIMEOUT: the clean-up's to remove.
+    const orphan = idAt(new Date(Date.now() - 60 * day));
+    await writeFile(path.join(own, orphan), 'partial');
+    await utimes(path.join(own, orphan), new Date(Date.now() - 60 * day), new Date(Date.now() - 60 * day));
+    let runs = 0;
+    const succeed: BackupRunner = async () => {
+      // Distinct seconds, whatever the clock does between the two runs.
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000 * runs++);
+      const id = idAt(now);
+      await putBackup(storage, id, (dump) => ownSidecar(id, now, dump, 'app'));
+      return BackupSidecarSchema.parse(ownSidecar(id, now, Buffer.from('x'), 'app'));
+    };
+    const runOnce = async (e: BackupEngine) => {
+      await e.start();
+      e.trigger('api');
+      await e.jobs.idle('backup');
+      await e.stop(5_000);
+      return (await readdir(own)).sort();
+    };
+    const before = (await readdir(own)).sort();
+    // Failed: nothing deleted (the start-up clean-up may remove the orphan, so it is left out of the comparison).
+    const afterFailure = await runOnce(await engine(undefined, undefined, { dir: own, env: { BACKUP_TIMEOUT: '1m' } }));
+    expect(afterFailure.filter((n) => n !== orphan)).toEqual(before.filter((n) => n !== orphan));
+    await writeFile(path.join(own, orphan), 'partial');
+    await utimes(path.join(own, orphan), new Date(Date.now() - 60 * day), new Date(Date.now() - 60 * day));
+    // Dry run: a success, and still nothing deleted, the orphan included.
+    const afterDryRun = await runOnce(await engine(undefined, succeed, { dir: own, env: { BACKUP_TIMEOUT: '1m', RETENTION_DRY_RUN: 'true' } }));
+    for (const name of [...before, `${old1}.meta.json`, `${old2}.meta.json`]) expect(afterDryRun).toContain(name);
+    // A real run after a success: both expired backups and the orphan go.
+    const afterSuccess = await runOnce(await engine(undefined, succeed, { dir: own, env: { BACKUP_TIMEOUT: '1m' } }));
+    for (const gone of [old1, old2, orphan]) expect(afterSuccess).not.toContain(gone);
+    expect(afterSuccess.filter((n) => !n.endsWith('.meta.json'))).toHaveLength(2);
   });
 });

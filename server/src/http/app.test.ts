@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request, type Server } from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -14,7 +15,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { apiContract, compressionOfId, type BackupSidecar } from '@db-backup-service/contract';
 import { freePort, pollUntil } from '../../../test/harness/index.js';
 import { loadConfig } from '../config/config.js';
+import { BackupIndex } from '../backup-index.js';
 import { checkDatabase } from '../db.js';
+import { silentLogger } from '../logger.js';
 import { BackupEngine } from '../engine.js';
 import { LocalStorage } from '../storage/local-storage.js';
 import type { Storage } from '../storage/storage.js';
@@ -228,6 +231,101 @@ describe('/metrics', () => {
     const routes = [...text.matchAll(/^dbbackup_http_requests_total\{[^}]*route="([^"]*)"/gm)].map((m) => m[1]);
     expect(new Set(routes)).toEqual(new Set(['/docs', '/api/v1/backups/:id/download']));
     expect(text).toMatch(/^dbbackup_http_requests_total\{method="GET",route="\/docs",status="200"\} 2$/m);
+  });
+});
+
+describe('pins and the retention plan', () => {
+  const pinUrl = (app: TestApp, id = BACKUP_ID) => `${app.url}/api/v1/backups/${id}/pin`;
+  const put = (app: TestApp, body?: string, headers: Record<string, string> = { 'Content-Type': 'application/json' }, id = BACKUP_ID) =>
+    fetch(pinUrl(app, id), { method: 'PUT', headers: { ...auth, ...(body === undefined ? {} : headers) }, ...(body === undefined ? {} : { body }) });
+
+  it('pins with a reason (a JSON body of any Content-Type, as curl -d sends it), shows it in the list, replaces it, unpins', async () => {
+    const app = await startApp();
+    await storeBackup(app);
+    const res = await put(app, JSON.stringify({ reason: '  before the v2 migration ' }), { 'Content-Type': 'application/x-www-form-urlencoded' });
+    expect(res.status).toBe(200);
+    const pinned = (await res.json()) as { id: string; pinned: { at: string; reason: string | null } };
+    expect(pinned).toMatchObject({ id: BACKUP_ID, pinned: { reason: 'before the v2 migration' } });
+    expect(Date.now() - Date.parse(pinned.pinned.at)).toBeLessThan(60_000);
+    const record = JSON.parse(await readFile(join(app.dir, `${BACKUP_ID}.pin.json`), 'utf8')) as unknown;
+    expect(record).toEqual({ format: 1, backupId: BACKUP_ID, at: pinned.pinned.at, reason: 'before the v2 migration' });
+    const listed = (await (await fetch(`${app.url}/api/v1/backups`, { headers: auth })).json()) as { pinned: unknown }[];
+    expect(listed[0]!.pinned).toEqual(pinned.pinned);
+    expect(((await (await fetch(`${app.url}/api/v1/backups/latest`, { headers: auth })).json()) as { pinned: unknown }).pinned).toEqual(pinned.pinned);
+
+    // No body: pinned without a reason, the old pin replaced.
+    expect(((await (await put(app)).json()) as { pinned: { reason: unknown } }).pinned.reason).toBeNull();
+    expect(JSON.parse(await readFile(join(app.dir, `${BACKUP_ID}.pin.json`), 'utf8'))).toMatchObject({ reason: null });
+    // A restart reads the pin back from storage.
+    const restarted = new BackupIndex(new LocalStorage(app.dir), { namePrefix: 'backup', database: 'appdb' }, silentLogger());
+    await restarted.refresh();
+    expect(restarted.pinOf(BACKUP_ID)).toMatchObject({ reason: null });
+
+    const unpinned = await fetch(pinUrl(app), { method: 'DELETE', headers: auth });
+    expect(unpinned.status).toBe(200);
+    expect(((await unpinned.json()) as { pinned: unknown }).pinned).toBeNull();
+    expect(existsSync(join(app.dir, `${BACKUP_ID}.pin.json`))).toBe(false);
+    // Unpinning what is not pinned is no error.
+    expect((await fetch(pinUrl(app), { method: 'DELETE', headers: auth })).status).toBe(200);
+    expect(app.logs.filter((l) => l.message === 'backup pinned' || l.message === 'backup unpinned').map((l) => l.message)).toEqual(['backup pinned', 'backup pinned', 'backup unpinned']);
+  });
+
+  it('refuses a body that is not {"reason": "…"}, an unknown backup and a malformed id, leaving storage as it was', async () => {
+    const app = await startApp();
+    await storeBackup(app);
+    for (const body of ['{not json', '"a string"', '{"reason": 5}', '{"reason": ""}', `{"reason": "${'x'.repeat(501)}"}`, '{"reason": "ok", "until": "2030"}']) {
+      const res = await put(app, body);
+      expect(res.status, body).toBe(400);
+      expect(res.headers.get('content-type'), body).toMatch(/^application\/problem\+json/);
+    }
+    for (const id of ['backup_20200101T000000Z.sql.gz', '..%2F..%2Fetc', 'backup_latest.sql.gz']) {
+      for (const method of ['PUT', 'DELETE']) {
+        const res = await fetch(pinUrl(app, id), { method, headers: auth });
+        expect(res.status, `${method} ${id}`).toBe(404);
+      }
+    }
+    expect((await fetch(pinUrl(app), { method: 'PUT' })).status).toBe(401);
+    expect((await readdir(app.dir)).sort()).toEqual([BACKUP_ID, `${BACKUP_ID}.meta.json`]);
+  });
+
+  it('answers 503 with Retry-After when the pin cannot be stored, and the backup stays unpinned', async () => {
+    const app = await startApp((local) =>
+      new Proxy(local, {
+        get: (target, key) => {
+          if (key === 'putSmall') return (name: string, data: Buffer) => (name.endsWith('.pin.json') ? Promise.reject(new Error('disk full')) : target.putSmall(name, data));
+          const value: unknown = Reflect.get(target, key);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      }),
+    );
+    await storeBackup(app);
+    const res = await put(app, '{"reason":"keep"}');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(app.engine.index.pinOf(BACKUP_ID)).toBeNull();
+    expect(app.logs).toContainEqual(expect.objectContaining({ message: 'could not change a pin: storage failed', error: 'disk full' }));
+  });
+
+  it('GET /api/v1/retention: the policy and every backup newest first with the rules that keep it, or expired', async () => {
+    const app = await startApp();
+    await storeBackup(app);
+    const newer = 'backup_20260511T010000Z.sql.gz';
+    await storeBackup(app, newer);
+    await put(app, '{"reason":"audit"}');
+    const res = await fetch(`${app.url}/api/v1/retention`, { headers: auth });
+    expect(res.status).toBe(200);
+    const plan = (await res.json()) as { policy: unknown; evaluatedAt: string; backups: unknown[] };
+    expect(plan.policy).toEqual({ days: 7, minCount: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, keepNewestVerified: false, dryRun: false });
+    expect(Date.now() - Date.parse(plan.evaluatedAt)).toBeLessThan(60_000);
+    // Both backups are of May 2026, long before "now": only the floors keep them.
+    expect(plan.backups).toEqual([
+      { id: newer, createdAt: '2026-05-10T01:00:00.000Z', action: 'keep', reasons: ['newest success'] },
+      { id: BACKUP_ID, createdAt: '2026-05-10T01:00:00.000Z', action: 'keep', reasons: ['pinned'] },
+    ]);
+    await fetch(pinUrl(app), { method: 'DELETE', headers: auth });
+    const after = (await (await fetch(`${app.url}/api/v1/retention`, { headers: auth })).json()) as { backups: { action: string; reasons: string[] }[] };
+    expect(after.backups[1]).toMatchObject({ action: 'delete', reasons: ['expired'] });
+    expect((await fetch(`${app.url}/api/v1/retention`)).status).toBe(401);
   });
 });
 

@@ -27,7 +27,7 @@ describe('openapi.json', () => {
     const open = operations.filter((o) => (o.op.security ?? []).length === 0).map((o) => o.path).sort();
     expect(open).toEqual(['/health', '/health/live', '/info']);
     expect(secured.every((p) => p.startsWith('/api/v1/'))).toBe(true);
-    expect(secured).toHaveLength(7);
+    expect(secured).toHaveLength(10);
   });
 
   it('describes downloads (200 and 206) as application/gzip, application/zstd or (encrypted) application/octet-stream binary and errors as problem+json', () => {

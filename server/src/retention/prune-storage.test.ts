@@ -7,8 +7,9 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMPRESSION_FORMATS, type BackupSidecar, type CompressionFormat } from '@db-backup-service/contract';
 import { startS3, type S3Harness } from '../../../test/harness/index.js';
-import { contentsName, drillName } from '@db-backup-service/contract';
+import { contentsName, drillName, pinName, sidecarName } from '@db-backup-service/contract';
 import { BackupIndex } from '../backup-index.js';
+import { captureLogger } from '../ownership.test-helper.js';
 import { silentLogger } from '../logger.js';
 import { pruneBackups } from './prune.js';
 import { policyOf } from './policy.test-helper.js';
@@ -135,6 +136,75 @@ for (const backend of BACKENDS) {
       expect(await pruneBackups({ storage, index, policy: policyOf({ days: 7, minCount: 2 }), logger, now: NOW })).toEqual([third]);
       expect(await pruneBackups({ storage, index, policy: policyOf({ days: 0, minCount: 1 }), logger, now: NOW })).toEqual([second]);
       expect((await storage.list()).map((o) => o.name).sort()).toEqual([newest, `${newest}.meta.json`]);
+      await cleanup();
+    });
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`${backend.name}: retention with pins, GFS rules and the dry run`, () => {
+    it('never deletes a pinned backup, also one pinned by another instance after the listing; removes the pin with its backup', async () => {
+      const { storage, cleanup } = await backend.create();
+      const fresh = await putBackup(storage, 0);
+      const pinned = await putBackup(storage, 365);
+      const pinnedLate = await putBackup(storage, 300);
+      const unpinned = await putBackup(storage, 200);
+      await storage.putSmall(pinName(pinned), Buffer.from(JSON.stringify({ format: 1, backupId: pinned, at: NOW.toISOString(), reason: 'audit' })));
+      // A pin left without its backup's dump and sidecar is a leftover, like the other companions.
+      const gone = idAt(new Date(NOW.getTime() - 400 * DAY));
+      await storage.putSmall(pinName(gone), Buffer.from('{}'));
+      // Another instance pins `pinnedLate` just after this one listed.
+      let listed = false;
+      const racing = new Proxy(storage, {
+        get: (target, key) => {
+          if (key === 'list') {
+            return async () => {
+              const objects = await target.list();
+              if (!listed) await target.putSmall(pinName(pinnedLate), Buffer.from('not even JSON: a pin protects by existing'));
+              listed = true;
+              return objects;
+            };
+          }
+          const value: unknown = Reflect.get(target, key);
+          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const index = new BackupIndex(racing, { namePrefix: 'backup', database: 'app' }, logger);
+      expect(await pruneBackups({ storage: racing, index, policy: policyOf({ days: 1 }), logger, now: NOW })).toEqual([unpinned]);
+      expect(index.pinOf(pinned)).toEqual({ at: NOW.toISOString(), reason: 'audit' });
+      const names = (await storage.list()).map((o) => o.name);
+      for (const kept of [fresh, pinned, sidecarName(pinned), pinName(pinned), pinnedLate, sidecarName(pinnedLate)]) expect(names, kept).toContain(kept);
+      expect(names).not.toContain(unpinned);
+      expect((await index.refresh()).orphans.map((o) => o.name)).toEqual([pinName(gone)]);
+
+      // Unpinned, it goes at the next run, with its pin.
+      await storage.delete(pinName(pinned));
+      expect(await pruneBackups({ storage, index, policy: policyOf({ days: 1 }), logger, now: NOW })).toEqual([pinned]);
+      const after = (await storage.list()).map((o) => o.name);
+      for (const removed of [pinned, sidecarName(pinned), pinName(pinned)]) expect(after).not.toContain(removed);
+      await cleanup();
+    });
+
+    it('GFS rules keep the newest of each period over a year; the dry run deletes nothing and names what a real run then deletes', async () => {
+      const { storage, cleanup } = await backend.create();
+      const ids: string[] = [];
+      for (let days = 0; days < 365; days += 3) ids.push(await putBackup(storage, days));
+      const policy = policyOf({ days: 0, keepDaily: 5, keepMonthly: 6, keepYearly: 2 });
+      const index = new BackupIndex(storage, { namePrefix: 'backup', database: 'app' }, logger);
+      const { logger: dryLogger, lines } = captureLogger();
+      const wouldDelete = await pruneBackups({ storage, index, policy: { ...policy, dryRun: true }, logger: dryLogger, now: NOW });
+      expect((await storage.list()).length).toBe(ids.length * 2);
+      expect(lines.filter((l) => l.message === 'retention dry run: would delete a backup').map((l) => l.wouldDeleteBackupId)).toEqual(wouldDelete);
+      const { logger: realLogger, lines: realLines } = captureLogger();
+      const deleted = await pruneBackups({ storage, index, policy, logger: realLogger, now: NOW });
+      expect(deleted).toEqual(wouldDelete);
+      expect(realLines.filter((l) => l.message === 'retention deleted a backup').map((l) => [l.deletedBackupId, l.reasons, l.rule])).toEqual(
+        deleted.map((id) => [id, ['expired'], 'RETENTION_DAYS=0, RETENTION_MIN_COUNT=1, RETENTION_KEEP_DAILY=5, RETENTION_KEEP_MONTHLY=6, RETENTION_KEEP_YEARLY=2']),
+      );
+      // 5 daily + the newest of each of 6 months (the first is today's) + the newest of 2025 (2026's is today's).
+      const kept = index.list().map((b) => b.createdAt.slice(0, 10));
+      expect(kept).toEqual(['2026-05-20', '2026-05-17', '2026-05-14', '2026-05-11', '2026-05-08', '2026-04-29', '2026-03-30', '2026-02-28', '2026-01-29', '2025-12-30']);
+      expect((await storage.list()).length).toBe(kept.length * 2);
       await cleanup();
     });
   });
