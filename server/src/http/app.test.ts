@@ -251,6 +251,7 @@ describe('pins and the retention plan', () => {
     expect(record).toEqual({ format: 1, backupId: BACKUP_ID, at: pinned.pinned.at, reason: 'before the v2 migration' });
     const listed = (await (await fetch(`${app.url}/api/v1/backups`, { headers: auth })).json()) as { pinned: unknown }[];
     expect(listed[0]!.pinned).toEqual(pinned.pinned);
+    expect(await (await fetch(`${app.url}/metrics`)).text()).toMatch(/^dbbackup_backups_pinned 1$/m);
     expect(((await (await fetch(`${app.url}/api/v1/backups/latest`, { headers: auth })).json()) as { pinned: unknown }).pinned).toEqual(pinned.pinned);
 
     // No body: pinned without a reason, the old pin replaced.
@@ -267,6 +268,7 @@ describe('pins and the retention plan', () => {
     expect(existsSync(join(app.dir, `${BACKUP_ID}.pin.json`))).toBe(false);
     // Unpinning what is not pinned is no error.
     expect((await fetch(pinUrl(app), { method: 'DELETE', headers: auth })).status).toBe(200);
+    expect(await (await fetch(`${app.url}/metrics`)).text()).toMatch(/^dbbackup_backups_pinned 0$/m);
     expect(app.logs.filter((l) => l.message === 'backup pinned' || l.message === 'backup unpinned').map((l) => l.message)).toEqual(['backup pinned', 'backup pinned', 'backup unpinned']);
   });
 

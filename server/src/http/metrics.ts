@@ -39,6 +39,14 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'dbbackup_backups_pinned',
+      help: 'Listed backups that are pinned (retention never deletes them).',
+      registers: [registry],
+      collect() {
+        this.set(index.list().filter((b) => index.pinOf(b.id) !== null).length);
+      },
+    });
+    new Gauge({
       name: 'dbbackup_backup_running',
       help: '1 while a backup runs, else 0.',
       registers: [registry],
