@@ -129,6 +129,8 @@ Its restore drill ${drillText}.
   curl -X POST -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups
   curl -OJ -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups/latest/download
   curl -X POST -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/backups/latest/drill
+  curl -H "Authorization: Bearer $API_TOKEN" ${base}/api/v1/retention     # what retention keeps, and why
+  curl -X PUT -H "Authorization: Bearer $API_TOKEN" -d '{"reason":"demo"}' ${base}/api/v1/backups/${job.backupId}/pin
   curl ${base}/health
   curl ${base}/info
   open ${base}/docs in a browser for the API docs
