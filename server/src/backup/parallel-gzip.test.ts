@@ -6,6 +6,7 @@ import { createGunzip, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { createParallelGzip, DEFAULT_BLOCK_SIZE, liveParallelGzipCompressions, ParallelGzipError } from './parallel-gzip.js';
 import type { ParallelGzipOptions } from './parallel-gzip.js';
+import { seededRandom } from '../../../test/harness/random.js';
 
 const GZIP = '/usr/bin/gzip';
 const LEVELS = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -13,24 +14,12 @@ const THREADS = [1, 2, 4];
 // The full matrix uses the smallest block size allowed so that small inputs still span blocks.
 const SMALL_BLOCK = 32 * 1024;
 
-/** Deterministic PRNG (mulberry32) so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Random bytes of mixed compressibility: noise, runs, and copies from up to 40 KiB back, so that
  * matches cross block boundaries (only the dictionary makes those work).
  */
 function randomBytes(size: number, seed: number): Buffer {
-  const next = rng(seed);
+  const next = seededRandom(seed);
   const out = Buffer.alloc(size);
   let i = 0;
   while (i < size) {
@@ -53,7 +42,7 @@ const WORDS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 
 
 /** Plain-dump-like text: COPY blocks of rows with ids, numbers, words, timestamps and JSON. */
 function sqlText(size: number, seed: number): Buffer {
-  const next = rng(seed);
+  const next = seededRandom(seed);
   const word = () => WORDS[Math.floor(next() * WORDS.length)]!;
   const parts: string[] = [];
   let length = 0;
@@ -76,7 +65,7 @@ function sqlText(size: number, seed: number): Buffer {
 
 /** Cuts `input` into random-sized chunks (1 byte to 100 KiB) as writes of a real producer would be. */
 function randomChunks(input: Buffer, seed: number): Buffer[] {
-  const next = rng(seed);
+  const next = seededRandom(seed);
   const chunks: Buffer[] = [];
   for (let i = 0; i < input.length; ) {
     const len = 1 + Math.floor(next() * (next() < 0.2 ? 64 : 100 * 1024));

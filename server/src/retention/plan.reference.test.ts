@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RetentionPolicy } from '@db-backup-service/contract';
 import { planRetention, type PlannedBackup, type RetentionCandidate } from './plan.js';
+import { seededRandom } from '../../../test/harness/random.js';
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -97,18 +98,6 @@ function referencePlan(backups: readonly RetentionCandidate[], policy: Retention
 // ---------------------------------------------------------------------------------------------
 // Generated histories.
 
-/** mulberry32: small, seeded, good enough to spread test cases. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Random {
   (): number;
   int(lo: number, hi: number): number;
@@ -117,7 +106,7 @@ interface Random {
 }
 
 function randomOf(seed: number): Random {
-  const next = prng(seed);
+  const next = seededRandom(seed);
   const r = (() => next()) as Random;
   r.int = (lo, hi) => lo + Math.floor(next() * (hi - lo + 1));
   r.chance = (p) => next() < p;
