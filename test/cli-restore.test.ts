@@ -236,18 +236,30 @@ afterAll(async () => {
 });
 
 describe('db-restore (built CLI, real PostgreSQL, local backups)', () => {
-  it('lists the backups newest first, as a table and as JSON', async () => {
-    const table = await cli([], cliEnv());
-    expect(table.code, table.stderr).toBe(0);
-    const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+CREATED\s+SIZE\s+AGE$/);
-    expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual([ID_B, ID_A]);
+  it('lists the backups newest first, as a table and as JSON, pinned ones marked', async () => {
+    // The service's pin record (<id>.pin.json); removed again, the other tests restore from this directory.
+    const pin = { at: '2026-05-12T09:00:00.000Z', reason: 'kept for the audit' };
+    const pinFile = join(goodDir, `${ID_A}.pin.json`);
+    await writeFile(pinFile, JSON.stringify({ format: 1, backupId: ID_A, ...pin }));
+    try {
+      const table = await cli([], cliEnv());
+      expect(table.code, table.stderr).toBe(0);
+      const lines = table.stdout.trim().split('\n');
+      expect(lines[0]).toMatch(/^ID\s+CREATED\s+SIZE\s+AGE\s+PINNED$/);
+      expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual([ID_B, ID_A]);
+      expect(lines.slice(1).map((l) => l.split(/\s{2,}/)[4] ?? '')).toEqual(['', 'yes: kept for the audit']);
 
-    const json = await cli(['--json'], cliEnv());
-    expect(json.code).toBe(0);
-    const list = JSON.parse(json.stdout) as { id: string; sha256: string }[];
-    expect(list.map((b) => b.id)).toEqual([ID_B, ID_A]);
-    expect(json.stderr).toBe('');
+      const json = await cli(['--json'], cliEnv());
+      expect(json.code).toBe(0);
+      const list = JSON.parse(json.stdout) as { id: string; sha256: string; pinned: unknown }[];
+      expect(list.map((b) => [b.id, b.pinned])).toEqual([
+        [ID_B, null],
+        [ID_A, pin],
+      ]);
+      expect(json.stderr).toBe('');
+    } finally {
+      await rm(pinFile, { force: true });
+    }
   });
 
   it('--force <id> and --force latest restore identical data (swap, target replaced)', async () => {

@@ -299,22 +299,30 @@ describe.each(['local', 's3'] as const)('%s backend: backup via the API, db-rest
     await cluster.dropDatabase(other);
   });
 
-  it('without arguments lists what the API lists, as a table and with --json', async () => {
-    await aBackup();
-    const listed = await api(svc.baseUrl, TOKEN).json<Backup[]>('/api/v1/backups');
-    expect(listed.length).toBeGreaterThan(0);
+  it('without arguments lists what the API lists, as a table and with --json, a backup pinned through the SDK marked', async () => {
+    const { backup } = await aBackup();
+    // The local backend reads the <id>.pin.json the service wrote: the same pin as the API's.
+    const pinned = await client.pin(backup.id, { reason: 'e2e: kept' });
+    try {
+      const listed = await api(svc.baseUrl, TOKEN).json<Backup[]>('/api/v1/backups');
+      expect(listed.length).toBeGreaterThan(0);
+      expect(listed.find((b) => b.id === backup.id)?.pinned).toEqual(pinned.pinned);
 
-    const json = await cli(['--json'], cliEnv(svc, env));
-    expect(json.code, json.stderr).toBe(0);
-    expect(json.stderr).toBe('');
-    expect(JSON.parse(json.stdout)).toEqual(listed);
+      const json = await cli(['--json'], cliEnv(svc, env));
+      expect(json.code, json.stderr).toBe(0);
+      expect(json.stderr).toBe('');
+      expect(JSON.parse(json.stdout)).toEqual(listed);
 
-    const table = await cli([], cliEnv(svc, env));
-    expect(table.code, table.stderr).toBe(0);
-    const [header, ...rows] = table.stdout.trim().split('\n');
-    expect(header).toMatch(/^ID\s+CREATED\s+SIZE\s+AGE$/);
-    expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(listed.map((b) => b.id));
-    for (const id of listed.map((b) => b.id)) expect(id).toMatch(ID_PATTERN);
+      const table = await cli([], cliEnv(svc, env));
+      expect(table.code, table.stderr).toBe(0);
+      const [header, ...rows] = table.stdout.trim().split('\n');
+      expect(header).toMatch(/^ID\s+CREATED\s+SIZE\s+AGE\s+PINNED$/);
+      expect(rows.map((r) => r.split(/\s+/)[0])).toEqual(listed.map((b) => b.id));
+      expect(rows.map((r) => r.split(/\s{2,}/)[4] ?? '')).toEqual(listed.map((b) => (b.id === backup.id ? 'yes: e2e: kept' : '')));
+      for (const id of listed.map((b) => b.id)) expect(id).toMatch(ID_PATTERN);
+    } finally {
+      await client.unpin(backup.id);
+    }
   });
 
   it('a stored dump corrupted behind the service\'s back is refused at verification (exit 5), database untouched', async () => {

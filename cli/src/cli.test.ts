@@ -72,31 +72,41 @@ describe('db-restore (in-process)', () => {
       await writeFile(join(dir, id), 'x');
       await writeFile(join(dir, `${id}.meta.json`), JSON.stringify({ ...backup(id, at), pgDumpVersion: '15', uncompressedSizeBytes: 1, compression: { format: 'gzip', level: 6 }, database: 'app', serviceVersion: '0.1.0' }));
     }
+    const pin = { at: '2026-05-11T08:00:00.000Z', reason: 'the last one before the 2.0 schema migration' };
+    await writeFile(join(dir, 'backup_20260510T010000Z.sql.gz.pin.json'), JSON.stringify({ format: 1, backupId: 'backup_20260510T010000Z.sql.gz', ...pin }));
     const env = { STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir };
     const table = await run([], env);
     expect(table.code).toBe(0);
     expect(table.stdout.split('\n')).toEqual([
-      'ID                              CREATED               SIZE      AGE',
+      'ID                              CREATED               SIZE      AGE        PINNED',
       'backup_20260512T010000Z.sql.gz  2026-05-12T01:00:00Z  8.03 MiB  3h ago',
-      'backup_20260510T010000Z.sql.gz  2026-05-10T01:00:00Z  8.03 MiB  2d 3h ago',
+      'backup_20260510T010000Z.sql.gz  2026-05-10T01:00:00Z  8.03 MiB  2d 3h ago  yes: the last one before the 2.0 schema migr…',
       '',
     ]);
     const json = await run(['--json'], env);
-    expect(JSON.parse(json.stdout).map((b: { id: string }) => b.id)).toEqual(['backup_20260512T010000Z.sql.gz', 'backup_20260510T010000Z.sql.gz']);
+    expect(JSON.parse(json.stdout).map((b: { id: string; pinned: unknown }) => [b.id, b.pinned])).toEqual([
+      ['backup_20260512T010000Z.sql.gz', null],
+      ['backup_20260510T010000Z.sql.gz', pin],
+    ]);
   });
 
-  it('lists S3 backups through the service API', async () => {
+  it('lists S3 backups through the service API, pins as the service reports them', async () => {
+    const pin = { at: '2026-05-11T08:00:00.000Z', reason: null };
     server = createServer((req, res) => {
       expect(req.headers.authorization).toBe(`Bearer ${TOKEN}`);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify([backup('backup_20260512T010000Z.sql.gz', '2026-05-12T01:00:00Z')]));
+      res.end(JSON.stringify([backup('backup_20260512T010000Z.sql.gz', '2026-05-12T01:00:00Z'), { ...backup('backup_20260511T010000Z.sql.gz', '2026-05-11T01:00:00Z'), pinned: pin }]));
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as { port: number }).port;
-    const { code, stdout } = await run(['--json', '--service-url', `http://127.0.0.1:${port}`], { STORAGE_BACKEND: 's3', API_TOKEN: TOKEN });
+    const env = { STORAGE_BACKEND: 's3', API_TOKEN: TOKEN };
+    const { code, stdout } = await run(['--json', '--service-url', `http://127.0.0.1:${port}`], env);
     expect(code).toBe(0);
-    expect(JSON.parse(stdout)).toHaveLength(1);
+    // A service without pins (older) sends no `pinned`: the SDK makes it null.
+    expect(JSON.parse(stdout).map((b: { pinned: unknown }) => b.pinned)).toEqual([null, pin]);
+    const table = await run(['--service-url', `http://127.0.0.1:${port}`], env);
+    expect(table.stdout.split('\n').map((line) => line.split(/\s{2,}/).slice(4))).toEqual([['PINNED'], [], ['yes'], []]);
   });
 
   it('exits 7 with a fix when the service is unreachable (S3 backend), without the token', async () => {

@@ -27,7 +27,7 @@ import { asCliError, CliError, EXIT_CODE_HELP, ExitCode, type DatabaseState } fr
 import { drillCommand } from './drill-command.js';
 import { checkIdentityOpens, decryptionFor, loadIdentities } from './identities.js';
 import { fileSource } from './file-source.js';
-import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
+import { formatBytes, formatDuration, formatPin, formatTable, formatTimestamp } from './format.js';
 import { localSource } from './local-source.js';
 import { createProgress, progressMode, type PhaseProgress, type Progress } from './progress.js';
 import { serviceSource } from './service-source.js';
@@ -223,8 +223,8 @@ function printList(ctx: CliContext, backups: Backup[], json: boolean): void {
     return;
   }
   const now = ctx.now();
-  const rows = backups.map((b) => [b.id, formatTimestamp(b.createdAt), formatBytes(b.sizeBytes), `${formatDuration(now - Date.parse(b.createdAt))} ago`]);
-  ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE'], rows)}\n`);
+  const rows = backups.map((b) => [b.id, formatTimestamp(b.createdAt), formatBytes(b.sizeBytes), `${formatDuration(now - Date.parse(b.createdAt))} ago`, formatPin(b.pinned)]);
+  ctx.stdout.write(`${formatTable(['ID', 'CREATED', 'SIZE', 'AGE', 'PINNED'], rows)}\n`);
 }
 
 async function drill(ctx: CliContext, backupArg: string, opts: Options, warn: (m: string) => void, report: Record<string, unknown>): Promise<number> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDuration, formatTable, formatTimestamp } from './format.js';
+import { formatBytes, formatDuration, formatPin, formatTable, formatTimestamp } from './format.js';
 
 describe('format', () => {
   it('formats sizes in binary units', () => {
@@ -24,5 +24,16 @@ describe('format', () => {
 
   it('prints timestamps without milliseconds', () => {
     expect(formatTimestamp('2026-05-10T01:01:14.123Z')).toBe('2026-05-10T01:01:14Z');
+  });
+
+  it('marks a pin: nothing, yes, or yes with its reason on one line, cut at 40 characters', () => {
+    const at = '2026-05-16T09:30:00.000Z';
+    expect(formatPin(null)).toBe('');
+    expect(formatPin({ at, reason: null })).toBe('yes');
+    expect(formatPin({ at, reason: 'before the 2.0 migration' })).toBe('yes: before the 2.0 migration');
+    expect(formatPin({ at, reason: 'line one\nline\ttwo \u001b[31mred' })).toBe('yes: line one line two [31mred');
+    expect(formatPin({ at, reason: 'x'.repeat(40) })).toBe(`yes: ${'x'.repeat(40)}`);
+    expect(formatPin({ at, reason: `${'x'.repeat(38)}  and more` })).toBe(`yes: ${'x'.repeat(38)}…`);
+    expect(formatPin({ at, reason: '🙂'.repeat(41) })).toBe(`yes: ${'🙂'.repeat(39)}…`);
   });
 });

@@ -1,4 +1,5 @@
 /** Human-readable formatting for the list, the plan and progress lines. */
+import type { Pin } from '@db-backup-service/sdk';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'] as const;
 
@@ -39,4 +40,19 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 export function formatTimestamp(iso: string): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** The longest pin reason the list shows; the rest is cut with an ellipsis (the JSON list has it whole). */
+export const PIN_REASON_SHOWN = 40;
+
+/**
+ * The list's PINNED cell: empty when not pinned, `yes`, or `yes: <reason>` on one line, control
+ * characters (a reason may hold newlines, or escapes a terminal would obey) as spaces.
+ */
+export function formatPin(pin: Pin | null): string {
+  if (pin === null) return '';
+  const reason = (pin.reason ?? '').replace(/[\p{Cc}\s]+/gu, ' ').trim();
+  if (reason === '') return 'yes';
+  const chars = [...reason];
+  return `yes: ${chars.length > PIN_REASON_SHOWN ? `${chars.slice(0, PIN_REASON_SHOWN - 1).join('').trimEnd()}…` : reason}`;
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -49,8 +49,36 @@ describe('localSource', () => {
     const warnings: string[] = [];
     const list = await localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m)).list({});
     expect(list.map((b) => b.id)).toEqual(['backup_20260512T010000Z_1.sql.gz', 'backup_20260512T010000Z.sql.gz', 'backup_20260510T010000Z.sql.gz']);
-    expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'drill', 'durationMs', 'encryption', 'id', 'pgVersion', 'sha256', 'sizeBytes', 'triggeredBy']);
+    expect(Object.keys(list[0] ?? {}).sort()).toEqual(['createdAt', 'drill', 'durationMs', 'encryption', 'id', 'pgVersion', 'pinned', 'sha256', 'sizeBytes', 'triggeredBy']);
     expect(warnings).toHaveLength(2);
+  });
+
+  it("reads the pins the listing shows (<id>.pin.json, the service's record); an unreadable or invalid one is not pinned, with a warning, and the list still comes", async () => {
+    const ids = ['backup_20260510T010000Z.sql.gz', 'backup_20260511T010000Z.sql.gz', 'backup_20260512T010000Z.sql.gz', 'backup_20260513T010000Z.sql.gz', 'backup_20260514T010000Z.sql.gz', 'backup_20260515T010000Z.sql.gz'] as const;
+    for (const id of ids) await put(id, `${id.slice(7, 11)}-${id.slice(11, 13)}-${id.slice(13, 15)}T01:00:05Z`);
+    const record = (id: string, reason: string | null) => JSON.stringify({ format: 1, backupId: id, at: '2026-05-16T09:30:00.000Z', reason });
+    await writeFile(join(dir, `${ids[0]}.pin.json`), record(ids[0], 'before the 2.0 migration'));
+    await writeFile(join(dir, `${ids[1]}.pin.json`), record(ids[1], null));
+    await writeFile(join(dir, `${ids[2]}.pin.json`), '{"format": 1, "backupId"'); // cut short
+    await writeFile(join(dir, `${ids[3]}.pin.json`), JSON.stringify({ format: 2, at: 'yesterday' }));
+    await mkdir(join(dir, `${ids[4]}.pin.json`)); // cannot be read as a file
+    // ids[5]: no pin. A pin beside no backup is no listed backup's.
+    await writeFile(join(dir, 'backup_20260509T010000Z.sql.gz.pin.json'), record('backup_20260509T010000Z.sql.gz', 'orphan'));
+    const warnings: string[] = [];
+    const list = await localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m)).list({});
+    expect(list.map((b) => [b.id, b.pinned])).toEqual([
+      [ids[5], null],
+      [ids[4], null],
+      [ids[3], null],
+      [ids[2], null],
+      [ids[1], { at: '2026-05-16T09:30:00.000Z', reason: null }],
+      [ids[0], { at: '2026-05-16T09:30:00.000Z', reason: 'before the 2.0 migration' }],
+    ]);
+    expect([...warnings].sort()).toEqual([
+      `${join(dir, `${ids[2]}.pin.json`)} is not valid JSON: ${ids[2]} is listed as not pinned (retention still keeps it while the file exists)`,
+      `${join(dir, `${ids[3]}.pin.json`)} is not a pin record: ${ids[3]} is listed as not pinned (retention still keeps it while the file exists)`,
+      `${join(dir, `${ids[4]}.pin.json`)} cannot be read (EISDIR): ${ids[4]} is listed as not pinned (retention still keeps it while the file exists)`,
+    ]);
   });
 
   it('resolves latest and ids; a missing one is exit 4, a non-id exit 2', async () => {

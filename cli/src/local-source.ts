@@ -1,7 +1,21 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { backupIdOfSidecar, compareNewestFirst, compressionOfId, isBackupId, isOfDatabase, parseSidecar, sidecarName, toBackup, UNKNOWN, type BackupSidecar } from '@db-backup-service/sdk';
+import {
+  backupIdOfSidecar,
+  compareNewestFirst,
+  compressionOfId,
+  isBackupId,
+  isOfDatabase,
+  parseSidecar,
+  pinName,
+  PinRecordSchema,
+  sidecarName,
+  toBackup,
+  UNKNOWN,
+  type BackupSidecar,
+  type Pin,
+} from '@db-backup-service/sdk';
 import type { BackupSource, LocalDump, ResolvedBackup } from './backup-source.js';
 import { readLocalManifest } from './local-manifest.js';
 import { CliError, ExitCode } from './exit-codes.js';
@@ -48,8 +62,32 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
     }
   };
 
+  /**
+   * `<id>.pin.json`, as the service reads it: null (with a warning) when it cannot be read or is no
+   * pin record, which must not cost the listing. The service's retention still keeps such a
+   * backup: a pin protects by existing.
+   */
+  const readPin = async (id: string): Promise<Pin | null> => {
+    const path = join(dir, pinName(id));
+    const unusable = (why: string): null => {
+      warn(`${path} ${why}: ${id} is listed as not pinned (retention still keeps it while the file exists)`);
+      return null;
+    };
+    let json: unknown;
+    try {
+      json = JSON.parse(await readFile(path, 'utf8'));
+    } catch (err) {
+      // Unpinned between the listing and this read: simply not pinned.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      return unusable(err instanceof SyntaxError ? 'is not valid JSON' : `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    const parsed = PinRecordSchema.safeParse(json);
+    if (!parsed.success) return unusable('is not a pin record');
+    return { at: parsed.data.at, reason: parsed.data.reason };
+  };
+
   /** Our complete backups, newest first; another database's are counted and left out. */
-  const listOwn = async (): Promise<BackupSidecar[]> => {
+  const listOwn = async (): Promise<{ backups: BackupSidecar[]; names: ReadonlySet<string> }> => {
     let names: string[];
     try {
       names = await readdir(dir);
@@ -76,20 +114,22 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
       own.push(sidecar);
     }
     if (foreign > 0) warn(`${foreign} backup${foreign === 1 ? '' : 's'} in ${dir} under prefix "${namePrefix}" belong to another database than ${database ?? ''}: not listed`);
-    return own.sort(compareNewestFirst);
+    return { backups: own.sort(compareNewestFirst), names: new Set(names) };
   };
 
   const source: BackupSource = {
     description,
 
     async list() {
-      return (await listOwn()).map((sidecar) => toBackup(sidecar));
+      const { backups, names } = await listOwn();
+      // Only pins the listing shows: most backups have none, and a read per backup would be wasted.
+      return Promise.all(backups.map(async (sidecar) => toBackup(sidecar, { pinned: names.has(pinName(sidecar.id)) ? await readPin(sidecar.id) : null })));
     },
 
     async resolve(idOrLatest) {
       let sidecar: BackupSidecar | null;
       if (idOrLatest === 'latest') {
-        const own = await listOwn();
+        const own = (await listOwn()).backups;
         const newest = own[0];
         if (!newest) throw new CliError(ExitCode.NOT_FOUND, `no backups in ${dir} (with prefix "${namePrefix}"${database === null ? '' : ` of database ${database}`})`);
         const databases = [...new Set(own.map((b) => b.database).filter((d) => d !== UNKNOWN))].sort();

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
+import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient } from './client.js';
 import { BackupServiceError } from './errors.js';
@@ -75,6 +77,56 @@ describe('triggerDrill', () => {
       ['POST', '/api/v1/backups/latest/drill'],
       ['POST', '/api/v1/backups/backup_20200101T000000Z.sql.gz/drill'],
     ]);
+  });
+});
+
+describe('pin, unpin and retentionPlan (request shape; the behaviour is in pins-and-plan.test.ts against the service)', () => {
+  const stored = (pinned: { at: string; reason: string | null } | null) => ({
+    id: ID, createdAt: '2026-05-10T01:00:00Z', sizeBytes: 3, sha256: 'a'.repeat(64), pgVersion: '15.18', durationMs: 7, triggeredBy: 'api', encryption: null, drill: null, pinned,
+  });
+
+  it('sends PUT with {reason} only when one is given, DELETE for unpin, and returns the backup', async () => {
+    const bodies: { type: string | undefined; body: string }[] = [];
+    const pin = { at: '2026-05-12T04:00:00Z', reason: 'before the migration' };
+    server = await startTestServer((req: IncomingMessage, res) => {
+      void text(req).then((body) => {
+        bodies.push({ type: req.headers['content-type'], body });
+        json(res, 200, stored(req.method === 'DELETE' ? null : pin));
+      });
+    });
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    expect((await client.pin(ID, { reason: pin.reason })).pinned).toEqual(pin);
+    expect((await client.pin(ID)).pinned).toEqual(pin);
+    expect((await client.unpin(ID)).pinned).toBeNull();
+    expect(server.requests.map((r) => [r.method, r.url])).toEqual([
+      ['PUT', `/api/v1/backups/${ID}/pin`],
+      ['PUT', `/api/v1/backups/${ID}/pin`],
+      ['DELETE', `/api/v1/backups/${ID}/pin`],
+    ]);
+    expect(bodies).toEqual([
+      { type: 'application/json', body: JSON.stringify({ reason: pin.reason }) },
+      { type: undefined, body: '' },
+      { type: undefined, body: '' },
+    ]);
+  });
+
+  it('refuses a non-id (and "latest") and a reason the service would refuse before sending anything', async () => {
+    server = await startTestServer(() => undefined);
+    const client = createClient({ baseUrl: server.baseUrl, token: TOKEN });
+    for (const id of ['../../etc/passwd', 'latest', `${ID}/../x`]) {
+      expect(await client.pin(id).catch((e: unknown) => e), id).toMatchObject({ name: 'BackupServiceError', code: 'NOT_FOUND', status: null });
+      expect(await client.unpin(id).catch((e: unknown) => e), id).toMatchObject({ name: 'BackupServiceError', code: 'NOT_FOUND', status: null });
+    }
+    await expect(client.pin(ID, { reason: '   ' })).rejects.toThrow(/reason must be a string of 1-500 characters/);
+    await expect(client.pin(ID, { reason: 'x'.repeat(501) })).rejects.toBeInstanceOf(RangeError);
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('reports a plan that breaks the contract as INVALID_RESPONSE', async () => {
+    server = await startTestServer((_req, res) => json(res, 200, { policy: {}, evaluatedAt: '2026-05-12T04:00:00Z', backups: [] }));
+    const err = await createClient({ baseUrl: server.baseUrl, token: TOKEN }).retentionPlan().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'INVALID_RESPONSE', status: 200 });
+    expect(server.requests[0]).toMatchObject({ method: 'GET', url: '/api/v1/retention' });
   });
 });
 

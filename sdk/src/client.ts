@@ -14,8 +14,11 @@ import {
   isEncryptedId,
   JobConflictSchema,
   JobSchema,
+  PIN_REASON_MAX_LENGTH,
+  PinRequestSchema,
   ProblemSchema,
   redact,
+  RetentionPlanSchema,
   type Backup,
   type CompressionFormat,
   type Health,
@@ -23,6 +26,7 @@ import {
   type Job,
   type JobConflict,
   type JobProgress,
+  type RetentionPlan,
 } from './generated/contract/index.js';
 import { z } from 'zod';
 import { downloadToFile, type DownloadedFile, type DownloadToFileOptions } from './download-to-file.js';
@@ -96,6 +100,12 @@ export interface DownloadOptions extends CallOptions {
   readonly ifRange?: string;
 }
 
+/** Options of {@link BackupServiceClient.pin}. */
+export interface PinOptions extends CallOptions {
+  /** Why the backup is kept (1-500 characters after trimming), shown as `pinned.reason`; omit it for none. */
+  readonly reason?: string;
+}
+
 /** An open download: headers are in, `stream` delivers the body. */
 export interface BackupDownload {
   /** The backup id, from Content-Disposition (for `latest`, the id it resolved to). */
@@ -153,6 +163,21 @@ export interface BackupServiceClient {
    * a path ending in the other format's extension is refused (`FORMAT_MISMATCH`).
    */
   downloadToFile(idOrLatest: string, path: string | ((id: string) => string), opts?: DownloadToFileOptions): Promise<DownloadedFile>;
+  /**
+   * PUT /api/v1/backups/:id/pin: retention never deletes the backup while it is pinned. Returns the
+   * backup with `pinned` set (`{ at, reason }`). Pinning a pinned backup replaces its reason and
+   * time. An unknown backup throws NOT_FOUND; an id that is not a backup id (or `'latest'`) is
+   * refused with NOT_FOUND before any request.
+   */
+  pin(id: string, opts?: PinOptions): Promise<Backup>;
+  /** DELETE /api/v1/backups/:id/pin: returns the backup with `pinned` null (also when it was not pinned). NOT_FOUND as for {@link pin}. */
+  unpin(id: string, opts?: CallOptions): Promise<Backup>;
+  /**
+   * GET /api/v1/retention: what retention would do now, with the policy it applies: every listed
+   * backup, newest first, `keep` with each rule that keeps it (`pinned`, `newest success`,
+   * `daily 2026-11-30`, …) or `delete` with `expired`.
+   */
+  retentionPlan(opts?: CallOptions): Promise<RetentionPlan>;
   /** GET /health (no auth): a 503 is returned as a value with status DOWN, not thrown. */
   health(opts?: CallOptions): Promise<Health>;
   /** GET /info (no auth). */
@@ -245,6 +270,15 @@ export function createClient(options: ClientOptions): BackupServiceClient {
   const fetchOptions = (opts: CallOptions | undefined): { fetchOptions?: { signal: AbortSignal } } =>
     opts?.signal ? { fetchOptions: { signal: opts.signal } } : {};
 
+  /** Checked before any request (invariant 7): an id never becomes an arbitrary URL path. */
+  const requireBackupId = (id: string, orLatest: boolean): void => {
+    if ((orLatest && id === 'latest') || isBackupId(id)) return;
+    throw new BackupServiceError(
+      'NOT_FOUND',
+      `${JSON.stringify(id.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, .age after it when encrypted${orLatest ? ', or "latest"' : ''})`,
+    );
+  };
+
   const client: BackupServiceClient = {
     baseUrl: transport.displayUrl,
 
@@ -316,11 +350,8 @@ export function createClient(options: ClientOptions): BackupServiceClient {
     },
 
     async download(idOrLatest, opts = {}) {
+      requireBackupId(idOrLatest, true);
       const latest = idOrLatest === 'latest';
-      if (!latest && !isBackupId(idOrLatest)) {
-        // Checked before any request (invariant 7): an id never becomes an arbitrary URL path.
-        throw new BackupServiceError('NOT_FOUND', `${JSON.stringify(idOrLatest.slice(0, 120))} is not a backup id (expected <prefix>_<yyyyMMddTHHmmssZ>.sql.gz or .sql.zst, .age after it when encrypted, or "latest")`);
-      }
       const what = latest ? 'GET /api/v1/backups/latest/download' : `GET /api/v1/backups/${idOrLatest}/download`;
       const extraHeaders: Record<string, string> = {
         accept: [...Object.values(COMPRESSION_FORMATS).map((f) => f.contentType), ENCRYPTED_CONTENT_TYPE, 'application/problem+json'].join(', '),
@@ -408,6 +439,35 @@ export function createClient(options: ClientOptions): BackupServiceClient {
 
     downloadToFile(idOrLatest, path, opts) {
       return downloadToFile(client, idOrLatest, path, opts);
+    },
+
+    async pin(id, opts = {}) {
+      requireBackupId(id, false);
+      // No body without a reason: the service then stores the pin with reason null.
+      const body = opts.reason === undefined ? undefined : { reason: opts.reason };
+      if (body !== undefined && !PinRequestSchema.safeParse(body).success) {
+        // Said here rather than as the service's 400, which cannot name the limit.
+        throw new RangeError(`pin: reason must be a string of 1-${PIN_REASON_MAX_LENGTH} characters (after trimming)`);
+      }
+      const what = `PUT /api/v1/backups/${id}/pin`;
+      const res = await api.pinBackup({ params: { id: encodeURIComponent(id) }, body, ...fetchOptions(opts) });
+      if (res.status === 200) return expectBody(BackupSchema, res, what);
+      throw failure(res, what);
+    },
+
+    async unpin(id, opts) {
+      requireBackupId(id, false);
+      const what = `DELETE /api/v1/backups/${id}/pin`;
+      const res = await api.unpinBackup({ params: { id: encodeURIComponent(id) }, ...fetchOptions(opts) });
+      if (res.status === 200) return expectBody(BackupSchema, res, what);
+      throw failure(res, what);
+    },
+
+    async retentionPlan(opts) {
+      const what = 'GET /api/v1/retention';
+      const res = await api.retentionPlan(fetchOptions(opts));
+      if (res.status === 200) return expectBody(RetentionPlanSchema, res, what);
+      throw failure(res, what);
     },
 
     async health(opts) {

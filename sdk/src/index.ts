@@ -6,6 +6,7 @@ export {
   type CallOptions,
   type ClientOptions,
   type DownloadOptions,
+  type PinOptions,
   type TriggerResult,
   type WaitForJobOptions,
 } from './client.js';
@@ -14,8 +15,8 @@ export { BackupServiceError, type BackupServiceErrorCode } from './errors.js';
 export type { ContentRange } from './headers.js';
 
 // The contract's shapes, so callers (and db-restore) need no second dependency to name them; its
-// sidecar parser and dump-trailer check, so db-restore accepts exactly the backups and dumps the
-// service does; the compression formats and which one an id is; and its redact.
+// sidecar parser, pin record and dump-trailer check, so db-restore accepts exactly the backups,
+// pins and dumps the service does; the compression formats and which one an id is; and its redact.
 export {
   BACKUP_ID_PATTERN,
   backupIdOfSidecar,
@@ -33,6 +34,9 @@ export {
   isEncryptedId,
   isOfDatabase,
   parseSidecar,
+  PIN_REASON_MAX_LENGTH,
+  pinName,
+  PinRecordSchema,
   plainNameOf,
   REDACTED,
   redact,
@@ -43,7 +47,24 @@ export {
 } from './generated/contract/index.js';
 // PostgreSQL TLS with libpq's meaning, for db-restore's node-postgres connections (as the service's).
 export { PG_SSL_MODES, pgSslAttempts, refusedForEncryption, type PgSslMode, type PgTlsSettings } from './generated/contract/index.js';
-export type { Backup, BackupSidecar, DumpEndingCheck, Encryption, Health, Info, Job, JobConflict, JobProgress, JobStatus, Problem, Trigger } from './generated/contract/index.js';
+export type {
+  Backup,
+  BackupSidecar,
+  DumpEndingCheck,
+  Encryption,
+  Health,
+  Info,
+  Job,
+  JobConflict,
+  JobProgress,
+  JobStatus,
+  Pin,
+  PinRecord,
+  Problem,
+  RetentionPlan,
+  RetentionPolicy,
+  Trigger,
+} from './generated/contract/index.js';
 
 // Raw OpenAPI types generated from openapi.json at build time (for callers without the SDK runtime).
 export type { components, operations, paths } from './generated/openapi.js';
