@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -66,18 +66,19 @@ describe('localSource', () => {
     await writeFile(join(dir, 'backup_20260509T010000Z.sql.gz.pin.json'), record('backup_20260509T010000Z.sql.gz', 'orphan'));
     const warnings: string[] = [];
     const list = await localSource(dir, { namePrefix: 'backup', database: 'app' }, (m) => warnings.push(m)).list({});
+    const since = async (id: string) => ({ at: (await stat(join(dir, `${id}.pin.json`))).mtime.toISOString(), reason: null });
     expect(list.map((b) => [b.id, b.pinned])).toEqual([
       [ids[5], null],
-      [ids[4], null],
-      [ids[3], null],
-      [ids[2], null],
+      [ids[4], await since(ids[4])],
+      [ids[3], await since(ids[3])],
+      [ids[2], await since(ids[2])],
       [ids[1], { at: '2026-05-16T09:30:00.000Z', reason: null }],
       [ids[0], { at: '2026-05-16T09:30:00.000Z', reason: 'before the 2.0 migration' }],
     ]);
     expect([...warnings].sort()).toEqual([
-      `${join(dir, `${ids[2]}.pin.json`)} is not valid JSON: ${ids[2]} is listed as not pinned (retention still keeps it while the file exists)`,
-      `${join(dir, `${ids[3]}.pin.json`)} is not a pin record: ${ids[3]} is listed as not pinned (retention still keeps it while the file exists)`,
-      `${join(dir, `${ids[4]}.pin.json`)} cannot be read (EISDIR): ${ids[4]} is listed as not pinned (retention still keeps it while the file exists)`,
+      `${join(dir, `${ids[2]}.pin.json`)} is not valid JSON: ${ids[2]} still counts as pinned (retention keeps it while the file exists)`,
+      `${join(dir, `${ids[3]}.pin.json`)} is not a pin record: ${ids[3]} still counts as pinned (retention keeps it while the file exists)`,
+      `${join(dir, `${ids[4]}.pin.json`)} cannot be read (EISDIR): ${ids[4]} still counts as pinned (retention keeps it while the file exists)`,
     ]);
   });
 

@@ -63,27 +63,26 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
   };
 
   /**
-   * `<id>.pin.json`, as the service reads it: null (with a warning) when it cannot be read or is no
-   * pin record, which must not cost the listing. The service's retention still keeps such a
-   * backup: a pin protects by existing.
+   * `<id>.pin.json`, as the service reads it. A pin protects by existing: one that cannot be read
+   * or is no pin record (written by hand, cut short) still counts, as pinned since the file was
+   * written, with a warning; it must not cost the listing.
    */
   const readPin = async (id: string): Promise<Pin | null> => {
     const path = join(dir, pinName(id));
-    const unusable = (why: string): null => {
-      warn(`${path} ${why}: ${id} is listed as not pinned (retention still keeps it while the file exists)`);
-      return null;
-    };
-    let json: unknown;
+    let why: string;
     try {
-      json = JSON.parse(await readFile(path, 'utf8'));
+      const parsed = PinRecordSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
+      if (parsed.success) return { at: parsed.data.at, reason: parsed.data.reason };
+      why = 'is not a pin record';
     } catch (err) {
       // Unpinned between the listing and this read: simply not pinned.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      return unusable(err instanceof SyntaxError ? 'is not valid JSON' : `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      why = err instanceof SyntaxError ? 'is not valid JSON' : `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
     }
-    const parsed = PinRecordSchema.safeParse(json);
-    if (!parsed.success) return unusable('is not a pin record');
-    return { at: parsed.data.at, reason: parsed.data.reason };
+    const written = await stat(path).catch(() => null);
+    if (written === null) return null;
+    warn(`${path} ${why}: ${id} still counts as pinned (retention keeps it while the file exists)`);
+    return { at: written.mtime.toISOString(), reason: null };
   };
 
   /** Our complete backups, newest first; another database's are counted and left out. */

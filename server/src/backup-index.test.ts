@@ -242,12 +242,13 @@ describe('local: pins in the index', () => {
     await refreshing;
     expect(index.pinOf(newer)).toMatchObject({ reason: 'mine' });
 
-    // An invalid pin file is reported once, not on every refresh.
-    await storage.putSmall(pinName(older), Buffer.from('{"format": 2}'));
+    // An invalid pin file (written by hand, not JSON) still pins, since it was written; reported once, not on every refresh.
+    await storage.putSmall(pinName(older), Buffer.from('keep this one'));
     await index.refresh();
     await index.refresh();
-    expect(lines.filter((l) => l.message === 'ignoring a pin that is not valid')).toHaveLength(1);
-    expect(index.pinOf(older)).toBeNull();
+    expect(lines.filter((l) => l.message === 'a pin that is not valid still counts')).toHaveLength(1);
+    const stat = await storage.stat(pinName(older));
+    expect(index.pinOf(older)).toEqual({ at: stat!.lastModified.toISOString(), reason: null });
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -192,10 +192,18 @@ export class BackupIndex {
       const parsed = DrillRecordSchema.safeParse(json);
       return parsed.success ? summaryOf(parsed.data) : null;
     } });
-    this.#pins = new CompanionRecords({ storage, logger, what: 'pin', parse: (json) => {
-      const parsed = PinRecordSchema.safeParse(json);
-      return parsed.success ? pinOf(parsed.data) : null;
-    } });
+    this.#pins = new CompanionRecords({
+      storage,
+      logger,
+      what: 'pin',
+      parse: (json) => {
+        const parsed = PinRecordSchema.safeParse(json);
+        return parsed.success ? pinOf(parsed.data) : null;
+      },
+      // A pin protects by existing, whatever it holds (written by hand, cut short): shown as pinned
+      // since it was written, so the plan, the list and a run agree.
+      invalid: (object) => ({ at: object.lastModified.toISOString(), reason: null }),
+    });
   }
 
   /**

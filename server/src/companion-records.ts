@@ -32,6 +32,8 @@ export class CompanionRecords<T> {
       readonly what: string;
       /** The record's value, or null when the JSON is not such a record. */
       readonly parse: (json: unknown) => T | null;
+      /** What an object that is not a valid record stands for (a pin protects by existing); null: nothing. */
+      readonly invalid?: (object: StoredObject) => T;
     },
   ) {}
 
@@ -78,19 +80,31 @@ export class CompanionRecords<T> {
         next.set(id, previous);
         continue;
       }
+      const standIn = this.deps.invalid?.(object);
       if (this.#invalid.get(id) === version) {
         invalid.set(id, version);
-        if (previous) next.set(id, previous);
+        if (standIn !== undefined) next.set(id, { version, value: standIn });
+        else if (previous) next.set(id, previous);
         continue;
       }
       try {
-        const value = parse(JSON.parse((await storage.getSmall(object.name)).toString('utf8')));
+        const text = (await storage.getSmall(object.name)).toString('utf8');
+        let value: T | null = null;
+        try {
+          value = parse(JSON.parse(text));
+        } catch {
+          // Not JSON: not a valid record either.
+        }
         if (value !== null) {
           next.set(id, { version, value });
           continue;
         }
         invalid.set(id, version);
-        logger.warn(`ignoring a ${what} that is not valid`, { object: object.name });
+        logger.warn(standIn === undefined ? `ignoring a ${what} that is not valid` : `a ${what} that is not valid still counts`, { object: object.name });
+        if (standIn !== undefined) {
+          next.set(id, { version, value: standIn });
+          continue;
+        }
       } catch (error) {
         // Deleted between list and read: gone. Otherwise a transient failure: keep what was known.
         if (error instanceof StorageNotFoundError) continue;
