@@ -249,6 +249,20 @@ describe('local: pins in the index', () => {
     expect(lines.filter((l) => l.message === 'a pin that is not valid still counts')).toHaveLength(1);
     const stat = await storage.stat(pinName(older));
     expect(index.pinOf(older)).toEqual({ at: stat!.lastModified.toISOString(), reason: null });
+
+    // A pin that cannot be read at all (storage fails on it) is unknown but still pins for retention, until this service unpins.
+    const failing = new Proxy(storage, {
+      get: (target, key) => {
+        if (key === 'getSmall') return (name: string) => (name.endsWith('.pin.json') ? Promise.reject(new Error('EIO')) : target.getSmall(name));
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const unreadable = new BackupIndex(failing, OWNER, logger);
+    await unreadable.refresh();
+    expect([unreadable.pinOf(older), unreadable.isPinned(older), unreadable.isPinned(idAt(daysAgo(30)))]).toEqual([null, true, false]);
+    unreadable.setPin(older, null);
+    expect(unreadable.isPinned(older)).toBe(false);
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -279,6 +279,14 @@ export class BackupIndex {
     return this.#pins.get(id);
   }
 
+  /**
+   * Retention's view: pinned when its pin is known, or when the last listing had a pin object
+   * that could not be read (a pin protects by existing).
+   */
+  isPinned(id: string): boolean {
+    return this.#pins.get(id) !== null || this.#pins.unreadable(id);
+  }
+
   /** The newest drill of any listed backup (by when it finished), with its backup id. */
   lastDrill(): (DrillSummary & { backupId: string }) | null {
     let last: (DrillSummary & { backupId: string }) | null = null;

@@ -23,6 +23,8 @@ export class CompanionRecords<T> {
   readonly #changes = new Map<string, { readonly value: T | null; readonly seq: number }>();
   /** The version of each record found invalid: warned about once, not on every refresh. */
   #invalid = new Map<string, string>();
+  /** Listed records that could not be read (and none was known before): they exist, value unknown. */
+  #unreadable = new Set<string>();
 
   constructor(
     private readonly deps: {
@@ -41,6 +43,11 @@ export class CompanionRecords<T> {
     return this.#known.get(id)?.value ?? null;
   }
 
+  /** The last listing had this record but it could not be read (nor was it known before). */
+  unreadable(id: string): boolean {
+    return this.#unreadable.has(id);
+  }
+
   entries(): IterableIterator<[string, Known<T>]> {
     return this.#known.entries();
   }
@@ -49,6 +56,7 @@ export class CompanionRecords<T> {
   set(id: string, value: T | null, seq: number, pending: boolean): void {
     if (value === null) this.#known.delete(id);
     else this.#known.set(id, { version: '', value });
+    this.#unreadable.delete(id);
     if (pending) this.#changes.set(id, { value, seq });
   }
 
@@ -66,6 +74,7 @@ export class CompanionRecords<T> {
     const { storage, logger, what, parse } = this.deps;
     const next = new Map<string, Known<T>>();
     const invalid = new Map<string, string>();
+    const unreadable = new Set<string>();
     for (const id of ids) {
       const previous = this.#known.get(id);
       const change = this.#changes.get(id);
@@ -80,11 +89,15 @@ export class CompanionRecords<T> {
         next.set(id, previous);
         continue;
       }
-      const standIn = this.deps.invalid?.(object);
-      if (this.#invalid.get(id) === version) {
+      // Not a valid record: what it stands for (a pin still pins), else what was known before.
+      const keepInvalid = () => {
         invalid.set(id, version);
+        const standIn = this.deps.invalid?.(object);
         if (standIn !== undefined) next.set(id, { version, value: standIn });
         else if (previous) next.set(id, previous);
+      };
+      if (this.#invalid.get(id) === version) {
+        keepInvalid();
         continue;
       }
       try {
@@ -99,21 +112,20 @@ export class CompanionRecords<T> {
           next.set(id, { version, value });
           continue;
         }
-        invalid.set(id, version);
-        logger.warn(standIn === undefined ? `ignoring a ${what} that is not valid` : `a ${what} that is not valid still counts`, { object: object.name });
-        if (standIn !== undefined) {
-          next.set(id, { version, value: standIn });
-          continue;
-        }
+        logger.warn(this.deps.invalid ? `a ${what} that is not valid still counts` : `ignoring a ${what} that is not valid`, { object: object.name });
+        keepInvalid();
+        continue;
       } catch (error) {
         // Deleted between list and read: gone. Otherwise a transient failure: keep what was known.
         if (error instanceof StorageNotFoundError) continue;
         logger.warn(`could not read a ${what}`, { object: object.name, error: (error as Error).message });
       }
       if (previous) next.set(id, previous);
+      else unreadable.add(id);
     }
     this.#known = next;
     this.#invalid = invalid;
+    this.#unreadable = unreadable;
   }
 
 }

@@ -287,6 +287,8 @@ describe('pins and the retention plan', () => {
       }
     }
     expect((await fetch(pinUrl(app), { method: 'PUT' })).status).toBe(401);
+    // The body is not even parsed without the token.
+    expect((await fetch(pinUrl(app), { method: 'PUT', body: '{not json' })).status).toBe(401);
     expect((await readdir(app.dir)).sort()).toEqual([BACKUP_ID, `${BACKUP_ID}.meta.json`]);
   });
 

@@ -76,7 +76,13 @@ export function createApp(deps: AppDeps): express.Express {
     // Before `:id/download`, or "latest" would be taken for an id (ts-rest registers in key order).
     downloadLatestBackup: async ({ req, res }) => serveDownload({ ...deps, index: engine.index }, 'latest', req, res),
     downloadBackup: async ({ params, req, res }) => serveDownload({ ...deps, index: engine.index }, { id: params.id }, req, res),
-    pinBackup: async ({ params, body, res }) => pinAnswer(res, deps, params.id, () => engine.pin(params.id, body?.reason ?? null)),
+    pinBackup: {
+      // The one route with a body, parsed after the bearer check (global middleware runs first).
+      // Read as JSON whatever its Content-Type: `curl -d '{"reason":"…"}'` sends a form type, and
+      // its reason must not be dropped silently.
+      middleware: [express.json({ type: () => true, limit: MAX_BODY_BYTES })],
+      handler: async ({ params, body, res }) => pinAnswer(res, deps, params.id, () => engine.pin(params.id, body?.reason ?? null)),
+    },
     unpinBackup: async ({ params, res }) => pinAnswer(res, deps, params.id, () => engine.unpin(params.id)),
     retentionPlan: async () => {
       const evaluatedAt = new Date();
@@ -92,9 +98,6 @@ export function createApp(deps: AppDeps): express.Express {
     info: async () => ({ status: 200, body: info(deps) }),
   });
 
-  // The one route with a body. Read as JSON whatever its Content-Type: `curl -d '{"reason":"…"}'`
-  // sends a form type, and its reason must not be dropped silently.
-  app.use(apiContract.pinBackup.path, express.json({ type: () => true, limit: MAX_BODY_BYTES }));
   createExpressEndpoints(apiContract, router, app, {
     globalMiddleware: [bearerAuth(apiContract, config.apiToken)],
     logInitialization: false,

@@ -1,19 +1,15 @@
 import { pinName, sidecarName, type RetentionPolicy } from '@db-backup-service/contract';
-import { companionNames, type BackupIndex, type StorageSnapshot } from '../backup-index.js';
+import { companionNames, type BackupIndex } from '../backup-index.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { describePolicy, planRetention, type PlannedBackup } from './plan.js';
 
-/**
- * The plan over what the index lists now (the API's GET /api/v1/retention). A backup counts as
- * pinned when the index knows its pin or, given a snapshot, when its listing has a pin object
- * (even one whose content could not be read: a pin protects by existing).
- */
-export function currentPlan(index: BackupIndex, policy: RetentionPolicy, now: Date, snapshot?: StorageSnapshot): PlannedBackup[] {
+/** The plan over what the index lists now: what a run does, and the API's GET /api/v1/retention. */
+export function currentPlan(index: BackupIndex, policy: RetentionPolicy, now: Date): PlannedBackup[] {
   const candidates = index.list().map((backup) => ({
     id: backup.id,
     createdAt: backup.createdAt,
-    pinned: index.pinOf(backup.id) !== null || (snapshot?.pins.has(backup.id) ?? false),
+    pinned: index.isPinned(backup.id),
     verified: index.drillOf(backup.id)?.status === 'passed',
   }));
   return planRetention(candidates, policy, now);
@@ -37,8 +33,8 @@ export async function pruneBackups(deps: {
   onDeleted?: (id: string) => void;
 }): Promise<string[]> {
   const { storage, index, policy, logger } = deps;
-  const snapshot = await index.refresh();
-  const expired = currentPlan(index, policy, deps.now ?? new Date(), snapshot).filter((b) => b.action === 'delete');
+  await index.refresh();
+  const expired = currentPlan(index, policy, deps.now ?? new Date()).filter((b) => b.action === 'delete');
   const rule = describePolicy(policy);
   if (policy.dryRun) {
     for (const backup of expired) {
