@@ -5,16 +5,15 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Backup, Info, Job } from '@db-backup-service/contract';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  api, fillVaried, fingerprint, freePort, pollUntil, startPostgres, startS3, startService,
-  type Api, type PostgresCluster, type S3Harness, type ServiceProcess,
+  api, fillVaried, fingerprint, freePort, pollUntil, startPostgres, startS3, startService, storageLocation,
+  type Api, type PostgresCluster, type S3Harness, type ServiceProcess, type StorageLocation,
 } from './harness/index.js';
 
 const CLI = fileURLToPath(new URL('../cli/dist/bin.js', import.meta.url));
@@ -42,42 +41,12 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-/** Where a test's backups live, and how to reach them behind the services' backs. */
-interface Location {
-  readonly env: Record<string, string>;
-  read(name: string): Promise<Buffer>;
-  write(name: string, data: Buffer): Promise<void>;
-  names(): Promise<string[]>;
+/** A fresh location for one test's backups, reachable behind the services' backs. */
+function location(backend: 'local' | 's3', tag: string): Promise<StorageLocation> {
+  return storageLocation(backend, { tag, dir: work, s3 });
 }
 
-async function location(backend: 'local' | 's3', tag: string): Promise<Location> {
-  if (backend === 'local') {
-    const dir = await mkdtemp(join(work, `${tag}-`));
-    return {
-      env: { STORAGE_BACKEND: 'local', BACKUP_LOCAL_DIR: dir },
-      read: (name) => readFile(join(dir, name)),
-      write: (name, data) => writeFile(join(dir, name), data),
-      names: async () => (await readdir(dir)).sort(),
-    };
-  }
-  const prefix = `${tag}-${randomBytes(4).toString('hex')}`;
-  return {
-    env: {
-      STORAGE_BACKEND: 's3', S3_BUCKET: s3.bucket, S3_ENDPOINT: s3.endpoint, S3_PREFIX: prefix, AWS_REGION: s3.region,
-      AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    },
-    async read(name) {
-      const out = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/${name}` }));
-      return Buffer.from(await out.Body!.transformToByteArray());
-    },
-    write: async (name, data) => {
-      await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/${name}`, Body: data }));
-    },
-    names: async () => (await s3.listKeys(`${prefix}/`)).map((k) => k.slice(prefix.length + 1)),
-  };
-}
-
-function serviceEnv(db: string, where: Location, extra: Record<string, string> = {}): Record<string, string> {
+function serviceEnv(db: string, where: StorageLocation, extra: Record<string, string> = {}): Record<string, string> {
   return {
     DB_HOST: cluster.host, DB_PORT: String(cluster.port), DB_NAME: db, DB_USER: cluster.user, DB_PASSWORD: cluster.password,
     API_TOKEN: TOKEN, ...NO_SCHEDULE, ...where.env, ...extra,
@@ -139,7 +108,7 @@ describe.each(['local', 's3'] as const)('%s backend', (backend) => {
     await where.write(`${id}.meta.json`, Buffer.from(JSON.stringify(reference, null, 2)));
 
     const listed = await pollUntil(async () => (await A.json<Backup[]>('/api/v1/backups')).find((b) => b.id === id), { timeoutMs: 20_000, what: 'the reference backup to list' });
-    expect(listed).toEqual({ ...reference, encryption: null, drill: null });
+    expect(listed).toEqual({ ...reference, encryption: null, drill: null, pinned: null });
     const download = await A.request(`/api/v1/backups/${id}/download`);
     expect(download.status).toBe(200);
     expect(sha256(Buffer.from(await download.arrayBuffer()))).toBe(reference.sha256);

@@ -20,3 +20,4 @@ export { fillRich, fillVaried, fingerprint, restoreWithStockTools, RICH_LONG_TEX
 export { api, type Api } from './api.js';
 export { IMAGE_RUNTIME_ENV } from './image-env.js';
 export { countedManifest, tocObjects } from './contents.js';
+export { storageLocation, type StorageBackend, type StorageLocation } from './location.js';
