@@ -351,7 +351,13 @@ export class BackupEngine {
       const record = PinRecordSchema.parse({ format: 1, backupId: id, ...pin });
       // Create-only writes: a pin is replaced by delete and write (retention waits for both here).
       await this.deps.storage.delete(pinName(id));
-      await this.deps.storage.putSmall(pinName(id), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+      try {
+        await this.deps.storage.putSmall(pinName(id), Buffer.from(`${JSON.stringify(record, null, 2)}\n`));
+      } catch (error) {
+        // The older pin is gone already: the index says so, and the caller gets the failure (503).
+        this.index.setPin(id, null);
+        throw error;
+      }
       this.index.setPin(id, pin);
       this.deps.logger.info('backup pinned', { pinnedBackupId: id, reason });
       return backup;

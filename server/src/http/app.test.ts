@@ -292,19 +292,23 @@ describe('pins and the retention plan', () => {
     expect((await readdir(app.dir)).sort()).toEqual([BACKUP_ID, `${BACKUP_ID}.meta.json`]);
   });
 
-  it('answers 503 with Retry-After when the pin cannot be stored, and the backup stays unpinned', async () => {
+  it('answers 503 with Retry-After when the pin cannot be stored, and the index says what storage holds', async () => {
+    let pins = 0;
     const app = await startApp((local) =>
       new Proxy(local, {
         get: (target, key) => {
-          if (key === 'putSmall') return (name: string, data: Buffer) => (name.endsWith('.pin.json') ? Promise.reject(new Error('disk full')) : target.putSmall(name, data));
+          // The first pin is stored; the second (a new reason) fails after the old pin was removed.
+          if (key === 'putSmall') return (name: string, data: Buffer) => (name.endsWith('.pin.json') && pins++ > 0 ? Promise.reject(new Error('disk full')) : target.putSmall(name, data));
           const value: unknown = Reflect.get(target, key);
           return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
         },
       }),
     );
     await storeBackup(app);
+    expect((await put(app, '{"reason":"first"}')).status).toBe(200);
     const res = await put(app, '{"reason":"keep"}');
     expect(res.status).toBe(503);
+    expect(existsSync(join(app.dir, `${BACKUP_ID}.pin.json`))).toBe(false);
     expect(res.headers.get('retry-after')).toBe('5');
     expect(app.engine.index.pinOf(BACKUP_ID)).toBeNull();
     expect(app.logs).toContainEqual(expect.objectContaining({ message: 'could not change a pin: storage failed', error: 'disk full' }));
