@@ -446,7 +446,7 @@ export function createClient(options: ClientOptions): BackupServiceClient {
       // No body without a reason: the service then stores the pin with reason null.
       const body = opts.reason === undefined ? undefined : { reason: opts.reason };
       if (body !== undefined && !PinRequestSchema.safeParse(body).success) {
-        // Said here rather than as the service's 400, which cannot name the limit.
+        // Refused before any request, as a bad range is: a caller's mistake, not the service's answer.
         throw new RangeError(`pin: reason must be a string of 1-${PIN_REASON_MAX_LENGTH} characters (after trimming)`);
       }
       const what = `PUT /api/v1/backups/${id}/pin`;

@@ -105,7 +105,10 @@ export function createApp(deps: AppDeps): express.Express {
     jsonQuery: false,
     requestValidationErrorHandler: (err, _req, res) => {
       const part = err.pathParams ? 'path' : err.query ? 'query' : err.headers ? 'headers' : 'body';
-      sendProblem(res, problem(400, 'Bad Request', `invalid request ${part}`, 'INVALID_REQUEST'));
+      // A body's first problem is named (e.g. a pin reason over 500 characters): the caller wrote it.
+      const issue = part === 'body' ? err.body?.issues[0] : undefined;
+      const why = issue ? `: ${issue.path.join('.') || 'body'}: ${issue.message}` : '';
+      sendProblem(res, problem(400, 'Bad Request', `invalid request ${part}${why}`, 'INVALID_REQUEST'));
     },
   });
 
