@@ -126,7 +126,7 @@ describe.each(['local', 's3'] as const)('%s backend: the REST API end to end', (
     expect(list.map((b) => b.createdAt)).toEqual([...list.map((b) => b.createdAt)].sort().reverse());
     expect(list[0]).toEqual({
       id: done.backupId, createdAt: expect.any(String), sizeBytes: expect.any(Number), sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
-      pgVersion: expect.stringMatching(/^15\./), durationMs: expect.any(Number), triggeredBy: 'api', encryption: null, drill: null,
+      pgVersion: expect.stringMatching(/^15\./), durationMs: expect.any(Number), triggeredBy: 'api', encryption: null, drill: null, pinned: null,
     });
     expect(await A.json<Backup>('/api/v1/backups/latest')).toEqual(list[0]);
   });
@@ -284,7 +284,7 @@ describe.each(['local', 's3'] as const)('%s backend: the REST API end to end', (
     const clients = info.pgDump!.clients as { version: string; binDir: string }[];
     expect(clients.length).toBeGreaterThan(0);
     expect(info.pgDump).toEqual({ version: clients.at(-1)!.version, clients, pinned: false });
-    expect(info.retention).toEqual({ days: 7, minCount: 1 });
+    expect(info.retention).toEqual({ days: 7, minCount: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, keepNewestVerified: false, dryRun: false });
     expect(info.schedule).toEqual({ interval: 'PT24H', intervalSeconds: 86400, cron: null, nextRunAt: expect.any(String) });
     const latest = await A.json<Backup>('/api/v1/backups/latest');
     expect(Date.parse(info.schedule!.nextRunAt as string)).toBe(Date.parse(latest.createdAt) + 86_400_000);
