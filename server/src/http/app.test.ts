@@ -280,6 +280,7 @@ describe('pins and the retention plan', () => {
       expect(res.status, body).toBe(400);
       expect(res.headers.get('content-type'), body).toMatch(/^application\/problem\+json/);
     }
+    expect(((await (await put(app, '{"reason":')).json()) as { detail: string }).detail).toBe('the request body is not valid JSON (a pin takes {"reason": "…"} or no body)');
     expect(((await (await put(app, `{"reason": "${'x'.repeat(501)}"}`)).json()) as { detail: string }).detail).toBe('invalid request body: reason: String must contain at most 500 character(s)');
     expect(((await (await put(app, '{"until": "2030"}')).json()) as { detail: string }).detail).toMatch(/^invalid request body: body: Unrecognized key\(s\) in object: 'until'/);
     for (const id of ['backup_20200101T000000Z.sql.gz', '..%2F..%2Fetc', 'backup_latest.sql.gz']) {

@@ -211,7 +211,9 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
     if (error instanceof RequestValidationError || (typeof status === 'number' && status >= 400 && status < 500)) {
       // e.g. invalid percent-encoding in the path (express raises a 400 URIError).
       const code = typeof status === 'number' ? status : 400;
-      const detail = code === 404 ? 'not found' : 'the request could not be parsed';
+      // body-parser's type for a body that is not JSON (only a pin takes one).
+      const notJson = (error as { type?: unknown }).type === 'entity.parse.failed';
+      const detail = code === 404 ? 'not found' : notJson ? 'the request body is not valid JSON (a pin takes {"reason": "…"} or no body)' : 'the request could not be parsed';
       return sendProblem(res, problem(code, STATUS_CODES[code] ?? 'Bad Request', detail, code === 404 ? 'NOT_FOUND' : 'INVALID_REQUEST'));
     }
     logger.error('request failed', { method: req.method, path: req.path, error: (error as Error).message });
