@@ -9,6 +9,7 @@ import {
   isOfDatabase,
   parseSidecar,
   pinName,
+  pinOfRecord,
   PinRecordSchema,
   sidecarName,
   toBackup,
@@ -72,7 +73,7 @@ export function localSource(dir: string, owner: LocalOwner, warn: (message: stri
     let why: string;
     try {
       const parsed = PinRecordSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
-      if (parsed.success) return { at: parsed.data.at, reason: parsed.data.reason };
+      if (parsed.success) return pinOfRecord(parsed.data);
       why = 'is not a pin record';
     } catch (err) {
       // Unpinned between the listing and this read: simply not pinned.

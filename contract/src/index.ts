@@ -49,6 +49,7 @@ export {
   isOfDatabase,
   parseSidecar,
   pinName,
+  pinOfRecord,
   sidecarName,
   toBackup,
   type ParsedSidecar,

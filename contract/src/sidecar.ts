@@ -1,4 +1,4 @@
-import { BackupSidecarSchema, ENCRYPTED_EXTENSION, isBackupId, isEncryptedId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary, type Pin } from './schemas.js';
+import { BackupSidecarSchema, ENCRYPTED_EXTENSION, isBackupId, isEncryptedId, UNKNOWN, type Backup, type BackupSidecar, type DrillSummary, type Pin, type PinRecord } from './schemas.js';
 
 /** A backup `<id>` is listed only when `<id>.meta.json` exists beside it (invariant 1). */
 export const SIDECAR_SUFFIX = '.meta.json';
@@ -25,6 +25,11 @@ export function drillName(id: string): string {
 /** A pinned backup's pin, `<id>.pin.json`: retention never deletes the backup while it exists; removed with the backup. */
 export function pinName(id: string): string {
   return `${id}.pin.json`;
+}
+
+/** The part of a pin record (`<id>.pin.json`) a backup's JSON carries as `pinned`. */
+export function pinOfRecord(record: PinRecord): Pin {
+  return { at: record.at, reason: record.reason };
 }
 
 /** The backup id a sidecar name belongs to, or null when `name` is not a sidecar of a valid id. */

@@ -36,6 +36,7 @@ export {
   parseSidecar,
   PIN_REASON_MAX_LENGTH,
   pinName,
+  pinOfRecord,
   PinRecordSchema,
   plainNameOf,
   REDACTED,

@@ -7,6 +7,7 @@ import {
   isOfDatabase,
   parseSidecar,
   pinName,
+  pinOfRecord,
   PinRecordSchema,
   sidecarName,
   toBackup,
@@ -15,7 +16,6 @@ import {
   type DrillRecord,
   type DrillSummary,
   type Pin,
-  type PinRecord,
 } from '@db-backup-service/contract';
 import { CompanionRecords, versionOf } from './companion-records.js';
 import type { Logger } from './logger.js';
@@ -85,11 +85,6 @@ export interface StorageSnapshot {
 export function summaryOf(record: DrillRecord): DrillSummary {
   const { status, at, durationMs, tablesChecked, rowsChecked, detail } = record;
   return { status, at, durationMs, tablesChecked, rowsChecked, detail };
-}
-
-/** The part of a pin record the backup JSON carries. */
-export function pinOf(record: PinRecord): Pin {
-  return { at: record.at, reason: record.reason };
 }
 
 /**
@@ -198,7 +193,7 @@ export class BackupIndex {
       what: 'pin',
       parse: (json) => {
         const parsed = PinRecordSchema.safeParse(json);
-        return parsed.success ? pinOf(parsed.data) : null;
+        return parsed.success ? pinOfRecord(parsed.data) : null;
       },
       // A pin protects by existing, whatever it holds (written by hand, cut short): shown as pinned
       // since it was written, so the plan, the list and a run agree.
@@ -290,7 +285,7 @@ export class BackupIndex {
   /** The newest drill of any listed backup (by when it finished), with its backup id. */
   lastDrill(): (DrillSummary & { backupId: string }) | null {
     let last: (DrillSummary & { backupId: string }) | null = null;
-    for (const [backupId, { value: summary }] of this.#drills.entries()) {
+    for (const [backupId, summary] of this.#drills.entries()) {
       if (this.#byId.has(backupId) && (last === null || summary.at > last.at)) last = { ...summary, backupId };
     }
     return last;

@@ -48,8 +48,9 @@ export class CompanionRecords<T> {
     return this.#unreadable.has(id);
   }
 
-  entries(): IterableIterator<[string, Known<T>]> {
-    return this.#known.entries();
+  /** Every record known, by backup id. */
+  *entries(): IterableIterator<[string, T]> {
+    for (const [id, { value }] of this.#known) yield [id, value];
   }
 
   /** This service stored (value) or deleted (null) the record of `id`; `seq` and `pending` as the index's. */
@@ -127,5 +128,4 @@ export class CompanionRecords<T> {
     this.#invalid = invalid;
     this.#unreadable = unreadable;
   }
-
 }

@@ -86,7 +86,7 @@ export function createApp(deps: AppDeps): express.Express {
     unpinBackup: async ({ params, res }) => pinAnswer(res, deps, params.id, () => engine.unpin(params.id)),
     retentionPlan: async () => {
       const evaluatedAt = new Date();
-      return { status: 200, body: { policy: config.retention, evaluatedAt: evaluatedAt.toISOString(), backups: engine.retentionPlan(evaluatedAt).map((b) => ({ ...b, reasons: [...b.reasons] })) } };
+      return { status: 200, body: { policy: config.retention, evaluatedAt: evaluatedAt.toISOString(), backups: engine.retentionPlan(evaluatedAt) } };
     },
     health: async () => {
       const health = await deps.health.get();

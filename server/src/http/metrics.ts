@@ -43,7 +43,7 @@ export class Metrics {
       help: 'Listed backups that are pinned (retention never deletes them).',
       registers: [registry],
       collect() {
-        this.set(index.list().filter((b) => index.pinOf(b.id) !== null).length);
+        this.set(index.list().filter((b) => index.isPinned(b.id)).length);
       },
     });
     new Gauge({

@@ -1,8 +1,8 @@
-import { compareNewestFirst, type RetentionPolicy } from '@db-backup-service/contract';
+import { compareNewestFirst, type RetentionPlan, type RetentionPolicy } from '@db-backup-service/contract';
 import { PERIOD_KINDS, periodOf, type PeriodKind } from './periods.js';
 
 /** The policy field (and RETENTION_KEEP_* variable) of each period rule. */
-export const KEEP_FIELDS = { daily: 'keepDaily', weekly: 'keepWeekly', monthly: 'keepMonthly', yearly: 'keepYearly' } as const satisfies Record<PeriodKind, keyof RetentionPolicy>;
+const KEEP_FIELDS = { daily: 'keepDaily', weekly: 'keepWeekly', monthly: 'keepMonthly', yearly: 'keepYearly' } as const satisfies Record<PeriodKind, keyof RetentionPolicy>;
 
 /** What the plan needs to know of a listed (so successful) backup. */
 export interface RetentionCandidate {
@@ -13,17 +13,10 @@ export interface RetentionCandidate {
   readonly verified: boolean;
 }
 
-export type RetentionAction = 'keep' | 'delete';
+/** One backup of the plan, as GET /api/v1/retention sends it: keep with the rules that keep it, or delete and `expired`. */
+export type PlannedBackup = RetentionPlan['backups'][number];
 
-export interface PlannedBackup {
-  readonly id: string;
-  readonly createdAt: string;
-  readonly action: RetentionAction;
-  /** The rules that keep it (`pinned`, `newest success`, `daily 2026-11-30`, …), or `expired`. */
-  readonly reasons: readonly string[];
-}
-
-export const EXPIRED = 'expired';
+const EXPIRED = 'expired';
 const DAY_MS = 86_400_000;
 
 /**
