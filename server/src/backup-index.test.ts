@@ -14,6 +14,7 @@ import { policyOf } from './retention/policy.test-helper.js';
 import { LocalStorage } from './storage/local-storage.js';
 import { S3Storage } from './storage/s3-storage.js';
 import type { Storage } from './storage/storage.js';
+import { storageWith } from './storage/storage-with.test-helper.js';
 
 const DAY = 86_400_000;
 const NOW = new Date('2026-05-20T12:00:00Z');
@@ -150,13 +151,7 @@ describe('local: refreshes racing writes (L1)', () => {
       }
       return real.getSmall(name);
     };
-    const storage = new Proxy(real, {
-      get: (target, property) => {
-        if (property === 'getSmall') return getSmall;
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    const storage = storageWith(real, { getSmall });
     const { logger, lines } = captureLogger();
     const index = new BackupIndex(storage, OWNER, logger);
     // The job wrote it and added it: the index has it without having read its sidecar yet.
@@ -251,13 +246,7 @@ describe('local: pins in the index', () => {
     expect(index.pinOf(older)).toEqual({ at: stat!.lastModified.toISOString(), reason: null });
 
     // A pin that cannot be read at all (storage fails on it) is unknown but still pins for retention, until this service unpins.
-    const failing = new Proxy(storage, {
-      get: (target, key) => {
-        if (key === 'getSmall') return (name: string) => (name.endsWith('.pin.json') ? Promise.reject(new Error('EIO')) : target.getSmall(name));
-        const value: unknown = Reflect.get(target, key);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    const failing = storageWith(storage, { getSmall: (name) => (name.endsWith('.pin.json') ? Promise.reject(new Error('EIO')) : storage.getSmall(name)) });
     const unreadable = new BackupIndex(failing, OWNER, logger);
     await unreadable.refresh();
     expect([unreadable.pinOf(older), unreadable.isPinned(older), unreadable.isPinned(idAt(daysAgo(30)))]).toEqual([null, true, false]);

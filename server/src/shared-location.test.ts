@@ -22,6 +22,7 @@ import { LocalStorage } from './storage/local-storage.js';
 import { S3Storage } from './storage/s3-storage.js';
 import type { Storage } from './storage/storage.js';
 import { NO_DRILLS } from './drill/no-drills.test-helper.js';
+import { storageWith } from './storage/storage-with.test-helper.js';
 
 const API_TOKEN = randomBytes(24).toString('hex');
 let cluster: PostgresCluster;
@@ -179,13 +180,7 @@ describe('local: clean-up of leftovers in a shared directory', () => {
     await age(ownTempFresh, 30 * 60_000);
 
     // A store whose listing lags its writes (M8): the listing misses `lagging`'s sidecar, a fresh stat finds it.
-    const storage = new Proxy(real, {
-      get: (target, property) => {
-        if (property === 'list') return async () => (await target.list()).filter((o) => o.name !== sidecarName(lagging));
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    const storage = storageWith(real, { list: async () => (await real.list()).filter((o) => o.name !== sidecarName(lagging)) });
     await engineOn(config, storage, logger).cleanupLeftovers();
 
     const left = (await readdir(dir)).sort();

@@ -25,6 +25,7 @@ import { createApp } from './app.js';
 import { HealthCheck } from './health.js';
 import { Metrics } from './metrics.js';
 import { NO_DRILLS } from '../drill/no-drills.test-helper.js';
+import { storageWith } from '../storage/storage-with.test-helper.js';
 
 const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 const DB_USER = 'backup_role_for_app_test';
@@ -55,15 +56,7 @@ afterEach(async () => {
  * stream path; `get` may be replaced (a stream that ends early or fails).
  */
 function streamOnly(get?: Storage['get']): (local: LocalStorage) => Storage {
-  return (local) =>
-    new Proxy(local, {
-      get: (target, key) => {
-        if (key === 'openReader') return undefined;
-        if (key === 'get' && get) return get;
-        const value: unknown = Reflect.get(target, key);
-        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+  return (local) => storageWith(local, { openReader: undefined, ...(get ? { get } : {}) });
 }
 
 async function startApp(backend: (local: LocalStorage) => Storage = (local) => local): Promise<TestApp> {
@@ -298,13 +291,9 @@ describe('pins and the retention plan', () => {
   it('answers 503 with Retry-After when the pin cannot be stored, and the index says what storage holds', async () => {
     let pins = 0;
     const app = await startApp((local) =>
-      new Proxy(local, {
-        get: (target, key) => {
-          // The first pin is stored; the second (a new reason) fails after the old pin was removed.
-          if (key === 'putSmall') return (name: string, data: Buffer) => (name.endsWith('.pin.json') && pins++ > 0 ? Promise.reject(new Error('disk full')) : target.putSmall(name, data));
-          const value: unknown = Reflect.get(target, key);
-          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-        },
+      storageWith(local, {
+        // The first pin is stored; the second (a new reason) fails after the old pin was removed.
+        putSmall: (name, data) => (name.endsWith('.pin.json') && pins++ > 0 ? Promise.reject(new Error('disk full')) : local.putSmall(name, data)),
       }),
     );
     await storeBackup(app);

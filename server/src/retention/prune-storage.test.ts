@@ -16,6 +16,7 @@ import { policyOf } from './policy.test-helper.js';
 import { LocalStorage } from '../storage/local-storage.js';
 import { S3Storage } from '../storage/s3-storage.js';
 import type { Storage } from '../storage/storage.js';
+import { storageWith } from '../storage/storage-with.test-helper.js';
 
 const NOW = new Date('2026-05-20T12:00:00Z');
 const DAY = 86_400_000;
@@ -155,18 +156,12 @@ for (const backend of BACKENDS) {
       await storage.putSmall(pinName(gone), Buffer.from('{}'));
       // Another instance pins `pinnedLate` just after this one listed.
       let listed = false;
-      const racing = new Proxy(storage, {
-        get: (target, key) => {
-          if (key === 'list') {
-            return async () => {
-              const objects = await target.list();
-              if (!listed) await target.putSmall(pinName(pinnedLate), Buffer.from('not even JSON: a pin protects by existing'));
-              listed = true;
-              return objects;
-            };
-          }
-          const value: unknown = Reflect.get(target, key);
-          return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      const racing = storageWith(storage, {
+        list: async () => {
+          const objects = await storage.list();
+          if (!listed) await storage.putSmall(pinName(pinnedLate), Buffer.from('not even JSON: a pin protects by existing'));
+          listed = true;
+          return objects;
         },
       });
       const index = new BackupIndex(racing, { namePrefix: 'backup', database: 'app' }, logger);
