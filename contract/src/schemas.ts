@@ -341,3 +341,41 @@ export const InfoSchema = z.object({
   }),
 });
 export type Info = z.infer<typeof InfoSchema>;
+
+/** What the service notifies (NOTIFY_WEBHOOK_URLS, NOTIFY_SMTP_URL); NOTIFY_ON chooses which are sent. */
+export const NOTIFICATION_EVENTS = [
+  'backup.succeeded',
+  'backup.failed',
+  'backup.recovered',
+  'backup.stale',
+  'drill.passed',
+  'drill.failed',
+  'retention.deleted',
+] as const;
+export const NotificationEventNameSchema = z.enum(NOTIFICATION_EVENTS);
+export type NotificationEventName = z.infer<typeof NotificationEventNameSchema>;
+
+/**
+ * The body of a JSON webhook (a URL without a slack:/discord: form), signed when
+ * NOTIFY_WEBHOOK_SECRET is set. One event per delivery; a retry sends the same body again.
+ */
+export const NotificationEventSchema = z
+  .object({
+    id: z.string().uuid().describe('Unique per event and the same in every retry: a receiver that sees an id twice drops the second.'),
+    event: NotificationEventNameSchema.describe(
+      'backup.succeeded: a backup was stored. backup.failed: a backup failed (error says why). backup.recovered: the first success after a failure, ' +
+        'a stale episode or start-up (NOTIFY_ON=failure sends this instead of backup.succeeded). backup.stale: no successful backup for NOTIFY_STALE_AFTER ' +
+        '(once, until the next success). drill.passed / drill.failed: a restore drill ended (a skipped drill is a failure: nothing was verified). ' +
+        'retention.deleted: retention deleted a backup.',
+    ),
+    time: z.string().datetime().describe('When it happened.'),
+    service: z.object({ name: z.string(), version: z.string() }),
+    database: z.string().describe('DB_NAME: the backed-up database.'),
+    message: z.string().describe('One line for people, e.g. "backup of shop failed: pg_dump: error: ...".'),
+    job: JobSchema.nullable().describe('The backup or drill job; null for backup.stale and retention.deleted.'),
+    backup: BackupSchema.nullable().describe('The stored, drilled or deleted backup; null when there is none (a failed backup, a stale schedule).'),
+    error: z.string().nullable().describe('Why it failed (pg_dump\'s stderr, secrets redacted); null unless backup.failed or drill.failed.'),
+    lastSuccessAt: z.string().datetime().nullable().describe('The newest successful backup before this event; null when none is listed.'),
+  })
+  .describe('A notification: the body of a JSON webhook.');
+export type NotificationEvent = z.infer<typeof NotificationEventSchema>;
